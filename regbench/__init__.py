@@ -1,0 +1,3 @@
+"""regbench: regularization ablations from the command line."""
+
+__version__ = "0.1.0"

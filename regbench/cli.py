@@ -1,0 +1,166 @@
+"""`regbench run | report | list`: a thin dispatcher in front of Hydra.
+
+Hydra's @hydra.main parses all of argv, so `run` is stripped here before Hydra sees the
+line; `-m/--multirun` is moved to the front so it may stand anywhere; a multirun gets a
+sweep folder name; and every user error (ours or Hydra's) becomes one line on stderr and
+exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shlex
+import sys
+import time
+
+from regbench import __version__
+from regbench.errors import Abort, ConfigError
+
+USAGE = f"""regbench {__version__}: regularization ablations from the command line
+
+usage:
+  regbench run [KEY=VALUE ...] [-m]      train one configuration, or a grid with -m
+  regbench report PATH... [--out DIR]    tables, figures and report.md/html from run folders
+  regbench list                          datasets, models, dropout types, optimizers, augmentations, experiments
+
+examples:
+  regbench run                                        # MLP on scikit-learn digits, a few seconds on CPU
+  regbench run dropout=standard dropout.p=0.3 seed=1
+  regbench run -m dropout=standard dropout.p=0,0.1,0.3,0.5 seed=0,1,2
+  regbench run -m +experiment=mlp_dropout
+  regbench report runs/
+
+`regbench run --help` lists every config key and group; each run writes
+<results_dir>/[<sweep_name>/]<run>/ with config.yaml, metrics.csv and summary.json.
+"""
+
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"regbench {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    commands = {"run": run_command, "report": report_command, "list": list_command}
+    if command not in commands:
+        return _fail(f"unknown command {command!r}; valid choices: {', '.join(commands)}")
+    try:
+        return commands[command](rest)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("regbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"regbench: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def hydra_args(args: list[str]) -> list[str]:
+    """Move -m/--multirun to the front and give a multirun its sweep folder name."""
+    multirun = any(a in MULTIRUN_FLAGS for a in args)
+    args = [a for a in args if a not in MULTIRUN_FLAGS]
+    if multirun:
+        if not any(a.startswith("sweep_name=") for a in args):
+            args.append(f"sweep_name=sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}")
+        args.insert(0, "--multirun")
+    return args
+
+
+def run_command(args: list[str]) -> int:
+    from regbench.hydra_app import entry
+    from regbench.sweep import SweepIncomplete
+
+    saved = sys.argv
+    sys.argv = ["regbench run", *hydra_args(args)]
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them as one line
+    try:
+        entry()
+    except SystemExit as exc:  # Hydra's own --help / --cfg exit through here
+        return exc.code if isinstance(exc.code, int) else 0
+    except SweepIncomplete:
+        return 1
+    except Abort as exc:
+        return _fail(str(exc))
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Hydra composition errors -> one line
+        message = hydra_error_message(exc)
+        if message is None:
+            raise
+        return _fail(message)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def hydra_error_message(exc: BaseException) -> str | None:
+    """One line for a config error raised by Hydra/OmegaConf while composing; None for a real bug."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
+        group, _, name = str(exc.missing_cfg_file).rpartition("/")
+        options = exc.options or []
+        if group:
+            return f"unknown {group} {name!r}; valid choices: {', '.join(options)}"
+        return str(exc).splitlines()[0]
+    if isinstance(exc, (ConfigCompositionException, OverrideParseException, OmegaConfBaseException)):
+        cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+            return _omegaconf_message(cause)
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        if lines and ("Could not override" in lines[0] or "Could not append" in lines[0]):
+            return " ".join(lines[:2])
+        return lines[0] if lines else type(exc).__name__
+    return None
+
+
+def _omegaconf_message(err) -> str:
+    """Name the key and what is valid there: the schema's keys for an unknown key, the type otherwise."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    from regbench.config import schema_keys
+
+    key = str(err.full_key)
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        parent = key.rpartition(".")[0]
+        return f"unknown key {key!r}; valid keys{' in ' + parent if parent else ''}: {', '.join(schema_keys(parent))}"
+    first = str(err.msg).strip().splitlines()[0]
+    return f"{key}: {first}"
+
+
+# ---------------------------------------------------------------------------- report, list
+
+
+def report_command(args: list[str]) -> int:
+    from regbench.report import main as report_main
+
+    return report_main(args)
+
+
+def list_command(args: list[str]) -> int:
+    from regbench.catalog import catalog
+
+    if args:
+        return _fail(f"`regbench list` takes no arguments, got {shlex.join(args)!r}; valid: regbench list")
+    for section, names in catalog().items():
+        print(f"{section + ':':<16}{', '.join(names)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())

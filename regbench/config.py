@@ -1,0 +1,231 @@
+"""Typed config schemas (Hydra structured configs), validation and the config hash.
+
+The YAML files in conf/ fill these dataclasses. Because every group is typed, Hydra
+rejects an unknown key or a value of the wrong type while composing; `validate`
+then checks ranges, names against the registries and incompatible combinations,
+and raises ConfigError (one line, exit 2) before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.errors import ConfigError
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "digits"  # registry key: digits, mnist1d, synthetic, mnist, cifar10, ...
+    root: str = "data"  # folder holding torchvision datasets in their usual layout
+    download: bool = False  # let torchvision fetch missing files (needs internet)
+    val_fraction: float = 0.2  # share of the training split held out for validation
+    train_size: int | None = None  # subsample the training part to this many (None = all)
+    split_seed: int = 0  # fixes the train/val split and subsample, independent of `seed`
+    num_samples: int = 4000  # mnist1d / synthetic: examples generated (train + test)
+    shape: list[int] = field(default_factory=lambda: [1, 16, 16])  # synthetic: input shape C,H,W | C,L | D
+    num_classes: int = 10  # synthetic: number of classes
+    noise: float = 1.0  # synthetic: noise std around the class prototypes (higher = harder)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"  # mlp | cnn
+    hidden: list[int] = field(default_factory=lambda: [256, 256])  # MLP widths; CNN: classifier head widths
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # CNN: one conv stage per entry
+    kernel_size: int = 3  # CNN: odd kernel, 'same' padding
+    activation: str = "relu"  # relu | gelu | tanh | elu | leaky_relu | selu
+    batchnorm: bool = False  # BatchNorm after each linear/conv layer (before the activation)
+
+
+@dataclass
+class DropoutConfig:
+    name: str = "none"  # registry key: none, standard, ... (see `regbench list`)
+    p: float = 0.0  # drop rate in hidden / fully-connected slots
+    p_input: float = 0.0  # drop rate on the input
+    p_conv: float | None = None  # drop rate after conv stages (None = same as p)
+    per_layer: list[float] | None = None  # one rate per hidden slot, overrides p (per-layer rates)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # sgd | adam | adamw
+    lr: float = 1e-3  # peak learning rate
+    momentum: float = 0.9  # SGD momentum (ignored by Adam/AdamW)
+    nesterov: bool = False  # SGD Nesterov momentum
+    weight_decay: float = 0.0  # L2 in the gradient for sgd/adam, decoupled for adamw
+    decay_norm_and_bias: bool = False  # also decay 1-D params (biases, norm scales)
+    schedule: str = "none"  # none | cosine | step
+    step_size: int = 10  # step schedule: epochs between lr drops
+    gamma: float = 0.1  # step schedule: lr multiplier at each drop
+    warmup_epochs: int = 0  # linear warm-up before the schedule
+
+
+@dataclass
+class AugmentConfig:
+    name: str = "none"  # label for the augmentation recipe
+    ops: list[str] = field(default_factory=list)  # registry keys applied in order, e.g. [flip, crop]
+
+
+@dataclass
+class RegConfig:
+    label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30  # maximum number of epochs
+    batch_size: int = 64  # examples per optimizer step
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    amp: bool = True  # bf16 autocast on CUDA (no effect elsewhere)
+    patience: int | None = None  # early stopping on val loss after this many bad epochs (None = off)
+    min_delta: float = 0.0  # an improvement of val loss smaller than this does not count
+    restore_best: bool = True  # evaluate the test set with the best-val-loss weights
+    train_eval_size: int = 1000  # fixed training subset measured in eval mode for the gap
+    threads: int | None = None  # CPU threads for torch (None = torch's default)
+    progress: bool = True  # tqdm bar per run (hidden automatically when not on a terminal)
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    reg: RegConfig = field(default_factory=RegConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0  # init, data order, dropout masks; 0 is a valid seed
+    results_dir: str = "runs"  # run folders are created under here
+    sweep_name: str | None = None  # set by `regbench run -m`: runs of one sweep share a folder
+    name: str | None = None  # optional label for the run folder (experiments set it)
+
+
+def register_configs() -> None:
+    """Store the schemas so the YAML group files are validated against them."""
+    cs = ConfigStore.instance()
+    cs.store(name="regbench_schema", node=Config)
+
+
+def schema_keys(path: str = "") -> list[str]:
+    """The valid keys at a dotted path of the schema ('' = top level, 'model' = ModelConfig)."""
+    import dataclasses
+
+    node = Config
+    for part in filter(None, path.split(".")):
+        types = {f.name: f.default_factory for f in dataclasses.fields(node)}
+        factory = types.get(part)
+        if not (callable(factory) and dataclasses.is_dataclass(factory)):
+            return []
+        node = factory
+    return [f.name for f in dataclasses.fields(node)]
+
+
+# ---------------------------------------------------------------------------- validation
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "cosine", "step")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MODELS = ("mlp", "cnn")
+
+
+def _choice(key: str, value: Any, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; valid choices: {', '.join(map(str, choices))}")
+
+
+def _range(key: str, value: float, lo: float, hi: float, lo_open=False, hi_open=True) -> None:
+    ok_lo = value > lo if lo_open else value >= lo
+    ok_hi = value < hi if hi_open else value <= hi
+    if not (ok_lo and ok_hi):
+        interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise ConfigError(f"{key}={value!r} is out of range; valid values: {interval}")
+
+
+def _at_least(key: str, value: float, lo: float) -> None:
+    if value < lo:
+        raise ConfigError(f"{key}={value!r} is out of range; valid values: >= {lo}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges, names and combinations. Raises ConfigError with a one-line message."""
+    from regbench.data import DATASETS
+    from regbench.regularizers import DROPOUTS
+
+    DATASETS.get(cfg.dataset.name)
+    _choice("model.name", cfg.model.name, MODELS)
+    DROPOUTS.get(cfg.dropout.name)
+    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
+    _choice("trainer.device", cfg.trainer.device, DEVICES)
+
+    _range("dataset.val_fraction", cfg.dataset.val_fraction, 0, 1, lo_open=True)
+    if cfg.dataset.train_size is not None:
+        _at_least("dataset.train_size", cfg.dataset.train_size, 1)
+    for key in ("p", "p_input"):
+        _range(f"dropout.{key}", cfg.dropout[key], 0, 1)
+    if cfg.dropout.p_conv is not None:
+        _range("dropout.p_conv", cfg.dropout.p_conv, 0, 1)
+    for i, p in enumerate(cfg.dropout.per_layer or []):
+        _range(f"dropout.per_layer[{i}]", p, 0, 1)
+    if cfg.dropout.per_layer is not None and len(cfg.dropout.per_layer) != len(cfg.model.hidden):
+        raise ConfigError(
+            f"dropout.per_layer has {len(cfg.dropout.per_layer)} rates but model.hidden has "
+            f"{len(cfg.model.hidden)} layers; valid: one rate per hidden layer"
+        )
+    _range("optim.lr", cfg.optim.lr, 0, float("inf"), lo_open=True)
+    _at_least("optim.weight_decay", cfg.optim.weight_decay, 0)
+    _range("optim.momentum", cfg.optim.momentum, 0, 1)
+    _range("reg.label_smoothing", cfg.reg.label_smoothing, 0, 1)
+    _at_least("trainer.epochs", cfg.trainer.epochs, 1)
+    _at_least("trainer.batch_size", cfg.trainer.batch_size, 1)
+    _at_least("trainer.train_eval_size", cfg.trainer.train_eval_size, 1)
+    if cfg.trainer.patience is not None:
+        _at_least("trainer.patience", cfg.trainer.patience, 1)
+    if cfg.trainer.threads is not None:
+        _at_least("trainer.threads", cfg.trainer.threads, 1)
+    _at_least("optim.step_size", cfg.optim.step_size, 1)
+    _at_least("optim.warmup_epochs", cfg.optim.warmup_epochs, 0)
+    for key in ("hidden", "channels"):
+        for width in cfg.model[key]:
+            _at_least(f"model.{key}", width, 1)
+    if cfg.model.name == "cnn" and not cfg.model.channels:
+        raise ConfigError("model.channels=[] is not valid for model=cnn; valid values: a non-empty list")
+    if cfg.model.kernel_size < 1 or cfg.model.kernel_size % 2 == 0:
+        raise ConfigError(f"model.kernel_size={cfg.model.kernel_size} is not valid; valid values: odd integers >= 1")
+    from regbench.models import ACTIVATIONS
+
+    _choice("model.activation", cfg.model.activation, sorted(ACTIVATIONS))
+    from regbench.data.augment import AUGMENTS
+
+    for op in cfg.augment.ops:
+        AUGMENTS.get(op)
+
+
+# ---------------------------------------------------------------------------- hashing
+
+# Keys that say where or how visibly a run is written, not what it computes.
+_NOT_HASHED = {"results_dir", "sweep_name", "name", "trainer.progress"}
+
+
+def hashable_dict(cfg: DictConfig) -> dict:
+    d = OmegaConf.to_container(cfg, resolve=True)
+    d.pop("hydra", None)
+    for key in _NOT_HASHED:
+        *parents, leaf = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return d
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Stable hash of what a run computes: same config -> same hash, on any machine."""
+    blob = json.dumps(hashable_dict(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

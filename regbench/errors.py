@@ -1,0 +1,18 @@
+"""Errors that the CLI turns into one line on stderr and exit code 2."""
+
+
+class ConfigError(ValueError):
+    """Bad user input: the message names the bad value and the valid choices.
+
+    Raised before anything is written, so a run that fails with it leaves no folder.
+    """
+
+    exit_code = 2
+
+
+class Abort(BaseException):
+    """Carries a ConfigError out of a Hydra job to the CLI.
+
+    Hydra catches `Exception` inside a job (and prints its own multi-line report); a
+    BaseException passes through untouched, so the CLI can print the one line.
+    """

@@ -1,0 +1,54 @@
+"""Building blocks shared by MLP and CNN: a weight layer with its norm, activation and dropout slot."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from regbench.regularizers import DROPOUTS, Slot, resolve_rate
+
+_NORMS = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+
+
+def activation_name(cfg) -> str:
+    """The activation the model uses: the dropout type may require one (alpha -> SELU)."""
+    forced = DROPOUTS.get(cfg.dropout.name).activation
+    return forced or cfg.model.activation
+
+
+def dropout_slot(cfg, slot: Slot) -> nn.Module:
+    spec = DROPOUTS.get(cfg.dropout.name)
+    return spec.slot_module(slot, resolve_rate(cfg.dropout, slot), cfg)
+
+
+def layer_block(cfg, layer: nn.Module, width: int, slot: Slot) -> list[nn.Module]:
+    """weight layer -> [BatchNorm] -> activation -> dropout slot.
+
+    With dropout.placement=before_norm the slot moves between the weight layer and
+    BatchNorm, the ordering whose variance shift Li et al. (CVPR 2019) analyse.
+    DropConnect-style types wrap the weight layer itself instead (rate of the slot).
+    """
+    from regbench.models import ACTIVATIONS
+
+    spec = DROPOUTS.get(cfg.dropout.name)
+    p = resolve_rate(cfg.dropout, slot)
+    layer = spec.wrap_layer(layer, p, cfg)
+    norm = [_NORMS[slot.spatial_dims](width)] if cfg.model.batchnorm else []
+    drop = dropout_slot(cfg, slot)
+    act = ACTIVATIONS[activation_name(cfg)]()
+    if cfg.dropout.get("placement", "after_activation") == "before_norm":
+        return [layer, drop, *norm, act]
+    return [layer, *norm, act, drop]
+
+
+def hidden_layers(cfg, width: int) -> tuple[list[nn.Module], int]:
+    """The fully-connected stack of model.hidden: (Linear, BN, act, dropout) per width.
+
+    Returns the layers and the output width. The bias is dropped where BatchNorm follows
+    (its shift makes the bias redundant).
+    """
+    layers: list[nn.Module] = []
+    for i, hidden in enumerate(cfg.model.hidden):
+        linear = nn.Linear(width, hidden, bias=not cfg.model.batchnorm)
+        layers += layer_block(cfg, linear, hidden, Slot("hidden", 0, i))
+        width = hidden
+    return layers, width

@@ -1,0 +1,54 @@
+"""Optimizers, weight-decay parameter groups and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+    """Weight decay only on weights with >= 2 dims (linear/conv kernels) unless asked otherwise.
+
+    Decaying biases and BatchNorm scales mostly hurts (it fights the normalisation), which is
+    why it is the common default; `optim.decay_norm_and_bias=true` includes them.
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 or decay_norm_and_bias else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(cfg, model: nn.Module, epochs: int, steps_per_epoch: int):
+    """cfg: the optim section. Returns (optimizer, per-step LambdaLR scheduler)."""
+    groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    if cfg.name == "sgd":
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    elif cfg.name == "adam":  # weight_decay here is L2 added to the gradient (coupled)
+        opt = torch.optim.Adam(groups, lr=cfg.lr)
+    elif cfg.name == "adamw":  # decoupled weight decay (Loshchilov & Hutter 2019)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    else:  # validate() has already rejected other names
+        raise AssertionError(cfg.name)
+
+    total = epochs * steps_per_epoch
+    warmup = cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        # The schedule is per optimizer step so cosine is smooth; `step` counts steps taken.
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "cosine":
+            t = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        if cfg.schedule == "step":
+            return cfg.gamma ** (step // (cfg.step_size * steps_per_epoch))
+        return 1.0
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -1,0 +1,10 @@
+"""Regularizers: the dropout family (one file each), penalties, mixing, label smoothing.
+
+Models have named *slots* where a dropout-like module goes (on the input, after each
+conv stage, after each hidden layer). A dropout type is a `DropoutSpec` registered in
+`DROPOUTS`; the model asks it for the module of each slot and may let it wrap the
+weight layers (DropConnect). Adding a type = one new file here, imported below.
+"""
+
+from regbench.regularizers import standard  # noqa: F401  (registers none, standard)
+from regbench.regularizers.base import DROPOUTS, DropoutSpec, Slot, resolve_rate  # noqa: F401

@@ -1,0 +1,65 @@
+"""The dropout-slot mechanism shared by every dropout type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from regbench.errors import ConfigError
+from regbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a dropout module sits in a model."""
+
+    kind: str  # "input" | "conv" | "hidden"
+    spatial_dims: int  # 0 for (N, D) features, 1 for (N, C, L), 2 for (N, C, H, W)
+    index: int = 0  # which conv stage / hidden layer
+
+
+class DropoutSpec:
+    """One dropout type. Subclasses override what they need.
+
+    - `slot_module(slot, p, cfg)`: the module placed in an activation slot (Identity by default).
+    - `wrap_layer(layer, p, cfg)`: wraps a Linear/Conv layer (DropConnect drops weights).
+    - `activation`: force the model's activation (alpha dropout needs SELU), or None.
+    - `check(cfg)`: reject incompatible configs with ConfigError.
+    A rate of exactly 0 must give back the plain layer / nn.Identity, so that strength 0
+    reproduces the baseline bit for bit (no extra RNG draws).
+    """
+
+    name: str = ""
+    activation: str | None = None
+
+    def check(self, cfg) -> None:  # cfg: the whole run config
+        pass
+
+    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        return nn.Identity()
+
+    def wrap_layer(self, layer: nn.Module, p: float, cfg) -> nn.Module:
+        return layer
+
+
+DROPOUTS: Registry[DropoutSpec] = Registry("dropout")
+
+
+def register(cls):
+    """Class decorator: instantiate a DropoutSpec subclass and register it under cls.name."""
+    DROPOUTS.register(cls.name)(cls())
+    return cls
+
+
+def resolve_rate(dropout_cfg, slot: Slot) -> float:
+    """The rate of one slot from the per-slot settings (dropout.p, p_input, p_conv, per_layer)."""
+    if slot.kind == "input":
+        return float(dropout_cfg.p_input)
+    if slot.kind == "conv":
+        return float(dropout_cfg.p if dropout_cfg.p_conv is None else dropout_cfg.p_conv)
+    if slot.kind == "hidden":
+        if dropout_cfg.get("per_layer") is not None:
+            return float(dropout_cfg.per_layer[slot.index])
+        return float(dropout_cfg.p)
+    raise ConfigError(f"unknown slot kind {slot.kind!r}; valid choices: input, conv, hidden")

@@ -1,0 +1,23 @@
+"""`none` and `standard` (inverted) dropout.
+
+Standard dropout: Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks
+from Overfitting", JMLR 2014, in its *inverted* form: units are kept with probability
+1-p and scaled by 1/(1-p) during training, so evaluation is the identity.
+"""
+
+from torch import nn
+
+from regbench.regularizers.base import DropoutSpec, Slot, register
+
+
+@register
+class NoDropout(DropoutSpec):
+    name = "none"
+
+
+@register
+class StandardDropout(DropoutSpec):
+    name = "standard"
+
+    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        return nn.Dropout(p) if p > 0 else nn.Identity()

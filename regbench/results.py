@@ -1,0 +1,180 @@
+"""The run folder: config.yaml, metrics.csv (a row per epoch), summary.json (DESIGN.md §2).
+
+Everything here is written so that a crash or a kill at any moment leaves readable
+files: the CSV gets whole rows only (one write + flush + fsync per row), JSON/YAML are
+written to a temporary file and renamed over the target (atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import secrets
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.errors import ConfigError
+
+METRIC_COLUMNS = [
+    "epoch",  # 1-based
+    "train_loss",  # eval mode, fixed training subset
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "gap_loss",  # val_loss - train_loss
+    "gap_acc",  # train_acc - val_acc
+    "lr",  # learning rate at the end of the epoch
+    "seconds",  # wall time of the epoch (training + evaluation)
+    "batch_loss",  # mean minibatch loss in train mode (dropout on), what the optimiser saw
+]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)
+
+
+def check_writable(results_dir: str) -> Path:
+    """Fail early, with the one-line error, if run folders cannot be created under results_dir.
+
+    Permission bits are not enough (root ignores them, /proc refuses anyway), so the check
+    creates and removes a probe folder in the nearest existing parent.
+    """
+    path = Path(results_dir).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:  # the nearest existing parent decides
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=".regbench-probe-", dir=probe))
+    except OSError as exc:
+        raise ConfigError(f"results_dir={results_dir!r} is not writable ({exc.strerror or exc}: {probe}); "
+                          "valid: a folder you can create and write") from None
+    return path
+
+
+def run_label(cfg: DictConfig) -> str:
+    """Short human-readable part of the folder name, e.g. digits-mlp-standard-p0.5-s0."""
+    if cfg.get("name"):
+        label = str(cfg.name)
+    else:
+        label = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.dropout.name}"
+        if cfg.dropout.name != "none":
+            label += f"-p{cfg.dropout.p:g}"
+    return f"{label}-s{cfg.seed}".replace("/", "_")
+
+
+def create_run_dir(cfg: DictConfig) -> Path:
+    """Make a fresh, never-existing folder: timestamp + label + random suffix, created exclusively.
+
+    os.mkdir fails if the folder exists, so two jobs started in the same second (or
+    the same config twice) can never share or overwrite a folder.
+    """
+    parent = check_writable(cfg.results_dir)
+    if cfg.get("sweep_name"):
+        parent = parent / str(cfg.sweep_name)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = parent / f"{stamp}_{run_label(cfg)}_{secrets.token_hex(2)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a unique run folder under {parent}")
+
+
+def save_config(run_dir: Path, cfg: DictConfig) -> None:
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+class MetricsWriter:
+    """Appends one CSV row per epoch; each row is flushed and fsynced whole."""
+
+    def __init__(self, path: Path, columns: Iterable[str]):
+        self.path = path
+        self.columns = list(columns)
+        self._f = open(path, "a", newline="")
+        if self._f.tell() == 0:
+            self._write(self.columns)
+
+    def _write(self, values: list) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        self._f.write(buf.getvalue())  # one write call per row: a kill never leaves half a row mid-file
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def append(self, row: dict) -> None:
+        self._write([_fmt(row.get(c, "")) for c in self.columns])
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else "nan"
+    return v
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict:
+    import hydra
+    import numpy
+    import omegaconf
+    import torch
+    import torchvision
+
+    import regbench
+
+    return {
+        "regbench": regbench.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """Commit of the regbench checkout that ran (None for an installed wheel); '+dirty' if modified."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None

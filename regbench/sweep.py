@@ -1,0 +1,44 @@
+"""What the sweeper plugin does around Hydra's grid: validate all cells first, count outcomes after."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from omegaconf import DictConfig
+
+from regbench.errors import ConfigError
+
+log = logging.getLogger("regbench")
+
+
+class SweepIncomplete(Exception):
+    """Some runs of a sweep diverged or failed; the CLI exits 1 after the summary line."""
+
+    exit_code = 1
+
+
+def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
+    """Validate every cell (and each distinct dataset once) before the first run starts."""
+    from regbench.train import check_config
+
+    datasets: dict = {}  # one load per distinct dataset config (loads are cached in-process too)
+    for cfg in job_cfgs:
+        key = repr(sorted(cfg.dataset.items()))
+        _, datasets[key] = check_config(cfg, datasets.get(key))
+    if not job_cfgs:
+        raise ConfigError("the sweep has no runs; valid: at least one value per swept key")
+
+
+def count_statuses(returns, sweep_dir: str) -> Counter:
+    counts: Counter = Counter()
+    for batch in returns:
+        for r in batch:
+            value = r.return_value if r.status.name == "COMPLETED" else None
+            counts[(value or {}).get("status", "failed")] += 1
+    parts = ", ".join(f"{counts[s]} {s}" for s in ("completed", "diverged", "interrupted", "failed") if counts[s])
+    line = f"sweep finished: {sum(counts.values())} runs: {parts} -> {sweep_dir}"
+    print(line, flush=True)
+    if counts["completed"] != sum(counts.values()):
+        raise SweepIncomplete(line)
+    return counts

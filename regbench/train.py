@@ -1,0 +1,240 @@
+"""The one training loop. Read it top to bottom: set-up, epochs, the end of a run.
+
+Performance shape (DESIGN.md §3): the splits live on the device as tensors, a batch is
+a slice of a randperm index, metrics accumulate on the device and are synced to the host
+once per epoch, so small models are not bound by Python or data-loading overhead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from regbench import results
+from regbench.config import config_hash, validate
+from regbench.data import build_splits
+from regbench.data.augment import build_augment
+from regbench.errors import ConfigError
+from regbench.evaluate import loss_and_correct
+from regbench.models import build_model
+from regbench.optim import build_optimizer
+from regbench.regularizers import DROPOUTS
+
+log = logging.getLogger("regbench")
+
+
+class Interrupted(Exception):
+    """SIGTERM (or SIGINT) arrived: stop at once, keep what was written."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+    if not available[name]:
+        ok = ", ".join(["auto"] + [k for k, v in available.items() if v])
+        raise ConfigError(f"trainer.device={name!r} is not available on this machine; valid choices: {ok}")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op context elsewhere."""
+    if enabled and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into an exception so the run can write `interrupted` before exiting."""
+    def handler(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def check_config(cfg: DictConfig, data=None):
+    """Everything that can reject a config, before any file is written. Returns (device, data).
+
+    `data` may be passed in (a sweep's preflight checks many cells of one dataset); the
+    model is built once on the CPU so shape/combination errors surface here too.
+    """
+    validate(cfg)
+    DROPOUTS.get(cfg.dropout.name).check(cfg)
+    device = pick_device(cfg.trainer.device)
+    results.check_writable(cfg.results_dir)
+    if data is None:
+        data = build_splits(cfg.dataset, device)
+    build_augment(list(cfg.augment.ops), data.kind)
+    build_model(cfg, data.input_shape, data.num_classes)
+    return device, data
+
+
+def prepare(cfg: DictConfig):
+    """Check the config, then build data, augmentation, model and optimizer on the device."""
+    device, data = check_config(cfg)
+    if cfg.trainer.threads is not None:
+        torch.set_num_threads(cfg.trainer.threads)
+    augment = build_augment(list(cfg.augment.ops), data.kind)
+    torch.manual_seed(cfg.seed)  # model init and dropout masks; data order has its own generator
+    model = build_model(cfg, data.input_shape, data.num_classes).to(device)
+    steps_per_epoch = max(1, len(data.x_train) // cfg.trainer.batch_size)
+    optimizer, scheduler = build_optimizer(cfg.optim, model, cfg.trainer.epochs, steps_per_epoch)
+    return device, data, augment, model, optimizer, scheduler
+
+
+def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) -> dict:
+    """Train one configuration; write its run folder; return the summary dict."""
+    device, data, augment, model, optimizer, scheduler = prepare(cfg)
+    autocast = _autocast(device, cfg.trainer.amp)
+    tr = cfg.trainer
+
+    run_dir = results.create_run_dir(cfg)
+    results.save_config(run_dir, cfg)
+    writer = results.MetricsWriter(run_dir / "metrics.csv", results.METRIC_COLUMNS)
+    summary = {
+        "status": "running",
+        "run_id": run_dir.name,
+        "config_hash": config_hash(cfg),
+        "seed": cfg.seed,
+        "device": str(device),
+        "command": command,
+        "overrides": list(overrides or []),
+        "data": data.summary(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "versions": results.versions(),
+        "git_commit": results.git_commit(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    log.info("run %s: %s on %s, %d parameters", run_dir, cfg.model.name, device, summary["parameters"])
+
+    # A fixed training subset, measured in eval mode each epoch, gives the train side of the gap.
+    n_sub = min(tr.train_eval_size, len(data.x_train))
+    sub = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(cfg.dataset.split_seed))[:n_sub]
+    x_sub, y_sub = data.x_train[sub.to(device)], data.y_train[sub.to(device)]
+    order = torch.Generator().manual_seed(cfg.seed)  # data order: its own stream, same for every dropout type
+
+    best = {"val_loss": math.inf, "epoch": 0, "state": None, "row": None}
+    rows: list[dict] = []
+    bad_epochs = 0
+    started = time.perf_counter()
+    bar = tqdm(range(1, tr.epochs + 1), desc=run_dir.name[-40:], disable=None if tr.progress else True,
+               leave=False, file=sys.stderr)
+    try:
+        with _sigterm_raises():
+            for epoch in bar:
+                t0 = time.perf_counter()
+                # ---- train one epoch: batches are slices of a random permutation of the device tensors
+                model.train()
+                perm = torch.randperm(len(data.x_train), generator=order).to(device)
+                batch_loss = torch.zeros((), device=device)
+                n_steps = 0
+                for i in range(0, len(perm), tr.batch_size):
+                    idx = perm[i : i + tr.batch_size]
+                    if len(idx) < 2 and cfg.model.batchnorm:
+                        continue  # BatchNorm cannot normalise a batch of one
+                    xb, yb = data.normalize(data.x_train[idx]), data.y_train[idx]  # (B, *input_shape), (B,)
+                    if augment is not None:
+                        xb, yb = augment(xb, yb)
+                    with autocast():
+                        logits = model(xb)
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.reg.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    batch_loss += loss.detach()
+                    n_steps += 1
+
+                # ---- evaluate: train subset and validation in eval mode; one host sync for all numbers
+                train_m = loss_and_correct(model, x_sub, y_sub, data.normalize, autocast)
+                val_m = loss_and_correct(model, data.x_val, data.y_val, data.normalize, autocast)
+                train_loss, train_acc, val_loss, val_acc, mean_batch = torch.cat(
+                    [train_m, val_m, (batch_loss / max(n_steps, 1)).double().view(1)]).tolist()
+                row = {
+                    "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                    "val_loss": val_loss, "val_acc": val_acc,
+                    "gap_loss": val_loss - train_loss, "gap_acc": train_acc - val_acc,
+                    "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+                    "batch_loss": mean_batch,
+                }
+                writer.append(row)
+                rows.append(row)
+                bar.set_postfix(val_acc=f"{val_acc:.3f}", gap=f"{row['gap_acc']:+.3f}")
+
+                if not all(math.isfinite(row[k]) for k in ("batch_loss", "train_loss", "val_loss")):
+                    summary.update(status="diverged", error=f"non-finite loss at epoch {epoch}")
+                    log.warning("run %s diverged at epoch %d (non-finite loss)", run_dir.name, epoch)
+                    break
+                # ---- early stopping on validation loss; keep the best weights for the test set
+                if val_loss < best["val_loss"] - tr.min_delta:
+                    best.update(val_loss=val_loss, epoch=epoch, row=row, state=_snapshot(model))
+                    bad_epochs = 0
+                else:
+                    bad_epochs += 1
+                    if tr.patience is not None and bad_epochs >= tr.patience:
+                        summary["stopped_early"] = True
+                        log.info("early stop at epoch %d (best epoch %d)", epoch, best["epoch"])
+                        break
+            if summary["status"] == "running":
+                summary["status"] = "completed"
+    except (KeyboardInterrupt, Interrupted) as exc:
+        summary.update(status="interrupted", error=f"interrupted ({type(exc).__name__}: {exc})".strip())
+        raise
+    except Exception as exc:
+        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        bar.close()
+        writer.close()
+        _finish(summary, model, data, autocast, best, rows, tr, started, run_dir)
+    summary["run_dir"] = str(run_dir)  # for the caller only; not in summary.json (folders move)
+    return summary
+
+
+def _snapshot(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _finish(summary, model, data, autocast, best, rows, tr, started, run_dir: Path) -> None:
+    """Fill in final/best/test metrics and write summary.json atomically (also on failure)."""
+    keys = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")
+    summary["epochs_completed"] = len(rows)
+    summary.setdefault("stopped_early", False)
+    summary["final"] = {k: rows[-1][k] for k in keys} if rows else None
+    summary["best_epoch"] = best["epoch"] or None
+    summary["best"] = {k: best["row"][k] for k in keys} if best["row"] else None
+    summary["test"] = None
+    if summary["status"] in ("completed", "diverged") and len(data.x_test):
+        if tr.restore_best and best["state"] is not None:
+            model.load_state_dict(best["state"])
+        test_loss, test_acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast).tolist()
+        summary["test"] = {"loss": test_loss, "acc": test_acc,
+                           "weights": "best" if tr.restore_best and best["state"] is not None else "final"}
+    summary["seconds"] = time.perf_counter() - started
+    summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    summary.setdefault("error", None)
+    results.write_json(run_dir / "summary.json", summary)
