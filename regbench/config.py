@@ -39,7 +39,7 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # MLP widths; CNN: classifier head widths
     channels: list[int] = field(default_factory=lambda: [32, 64])  # CNN: one conv stage per entry
     kernel_size: int = 3  # CNN: odd kernel, 'same' padding
-    activation: str = "relu"  # relu | gelu | tanh | elu | leaky_relu | selu
+    activation: str | None = None  # relu | gelu | tanh | elu | leaky_relu | selu (None: relu, selu for alpha)
     batchnorm: bool = False  # BatchNorm after each linear/conv layer (before the activation)
 
 
@@ -50,6 +50,10 @@ class DropoutConfig:
     p_input: float = 0.0  # drop rate on the input
     p_conv: float | None = None  # drop rate after conv stages (None = same as p)
     per_layer: list[float] | None = None  # one rate per hidden slot, overrides p (per-layer rates)
+    placement: str = "after_activation"  # after_activation | before_norm (dropout before BatchNorm)
+    block_size: int = 3  # dropblock: odd side of the dropped square (segment for 1-D)
+    schedule: str = "constant"  # dropblock: constant | linear (ramp the rate from 0 over training)
+    mask: str = "batch"  # dropconnect: one weight mask per batch, or one per sample
 
 
 @dataclass
@@ -59,6 +63,7 @@ class OptimConfig:
     momentum: float = 0.9  # SGD momentum (ignored by Adam/AdamW)
     nesterov: bool = False  # SGD Nesterov momentum
     weight_decay: float = 0.0  # L2 in the gradient for sgd/adam, decoupled for adamw
+    decoupled: bool = False  # sgd: decoupled weight decay (SGDW, Loshchilov & Hutter) instead of L2
     decay_norm_and_bias: bool = False  # also decay 1-D params (biases, norm scales)
     schedule: str = "none"  # none | cosine | step
     step_size: int = 10  # step schedule: epochs between lr drops
@@ -70,11 +75,23 @@ class OptimConfig:
 class AugmentConfig:
     name: str = "none"  # label for the augmentation recipe
     ops: list[str] = field(default_factory=list)  # registry keys applied in order, e.g. [flip, crop]
+    crop_pad: int = 2  # crop: pad by this many pixels, then crop back at a random offset (1-D: shift)
+    rotate_degrees: float = 15.0  # rotate: uniform angle in [-d, d]
+    brightness: float = 0.3  # color_jitter: brightness factor in [1-b, 1+b]
+    contrast: float = 0.3  # color_jitter: contrast factor in [1-c, 1+c]
+    saturation: float = 0.3  # color_jitter: saturation factor (3-channel images only)
+    cutout_size: int = 4  # cutout: side of the zeroed square (segment length for 1-D)
+    noise_std: float = 0.1  # noise: std of Gaussian noise added to the normalised input
+    scale: float = 0.1  # scale (1-D): amplitude factor in [1-s, 1+s]
+    mixup_alpha: float = 0.2  # mixup: Beta(a, a) mixing weight
+    cutmix_alpha: float = 1.0  # cutmix: Beta(a, a) area ratio
 
 
 @dataclass
 class RegConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
+    l1: float = 0.0  # L1 penalty coefficient on weights (>= 2 dims) added to the loss
+    max_norm: float | None = None  # max-norm constraint c on each unit's incoming weights (None = off)
 
 
 @dataclass
@@ -132,6 +149,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MODELS = ("mlp", "cnn")
+PLACEMENTS = ("after_activation", "before_norm")
+DROPBLOCK_SCHEDULES = ("constant", "linear")
+MASKS = ("batch", "sample")
 
 
 def _choice(key: str, value: Any, choices) -> None:
@@ -178,6 +198,14 @@ def validate(cfg: DictConfig) -> None:
             f"dropout.per_layer has {len(cfg.dropout.per_layer)} rates but model.hidden has "
             f"{len(cfg.model.hidden)} layers; valid: one rate per hidden layer"
         )
+    _choice("dropout.placement", cfg.dropout.placement, PLACEMENTS)
+    _choice("dropout.schedule", cfg.dropout.schedule, DROPBLOCK_SCHEDULES)
+    _choice("dropout.mask", cfg.dropout.mask, MASKS)
+    if cfg.dropout.block_size < 1 or cfg.dropout.block_size % 2 == 0:
+        raise ConfigError(f"dropout.block_size={cfg.dropout.block_size} is not valid; valid values: odd integers >= 1")
+    _at_least("reg.l1", cfg.reg.l1, 0)
+    if cfg.reg.max_norm is not None:
+        _range("reg.max_norm", cfg.reg.max_norm, 0, float("inf"), lo_open=True)
     _range("optim.lr", cfg.optim.lr, 0, float("inf"), lo_open=True)
     _at_least("optim.weight_decay", cfg.optim.weight_decay, 0)
     _range("optim.momentum", cfg.optim.momentum, 0, 1)
@@ -200,7 +228,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.kernel_size={cfg.model.kernel_size} is not valid; valid values: odd integers >= 1")
     from regbench.models import ACTIVATIONS
 
-    _choice("model.activation", cfg.model.activation, sorted(ACTIVATIONS))
+    if cfg.model.activation is not None:
+        _choice("model.activation", cfg.model.activation, sorted(ACTIVATIONS))
     from regbench.data.augment import AUGMENTS
 
     for op in cfg.augment.ops:

@@ -36,6 +36,7 @@ METRIC_COLUMNS = [
     "lr",  # learning rate at the end of the epoch
     "seconds",  # wall time of the epoch (training + evaluation)
     "batch_loss",  # mean minibatch loss in train mode (dropout on), what the optimiser saw
+    "zero_frac",  # fraction of weights with |w| < 1e-3 (sparsity from L1)
 ]
 
 

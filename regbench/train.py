@@ -28,7 +28,7 @@ from regbench.errors import ConfigError
 from regbench.evaluate import loss_and_correct
 from regbench.models import build_model
 from regbench.optim import build_optimizer
-from regbench.regularizers import DROPOUTS
+from regbench.regularizers import DROPOUTS, penalties
 
 log = logging.getLogger("regbench")
 
@@ -88,7 +88,7 @@ def check_config(cfg: DictConfig, data=None):
     results.check_writable(cfg.results_dir)
     if data is None:
         data = build_splits(cfg.dataset, device)
-    build_augment(list(cfg.augment.ops), data.kind)
+    build_augment(cfg.augment, data.kind, data.num_classes)
     build_model(cfg, data.input_shape, data.num_classes)
     return device, data
 
@@ -98,7 +98,7 @@ def prepare(cfg: DictConfig):
     device, data = check_config(cfg)
     if cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
-    augment = build_augment(list(cfg.augment.ops), data.kind)
+    augment = build_augment(cfg.augment, data.kind, data.num_classes)
     torch.manual_seed(cfg.seed)  # model init and dropout masks; data order has its own generator
     model = build_model(cfg, data.input_shape, data.num_classes).to(device)
     steps_per_epoch = max(1, len(data.x_train) // cfg.trainer.batch_size)
@@ -137,6 +137,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) 
     x_sub, y_sub = data.x_train[sub.to(device)], data.y_train[sub.to(device)]
     order = torch.Generator().manual_seed(cfg.seed)  # data order: its own stream, same for every dropout type
 
+    stochastic = [m for m in model.modules() if hasattr(m, "set_progress")]
     best = {"val_loss": math.inf, "epoch": 0, "state": None, "row": None}
     rows: list[dict] = []
     bad_epochs = 0
@@ -149,6 +150,8 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) 
                 t0 = time.perf_counter()
                 # ---- train one epoch: batches are slices of a random permutation of the device tensors
                 model.train()
+                for m in stochastic:  # schedules over training (DropBlock's linear ramp)
+                    m.set_progress((epoch - 1) / tr.epochs)
                 perm = torch.randperm(len(data.x_train), generator=order).to(device)
                 batch_loss = torch.zeros((), device=device)
                 n_steps = 0
@@ -162,24 +165,28 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) 
                     with autocast():
                         logits = model(xb)
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.reg.label_smoothing)
+                    objective = loss + cfg.reg.l1 * penalties.l1_penalty(model) if cfg.reg.l1 > 0 else loss
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    objective.backward()
                     optimizer.step()
                     scheduler.step()
+                    if cfg.reg.max_norm is not None:
+                        penalties.apply_max_norm_(model, cfg.reg.max_norm)
                     batch_loss += loss.detach()
                     n_steps += 1
 
                 # ---- evaluate: train subset and validation in eval mode; one host sync for all numbers
                 train_m = loss_and_correct(model, x_sub, y_sub, data.normalize, autocast)
                 val_m = loss_and_correct(model, data.x_val, data.y_val, data.normalize, autocast)
-                train_loss, train_acc, val_loss, val_acc, mean_batch = torch.cat(
-                    [train_m, val_m, (batch_loss / max(n_steps, 1)).double().view(1)]).tolist()
+                train_loss, train_acc, val_loss, val_acc, mean_batch, zero_frac = torch.cat(
+                    [train_m, val_m, (batch_loss / max(n_steps, 1)).double().view(1),
+                     penalties.zero_fraction(model).view(1)]).tolist()
                 row = {
                     "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                     "val_loss": val_loss, "val_acc": val_acc,
                     "gap_loss": val_loss - train_loss, "gap_acc": train_acc - val_acc,
                     "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-                    "batch_loss": mean_batch,
+                    "batch_loss": mean_batch, "zero_frac": zero_frac,
                 }
                 writer.append(row)
                 rows.append(row)

@@ -1,20 +1,31 @@
 """Batched, on-device augmentation with per-sample random parameters.
 
-An op is `fn(x, y, kind) -> (x, y)` on a normalised float batch x: (N, C, H, W) images
+An op is `fn(x, y, ctx) -> (x, y)` on a normalised float batch x: (N, C, H, W) images
 or (N, C, L) signals, and targets y: (N,) class indices or (N, K) soft targets (mixing
-ops turn indices into soft targets). Ops run only in training, never in evaluation.
+ops turn indices into soft targets). `ctx` carries the data kind, the number of classes
+and the `augment` config section (op parameters). Ops run only in training.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from regbench.errors import ConfigError
 from regbench.registry import Registry
 
-AugmentOp = Callable[[torch.Tensor, torch.Tensor, str], tuple]
+
+@dataclass(frozen=True)
+class AugmentContext:
+    kind: str  # "image" (N, C, H, W) | "sequence" (N, C, L)
+    num_classes: int
+    cfg: Any  # the augment config section: op parameters (crop_pad, cutout_size, ...)
+
+
+AugmentOp = Callable[[torch.Tensor, torch.Tensor, AugmentContext], tuple]
 AUGMENTS: Registry[AugmentOp] = Registry("augmentation")
 # Which data kinds each op supports: ops valid for images only are refused on 1-D signals.
 KINDS: dict[str, tuple[str, ...]] = {}
@@ -29,8 +40,9 @@ def register(name: str, kinds: tuple[str, ...] = ("image", "sequence")):
     return deco
 
 
-def build_augment(ops, kind: str) -> Callable[[torch.Tensor, torch.Tensor], tuple] | None:
-    """Compose the named ops for data of `kind`; None when there is nothing to do."""
+def build_augment(cfg, kind: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], tuple] | None:
+    """Compose the ops of the augment config section for data of `kind`; None when there are none."""
+    ops = list(cfg.ops)
     fns = [AUGMENTS.get(op) for op in ops]
     for op in ops:
         if kind not in KINDS[op]:
@@ -38,10 +50,11 @@ def build_augment(ops, kind: str) -> Callable[[torch.Tensor, torch.Tensor], tupl
             raise ConfigError(f"augmentation {op!r} does not apply to {kind} data; valid choices: {', '.join(valid)}")
     if not fns:
         return None
+    ctx = AugmentContext(kind, num_classes, cfg)
 
     def apply(x: torch.Tensor, y: torch.Tensor) -> tuple:
         for fn in fns:
-            x, y = fn(x, y, kind)
+            x, y = fn(x, y, ctx)
         return x, y
 
     return apply

@@ -22,10 +22,28 @@ def build_model(cfg, input_shape: tuple, num_classes: int) -> nn.Module:
     from regbench.models.cnn import CNN
     from regbench.models.mlp import MLP
 
+    from regbench.models.blocks import activation_name
+    from regbench.regularizers import DROPOUTS
+
     if cfg.model.name == "mlp":
-        return MLP(cfg, input_shape, num_classes)
-    if cfg.model.name == "cnn":
+        model = MLP(cfg, input_shape, num_classes)
+    elif cfg.model.name == "cnn":
         if len(input_shape) not in (2, 3):
             raise ConfigError(f"model=cnn needs (C,L) or (C,H,W) inputs, got shape {tuple(input_shape)}; valid: mlp")
-        return CNN(cfg, input_shape, num_classes)
-    raise ConfigError(f"unknown model {cfg.model.name!r}; valid choices: cnn, mlp")
+        model = CNN(cfg, input_shape, num_classes)
+    else:
+        raise ConfigError(f"unknown model {cfg.model.name!r}; valid choices: cnn, mlp")
+    if activation_name(cfg) == "selu":
+        lecun_normal_(model)
+    DROPOUTS.get(cfg.dropout.name).init_model(model, cfg)
+    return model
+
+
+def lecun_normal_(model: nn.Module) -> None:
+    """LeCun-normal init (std = 1/sqrt(fan_in)), which SELU's self-normalisation assumes (Klambauer et al. 2017)."""
+    for m in model.modules():
+        weight = getattr(m, "weight", None)
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and weight is not None:
+            nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="linear")  # gain 1 -> std 1/sqrt(fan_in)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+
 from torch import nn
 
 from regbench.regularizers import DROPOUTS, Slot, resolve_rate
 
+log = logging.getLogger("regbench")
 _NORMS = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 
 
 def activation_name(cfg) -> str:
-    """The activation the model uses: the dropout type may require one (alpha -> SELU)."""
-    forced = DROPOUTS.get(cfg.dropout.name).activation
-    return forced or cfg.model.activation
+    """The activation the model uses.
+
+    model.activation unset: relu, or what the dropout type needs (alpha dropout -> SELU).
+    Set explicitly to something else than the dropout type needs: honoured, with a warning.
+    """
+    wanted = DROPOUTS.get(cfg.dropout.name).activation
+    chosen = cfg.model.activation
+    if chosen is None:
+        return wanted or "relu"
+    if wanted and chosen != wanted and not _warned.get(cfg.dropout.name):
+        _warned[cfg.dropout.name] = True
+        log.warning("dropout=%s assumes activation=%s; keeping model.activation=%s as asked",
+                    cfg.dropout.name, wanted, chosen)
+    return chosen
+
+
+_warned: dict[str, bool] = {}
 
 
 def dropout_slot(cfg, slot: Slot) -> nn.Module:

@@ -24,7 +24,9 @@ class DropoutSpec:
 
     - `slot_module(slot, p, cfg)`: the module placed in an activation slot (Identity by default).
     - `wrap_layer(layer, p, cfg)`: wraps a Linear/Conv layer (DropConnect drops weights).
-    - `activation`: force the model's activation (alpha dropout needs SELU), or None.
+    - `activation`: the activation this type assumes (alpha dropout: "selu"), or None.
+    - `init_model(model, cfg)`: custom init after the model is built (SELU models get
+      LeCun-normal init from the model builder already).
     - `check(cfg)`: reject incompatible configs with ConfigError.
     A rate of exactly 0 must give back the plain layer / nn.Identity, so that strength 0
     reproduces the baseline bit for bit (no extra RNG draws).
@@ -41,6 +43,9 @@ class DropoutSpec:
 
     def wrap_layer(self, layer: nn.Module, p: float, cfg) -> nn.Module:
         return layer
+
+    def init_model(self, model: nn.Module, cfg) -> None:
+        """Called once after the model is built (custom initialisation)."""
 
 
 DROPOUTS: Registry[DropoutSpec] = Registry("dropout")

@@ -1,0 +1,40 @@
+"""Explicit weight penalties and constraints: L1 and max-norm.
+
+Both act on *weights* only: parameters with >= 2 dims (linear rows, conv filters), never
+on biases or norm scales, matching the default of weight decay (regbench/optim.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ZERO_TOL = 1e-3  # |w| below this counts as "near zero" in the sparsity column
+
+
+def weights(model: nn.Module) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.ndim >= 2]
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """sum |w| over all weights; the loss adds reg.l1 times this (Tibshirani's lasso on weights)."""
+    return sum(w.abs().sum() for w in weights(model))
+
+
+def zero_fraction(model: nn.Module, tol: float = ZERO_TOL) -> torch.Tensor:
+    """Fraction of weights with |w| < tol, as a device tensor (no host sync)."""
+    ws = weights(model)
+    near_zero = sum((w.detach().abs() < tol).sum() for w in ws)
+    return near_zero.double() / sum(w.numel() for w in ws)
+
+
+@torch.no_grad()
+def apply_max_norm_(model: nn.Module, c: float) -> None:
+    """Max-norm (Srivastava et al. 2014, §5.1): after each step, rescale every unit's incoming
+    weight vector to norm <= c. Row i of a Linear weight (out, in) and filter i of a conv
+    weight (out, in, *k) are the incoming weights of output unit i.
+    """
+    for w in weights(model):
+        flat = w.view(w.shape[0], -1)  # (units, fan_in)
+        norms = flat.norm(dim=1, keepdim=True)
+        flat.mul_(torch.clamp(c / (norms + 1e-12), max=1.0))
