@@ -16,7 +16,7 @@ import sys
 import time
 
 from regbench import __version__
-from regbench.errors import Abort, ConfigError
+from regbench.errors import Abort, ConfigError, RunIncomplete
 
 USAGE = f"""regbench {__version__}: regularization ablations from the command line
 
@@ -90,7 +90,7 @@ def run_command(args: list[str]) -> int:
         entry()
     except SystemExit as exc:  # Hydra's own --help / --cfg exit through here
         return exc.code if isinstance(exc.code, int) else 0
-    except SweepIncomplete:
+    except (SweepIncomplete, RunIncomplete):
         return 1
     except Abort as exc:
         return _fail(str(exc))

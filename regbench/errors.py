@@ -16,3 +16,7 @@ class Abort(BaseException):
     Hydra catches `Exception` inside a job (and prints its own multi-line report); a
     BaseException passes through untouched, so the CLI can print the one line.
     """
+
+
+class RunIncomplete(BaseException):
+    """A single run ended diverged (or interrupted): the CLI exits 1 after its summary is written."""

@@ -11,7 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from regbench.config import register_configs
-from regbench.errors import Abort, ConfigError
+from regbench.errors import Abort, ConfigError, RunIncomplete
 
 register_configs()
 log = logging.getLogger("regbench")
@@ -37,5 +37,8 @@ def entry(cfg: DictConfig) -> dict:
         # In a sweep one broken cell must not end the grid: record it and go on (the sweeper counts).
         log.error("run failed (%s: %s): %s", type(exc).__name__, exc, command)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    print(f"results: {summary['run_dir']}" + (f"  [{summary['status']}]" if summary["status"] != "completed" else ""))
+    incomplete = summary["status"] != "completed"
+    print(f"results: {summary['run_dir']}" + (f"  [{summary['status']}: {summary.get('error')}]" if incomplete else ""))
+    if incomplete and hc.mode != RunMode.MULTIRUN:
+        raise RunIncomplete(summary["status"])
     return summary

@@ -25,11 +25,36 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     return groups
 
 
+class SGDW(torch.optim.SGD):
+    """SGD with decoupled weight decay (Loshchilov & Hutter, ICLR 2019, Alg. 1 "SGDW").
+
+    torch.optim.SGD only offers coupled L2 (decay added to the gradient, then fed through
+    momentum). Here w <- w * (1 - lr * wd) is applied to the weights directly, before the
+    plain SGD step, the way torch.optim.AdamW decouples Adam. Written by hand: torch has none.
+    """
+
+    def __init__(self, groups: list[dict], **kwargs):
+        for g in groups:  # move each group's decay out of SGD's coupled path
+            g["decoupled_weight_decay"] = g.pop("weight_decay", 0.0)
+        super().__init__(groups, weight_decay=0.0, **kwargs)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            wd = group["decoupled_weight_decay"]
+            if wd:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.mul_(1 - group["lr"] * wd)
+        return super().step(closure)
+
+
 def build_optimizer(cfg, model: nn.Module, epochs: int, steps_per_epoch: int):
     """cfg: the optim section. Returns (optimizer, per-step LambdaLR scheduler)."""
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
     if cfg.name == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+        sgd = SGDW if cfg.decoupled else torch.optim.SGD
+        opt = sgd(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     elif cfg.name == "adam":  # weight_decay here is L2 added to the gradient (coupled)
         opt = torch.optim.Adam(groups, lr=cfg.lr)
     elif cfg.name == "adamw":  # decoupled weight decay (Loshchilov & Hutter 2019)

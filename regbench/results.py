@@ -80,14 +80,13 @@ def check_writable(results_dir: str) -> Path:
 
 
 def run_label(cfg: DictConfig) -> str:
-    """Short human-readable part of the folder name, e.g. digits-mlp-standard-p0.5-s0."""
+    """Short human-readable part of the folder name, e.g. [name-]digits-mlp-standard-p0.5-s0."""
+    label = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.dropout.name}"
+    if cfg.dropout.name != "none":
+        label += f"-p{cfg.dropout.p:g}"
     if cfg.get("name"):
-        label = str(cfg.name)
-    else:
-        label = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.dropout.name}"
-        if cfg.dropout.name != "none":
-            label += f"-p{cfg.dropout.p:g}"
-    return f"{label}-s{cfg.seed}".replace("/", "_")
+        label = f"{cfg.name}-{label}"
+    return f"{label}-s{cfg.seed}".replace("/", "_").replace(" ", "_")
 
 
 def create_run_dir(cfg: DictConfig) -> Path:

@@ -1,0 +1,57 @@
+"""Shared fixtures: compose configs with Hydra's Compose API, drive the CLI in-process."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from regbench.config import register_configs
+
+register_configs()
+
+# Settings that make a run take a fraction of a second: tests check behaviour, not accuracy.
+FAST = ["trainer.epochs=2", "trainer.progress=false", "model.hidden=[32]"]
+
+
+@pytest.fixture
+def make_cfg():
+    """make_cfg(*overrides) -> the composed, typed run config (as `regbench run` would build it)."""
+
+    def _make(*overrides: str):
+        with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _make
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """cli(*args) -> (exit code, stdout, stderr), run in-process in a fresh working directory."""
+    from regbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def _run(*args: str):
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Every run folder (holding config.yaml) below root."""
+    return sorted(p.parent for p in Path(root).rglob("config.yaml"))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())

@@ -1,0 +1,152 @@
+"""The CLI from the outside: run folder contract, sweeps, bad input, list/help, user experiments."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+from conftest import FAST, read_metrics, read_summary, run_dirs
+
+from regbench.results import METRIC_COLUMNS
+
+
+def test_default_run_writes_the_run_folder_contract(cli, tmp_path):
+    code, out, err = cli("run", *FAST)
+    assert code == 0, err
+    [run] = run_dirs(tmp_path / "runs")
+    assert f"results: {run.relative_to(tmp_path)}" in out
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["dataset"]["name"] == "digits" and cfg["model"]["name"] == "mlp" and cfg["seed"] == 0
+    assert "hydra" not in cfg
+
+    rows = read_metrics(run)
+    assert list(rows[0]) == METRIC_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for r in rows:
+        f = {k: float(v) for k, v in r.items()}
+        assert math.isclose(f["gap_acc"], f["train_acc"] - f["val_acc"], abs_tol=1e-12)
+        assert math.isclose(f["gap_loss"], f["val_loss"] - f["train_loss"], abs_tol=1e-12)
+        assert 0 <= f["train_acc"] <= 1 and 0 <= f["val_acc"] <= 1 and f["seconds"] > 0
+
+    s = read_summary(run)
+    assert s["status"] == "completed" and s["seed"] == 0 and s["device"] == "cpu"
+    assert s["epochs_completed"] == 2 and s["best_epoch"] in (1, 2)
+    assert s["final"]["val_acc"] == pytest.approx(float(rows[-1]["val_acc"]))
+    best_row = rows[s["best_epoch"] - 1]
+    assert s["best"]["val_loss"] == pytest.approx(float(best_row["val_loss"]))
+    assert 0 <= s["test"]["acc"] <= 1
+    assert len(s["config_hash"]) == 16 and s["versions"]["torch"]
+    assert "git_commit" in s
+    assert s["command"].startswith("regbench run") and "trainer.epochs=2" in s["overrides"]
+
+
+def test_multirun_flag_anywhere_runs_the_grid_into_one_sweep_folder(cli, tmp_path):
+    code, out, err = cli("run", "dropout=standard", "dropout.p=0,0.5", "-m", "seed=0,1", *FAST)
+    assert code == 0, err
+    runs = run_dirs(tmp_path / "runs")
+    assert len(runs) == 4
+    assert len({r.parent for r in runs}) == 1 and runs[0].parent.name.startswith("sweep-")
+    combos = {(read_summary(r)["seed"], yaml.safe_load((r / "config.yaml").read_text())["dropout"]["p"]) for r in runs}
+    assert combos == {(0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5)}
+    assert "sweep finished: 4 runs: 4 completed" in out
+    # the rerun command of each cell names its own values, not the sweep
+    assert all(",".join(["0", "0.5"]) not in read_summary(r)["command"] for r in runs)
+
+
+def test_same_config_twice_gets_two_folders_and_the_same_hash(cli, tmp_path):
+    assert cli("run", *FAST)[0] == 0
+    assert cli("run", *FAST)[0] == 0
+    a, b = run_dirs(tmp_path / "runs")
+    assert a != b
+    assert read_summary(a)["config_hash"] == read_summary(b)["config_hash"]
+    assert cli("run", *FAST, "seed=1", "results_dir=other")[0] == 0
+    [c] = run_dirs(tmp_path / "other")
+    assert read_summary(c)["config_hash"] != read_summary(a)["config_hash"]
+
+
+BAD_INPUT = [
+    # (overrides, text that must appear in the one-line message)
+    (["dataset=imagenet"], ["imagenet", "digits", "mnist1d"]),
+    (["model=transformer"], ["transformer", "mlp", "cnn"]),
+    (["dropout=zoneout"], ["zoneout", "standard"]),
+    (["optim=lbfgs"], ["lbfgs", "adamw", "sgd"]),
+    (["augment=autoaugment"], ["autoaugment", "none"]),
+    (["+experiment=nope"], ["nope", "mlp_dropout"]),
+    (["optimizer.lr=0.1"], ["optimizer", "optim"]),
+    (["model.hiddn=[8]"], ["hiddn", "hidden"]),
+    (["trainer.epochs=ten"], ["trainer.epochs", "ten", "Integer"]),
+    (["dropout.p=1.0"], ["dropout.p=1.0", "[0, 1)"]),
+    (["dropout.p=-0.1"], ["dropout.p=-0.1", "[0, 1)"]),
+    (["dropout.p_input=1.5"], ["dropout.p_input=1.5", "[0, 1)"]),
+    (["optim.weight_decay=-1e-4"], ["optim.weight_decay", ">= 0"]),
+    (["optim.lr=-0.1"], ["optim.lr=-0.1", "(0, inf)"]),
+    (["optim.lr=0"], ["optim.lr=0", "(0, inf)"]),
+    (["trainer.epochs=0"], ["trainer.epochs=0", ">= 1"]),
+    (["trainer.batch_size=0"], ["trainer.batch_size=0", ">= 1"]),
+    (["dataset.val_fraction=0"], ["dataset.val_fraction=0", "(0, 1)"]),
+    (["dataset.val_fraction=1.2"], ["dataset.val_fraction=1.2", "(0, 1)"]),
+    (["dataset=mnist", "dataset.root=nowhere"], ["mnist", "nowhere", "dataset.download=true"]),
+    (["results_dir=/proc/regbench"], ["results_dir", "/proc/regbench", "writable"]),
+    (["trainer.device=tpu"], ["tpu", "auto", "cpu"]),
+    (["optim.schedule=linear"], ["linear", "cosine"]),
+    (["dropout=standard", "dropout.p=0.2,1.5", "-m"], ["dropout.p=1.5", "[0, 1)"]),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("regbench: error: ")
+    assert "Traceback" not in err + out
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    assert not (tmp_path / "runs").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing written in the working directory either
+
+
+def test_unknown_command_is_one_line_exit_2(cli):
+    code, _, err = cli("train")
+    assert code == 2 and "train" in err and "run, report, list" in err
+
+
+def test_list_shows_every_registry(cli):
+    code, out, _ = cli("list")
+    assert code == 0
+    for name in ("digits", "mnist1d", "cifar10", "synthetic", "mlp", "cnn", "standard", "none",
+                 "adamw", "sgd", "mlp_dropout"):
+        assert name in out
+    for section in ("datasets:", "models:", "dropout:", "optimizers:", "augmentations:", "experiments:"):
+        assert section in out
+
+
+def test_help_texts(cli):
+    code, out, _ = cli("--help")
+    assert code == 0 and "regbench run" in out and "regbench report" in out
+    code, out, _ = cli("run", "--help")
+    assert code == 0
+    assert "dropout" in out and "dataset" in out and "regbench run -m" in out
+
+
+def test_user_experiment_from_config_dir(cli, tmp_path):
+    user = tmp_path / "my_configs" / "experiment"
+    user.mkdir(parents=True)
+    (user / "tiny_wide.yaml").write_text(
+        "# @package _global_\nmodel:\n  hidden: [48]\ntrainer:\n  epochs: 1\nname: tiny_wide\n"
+    )
+    code, _, err = cli("run", "--config-dir", str(tmp_path / "my_configs"), "+experiment=tiny_wide",
+                       "trainer.progress=false")
+    assert code == 0, err
+    [run] = run_dirs(tmp_path / "runs")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["hidden"] == [48] and cfg["trainer"]["epochs"] == 1
+    assert "_tiny_wide-digits-mlp-none-s0_" in run.name
+
+
+def test_shipped_experiment_composes(make_cfg):
+    cfg = make_cfg("+experiment=mlp_dropout")
+    assert cfg.dropout.name == "standard" and cfg.dataset.train_size == 500

@@ -1,0 +1,185 @@
+"""The training loop and its writers: determinism, strength 0, early stopping, divergence,
+interruption, weight-decay groups, schedules, folder uniqueness."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, read_metrics, read_summary, run_dirs
+from omegaconf import OmegaConf
+
+from regbench import results
+from regbench.config import Config, config_hash
+from regbench.optim import SGDW, build_optimizer, param_groups
+from regbench.train import run
+
+NOT_TIMING = [c for c in results.METRIC_COLUMNS if c != "seconds"]
+
+
+def _metrics_without_time(run_dir: Path) -> list[dict]:
+    return [{k: r[k] for k in NOT_TIMING} for r in read_metrics(run_dir)]
+
+
+def test_same_seed_same_metrics_on_cpu(make_cfg, tmp_path):
+    cfg = make_cfg(*FAST, "dropout=standard", "dropout.p=0.3", f"results_dir={tmp_path}")
+    a, b = run(cfg)["run_dir"], run(cfg)["run_dir"]
+    assert _metrics_without_time(Path(a)) == _metrics_without_time(Path(b))
+    c = run(make_cfg(*FAST, "dropout=standard", "dropout.p=0.3", "seed=1", f"results_dir={tmp_path}"))["run_dir"]
+    assert _metrics_without_time(Path(a)) != _metrics_without_time(Path(c))
+
+
+def test_dropout_rate_zero_reproduces_the_baseline_bit_for_bit(make_cfg, tmp_path):
+    base = run(make_cfg(*FAST, "dropout=none", f"results_dir={tmp_path}"))
+    zero = run(make_cfg(*FAST, "dropout=standard", "dropout.p=0", "dropout.p_input=0", f"results_dir={tmp_path}"))
+    assert _metrics_without_time(Path(base["run_dir"])) == _metrics_without_time(Path(zero["run_dir"]))
+    assert base["test"] == zero["test"]
+
+
+def test_dropout_changes_training(make_cfg, tmp_path):
+    base = run(make_cfg(*FAST, f"results_dir={tmp_path}"))
+    drop = run(make_cfg(*FAST, "dropout=standard", "dropout.p=0.5", f"results_dir={tmp_path}"))
+    assert _metrics_without_time(Path(base["run_dir"])) != _metrics_without_time(Path(drop["run_dir"]))
+
+
+def test_early_stopping_restores_the_best_epoch(make_cfg, tmp_path):
+    # Tiny training set + big model + high lr: validation loss turns up after a few epochs.
+    cfg = make_cfg("trainer.epochs=40", "trainer.patience=3", "trainer.progress=false", "dataset.train_size=100",
+                   "model.hidden=[256]", "optim.lr=0.01", f"results_dir={tmp_path}")
+    s = run(cfg)
+    rows = read_metrics(Path(s["run_dir"]))
+    val = [float(r["val_loss"]) for r in rows]
+    assert s["stopped_early"] and len(rows) < 40
+    assert s["best_epoch"] == 1 + val.index(min(val))
+    assert len(rows) == s["best_epoch"] + 3  # stopped after `patience` epochs without improvement
+    assert s["test"]["weights"] == "best"
+    on_disk = read_summary(Path(s["run_dir"]))
+    assert on_disk["best"]["val_loss"] == pytest.approx(min(val))
+
+
+def test_divergence_is_recorded_and_rows_kept(make_cfg, tmp_path):
+    s = run(make_cfg(*FAST, "trainer.epochs=5", "optim=sgd", "optim.lr=1e6", f"results_dir={tmp_path}"))
+    assert s["status"] == "diverged" and "non-finite" in s["error"]
+    rows = read_metrics(Path(s["run_dir"]))
+    assert 1 <= len(rows) < 5 and read_summary(Path(s["run_dir"]))["epochs_completed"] == len(rows)
+
+
+def test_diverged_cell_does_not_stop_a_sweep(cli, tmp_path):
+    code, out, _ = cli("run", "-m", "optim=sgd", "optim.lr=0.05,1e6", *FAST)
+    assert code == 1  # the sweep reports that not every run completed
+    statuses = sorted(read_summary(r)["status"] for r in run_dirs(tmp_path / "runs"))
+    assert statuses == ["completed", "diverged"]
+    assert "2 runs: 1 completed, 1 diverged" in out
+
+
+def test_sigterm_mid_run_writes_interrupted_and_whole_rows(tmp_path):
+    cmd = [sys.executable, "-m", "regbench.cli", "run", "trainer.epochs=500", "dataset=synthetic",
+           "dataset.num_samples=2000", "trainer.progress=false", f"results_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until a few epochs are on disk
+        csvs = list(tmp_path.rglob("metrics.csv"))
+        if csvs and len(csvs[0].read_text().splitlines()) > 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    [run_dir] = run_dirs(tmp_path)
+    s = read_summary(run_dir)
+    assert s["status"] == "interrupted"
+    rows = read_metrics(run_dir)
+    assert s["epochs_completed"] == len(rows) >= 3
+    assert all(len(r) == len(results.METRIC_COLUMNS) and None not in r.values() for r in rows)
+
+
+def test_weight_decay_only_on_weights_by_default():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+    decay, no_decay = param_groups(model, 0.1, decay_norm_and_bias=False)
+    assert {p.ndim for p in decay["params"]} == {2} and len(decay["params"]) == 2
+    assert {p.ndim for p in no_decay["params"]} == {1} and no_decay["weight_decay"] == 0.0
+    [everything] = param_groups(model, 0.1, decay_norm_and_bias=True)
+    assert len(everything["params"]) == len(list(model.parameters()))
+
+
+def test_sgdw_decouples_decay_from_the_gradient():
+    """With a zero gradient SGDW shrinks weights by exactly lr*wd; coupled SGD momentum-feeds the decay."""
+    w = torch.nn.Parameter(torch.ones(2, 2))
+    opt = SGDW([{"params": [w], "weight_decay": 0.5}], lr=0.1, momentum=0.9)
+    w.grad = torch.zeros_like(w)
+    opt.step()
+    assert torch.allclose(w, torch.full((2, 2), 1 - 0.1 * 0.5))
+    v = torch.nn.Parameter(torch.ones(2, 2))
+    coupled = torch.optim.SGD([v], lr=0.1, momentum=0.9, weight_decay=0.5)
+    v.grad = torch.zeros_like(v)
+    coupled.step()
+    coupled.step()
+    w.grad = torch.zeros_like(w)
+    opt.step()
+    assert not torch.allclose(v, w)  # momentum carries coupled decay forward; decoupled decay does not
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_optimizers_and_cosine_schedule(name):
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), {"optim": {"name": name, "schedule": "cosine",
+                                                                   "warmup_epochs": 1}}).optim
+    model = torch.nn.Linear(3, 2)
+    opt, sched = build_optimizer(cfg, model, epochs=4, steps_per_epoch=5)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(cfg.lr / 5)  # warm-up starts at 1/warmup_steps
+    assert max(lrs) == pytest.approx(cfg.lr)
+    assert lrs[-1] < 0.05 * cfg.lr  # cosine has decayed almost to zero by the last step
+
+
+def test_step_schedule():
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), {"optim": {"schedule": "step", "step_size": 2,
+                                                                   "gamma": 0.5}}).optim
+    opt, sched = build_optimizer(cfg, torch.nn.Linear(3, 2), epochs=6, steps_per_epoch=3)
+    lrs = []
+    for _ in range(18):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == lrs[5] == cfg.lr and lrs[6] == lrs[11] == cfg.lr / 2 and lrs[12] == cfg.lr / 4
+
+
+def test_run_folders_never_collide_even_in_the_same_second(make_cfg, tmp_path):
+    cfg = make_cfg(f"results_dir={tmp_path}")
+    made: list[Path] = []
+    threads = [threading.Thread(target=lambda: made.append(results.create_run_dir(cfg))) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 40 and all(p.is_dir() for p in made)
+
+
+def test_metrics_writer_appends_whole_rows(tmp_path):
+    w = results.MetricsWriter(tmp_path / "m.csv", ["epoch", "loss"])
+    w.append({"epoch": 1, "loss": 0.5})
+    w.append({"epoch": 2, "loss": float("nan")})
+    w.close()
+    assert (tmp_path / "m.csv").read_text() == "epoch,loss\n1,0.5\n2,nan\n"
+
+
+def test_config_hash_ignores_where_results_go(make_cfg):
+    a = make_cfg("results_dir=a", "sweep_name=x")
+    b = make_cfg("results_dir=b")
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(make_cfg("dropout=standard"))
+
+
+def test_no_stray_files_in_the_working_directory(cli, tmp_path):
+    assert cli("run", *FAST, "dataset=mnist1d", "dataset.num_samples=500")[0] == 0
+    assert sorted(os.listdir(tmp_path)) == ["runs"]
