@@ -19,10 +19,9 @@ ACTIVATIONS = {
 
 def build_model(cfg, input_shape: tuple, num_classes: int) -> nn.Module:
     """cfg: the whole run config (model + dropout sections are read)."""
+    from regbench.models.blocks import activation_name
     from regbench.models.cnn import CNN
     from regbench.models.mlp import MLP
-
-    from regbench.models.blocks import activation_name
     from regbench.regularizers import DROPOUTS
 
     if cfg.model.name == "mlp":
