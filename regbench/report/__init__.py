@@ -1,0 +1,159 @@
+"""`regbench report PATH… [--out DIR] [--format png,svg]`: tables, figures and a report from run folders.
+
+Reads only the run-folder contract (DESIGN.md §2): config.yaml, metrics.csv, summary.json,
+at any depth below the given paths. Data flows one way:
+
+    collect (scan + load) -> table/grid (tidy pandas) -> figures -> content -> render (md + html)
+
+Bad runs are skipped with a reason rather than stopping the report; only "nothing could
+be reported" is an error (ConfigError: one line on stderr, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from regbench.errors import ConfigError
+from regbench.report.collect import Run, Skipped, load_run, scan
+from regbench.report.content import report_blocks
+from regbench.report.figures import FIGURES, draw_all
+from regbench.report.grid import build_grid
+from regbench.report.render import write_report
+
+__all__ = ["ReportResult", "Skipped", "build_report", "main"]
+
+FORMATS = ("png", "svg", "pdf")  # matplotlib writes these without extra dependencies
+DEFAULT_FORMATS = ("png", "svg")
+
+
+@dataclass
+class ReportResult:
+    table: pd.DataFrame  # one row per run read (also runs.csv)
+    groups: pd.DataFrame  # one row per configuration group, seeds aggregated (also groups.csv)
+    varied: list[str]  # config keys that differ across runs (seed and run-only keys excluded)
+    skipped: list[Skipped]  # folders that could not be read, with the reason
+    figures: dict[str, Path]  # figure name -> PNG written
+    figures_skipped: dict[str, str]  # figure name -> why the data does not support it
+    markdown: Path
+    html: Path
+    notes: list[str] = field(default_factory=list)  # caveats shown at the top of the report
+
+
+def _load(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ConfigError(f"path does not exist: {missing[0]}")
+    folders: dict[Path, Path] = {}  # resolved -> as found; overlapping PATHs read a run once
+    skipped: list[Skipped] = []
+    for path in paths:
+        found, orphans = scan(path)
+        folders |= {f.resolve(): f for f in found if f.resolve() not in folders}
+        skipped += orphans
+    loaded = [load_run(folder) for folder in folders.values()]
+    runs = [r for r in loaded if isinstance(r, Run)]
+    skipped += [r for r in loaded if isinstance(r, Skipped)]
+    where = ", ".join(map(str, paths))
+    if not runs and skipped:
+        first = skipped[0]
+        raise ConfigError(
+            f"no readable runs under {where}: {len(skipped)} folder(s) skipped, e.g. {first.path}: {first.reason}"
+        )
+    if not runs:
+        raise ConfigError(f"no runs found under {where}")
+    return runs, skipped
+
+
+def build_report(
+    paths: Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    formats: Iterable[str] = DEFAULT_FORMATS,
+    figures: Iterable[str] | None = None,
+) -> ReportResult:
+    """Read every run below `paths` and write runs.csv, groups.csv, figures, report.md and report.html.
+
+    `figures` limits which figures are drawn (names as in FIGURES; None = all the data supports).
+    Raises ConfigError when nothing can be reported (no path, no runs, no readable run).
+    """
+    roots = [Path(p) for p in paths]
+    if not roots:
+        raise ConfigError("no PATH given; valid: one or more folders holding run folders")
+    runs, skipped = _load(roots)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        grid = build_grid(runs)
+        grid.runs.to_csv(out / "runs.csv", index=False)
+        grid.groups.to_csv(out / "groups.csv")
+        written, figures_skipped = draw_all(grid, out, formats, figures)
+        blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots])
+        markdown, page = write_report(blocks, out)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
+    return ReportResult(
+        table=grid.runs,
+        groups=grid.groups,
+        varied=grid.varied,
+        skipped=skipped,
+        figures={name: path for name, (path, _) in written.items()},
+        figures_skipped=figures_skipped,
+        markdown=markdown,
+        html=page,
+        notes=grid.notes,
+    )
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"--format {text!r} is not valid; valid: a comma-separated list of {', '.join(FORMATS)}")
+    return formats
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="regbench report",
+        description="Aggregate run folders (at any depth below PATH) into tables, figures and report.md/.html.",
+    )
+    ap.add_argument("paths", nargs="+", metavar="PATH", help="folders holding run folders, or run folders")
+    ap.add_argument("--out", type=Path, help="output folder (default: PATH/report for one PATH, else ./report)")
+    ap.add_argument(
+        "--format",
+        default=",".join(DEFAULT_FORMATS),
+        help=f"figure formats, comma-separated, from {','.join(FORMATS)} (PNG is always written: the "
+        "report embeds it); default %(default)s",
+    )
+    ap.add_argument("--figures", help=f"only these figures, comma-separated, from {','.join(FIGURES)}")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage (error) or help
+        return int(exc.code or 0)
+    out = args.out or (Path(args.paths[0]) / "report" if len(args.paths) == 1 else Path("report"))
+    try:
+        only = None if args.figures is None else [f.strip() for f in args.figures.split(",") if f.strip()]
+        unknown = sorted(set(only or []) - set(FIGURES))
+        if unknown:
+            raise ConfigError(f"--figures {unknown[0]!r} is not valid; valid: {', '.join(FIGURES)}")
+        result = build_report(args.paths, out, formats=_formats(args.format), figures=only)
+    except ConfigError as exc:
+        print(f"regbench report: {exc}", file=sys.stderr)
+        return exc.exit_code
+    statuses = ", ".join(f"{s} {n}" for s, n in result.table["status"].value_counts().items())
+    print(f"Report written to {result.html} and {result.markdown}")
+    print(
+        f"{len(result.table)} runs read ({statuses}), {len(result.skipped)} skipped; "
+        f"{len(result.groups)} groups, {len(result.figures)} figures; tables in {out / 'runs.csv'} and "
+        f"{out / 'groups.csv'}"
+    )
+    return 0

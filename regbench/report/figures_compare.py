@@ -1,0 +1,213 @@
+"""Figures that compare final results across configurations: rate sweep, baseline bars, heatmap.
+
+All read the group table (mean and std over seeds of each group's final metrics), so a
+point or bar is always a mean over seeds with its std as the error bar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from regbench.report.grid import Grid
+from regbench.report.style import (
+    ACC,
+    ANNOTATION_SIZE,
+    CAPSIZE,
+    GAP_ACC,
+    MARKER_SIZE,
+    NEUTRAL,
+    PCT,
+    REFERENCE,
+    Drawn,
+    NotSupported,
+    group_styles,
+)
+from regbench.report.table import fmt_value, make_label
+
+RATE = "dropout.p"
+RATE_SIZE = (9.5, 3.6)
+MARKERS = ("o", "s", "^", "D", "v", "P")
+DODGE = 0.012  # sideways shift between rate-sweep series, as a fraction of the rate range
+BAR_HEIGHT_PER_GROUP = 0.34  # inches; baseline bars grow with the number of groups
+BAR_MIN_HEIGHT = 2.4
+HEAT_PANEL = (3.8, 3.4)  # inches per heatmap facet
+MAX_FACETS = 6
+BAR_MARGIN = 0.08
+BAR_FILL = 0.7  # bar thickness as a fraction of the row
+LABEL_OFFSET = (4, 0)  # points right of the axes for the value column
+DARK_CELL = 0.5  # heatmap cells darker than this (normalised) get white text
+
+
+def _with_results(grid: Grid) -> pd.DataFrame:
+    return grid.groups[grid.groups["n"] > 0]
+
+
+def _std(groups: pd.DataFrame, metric: str) -> pd.Series:
+    """Std over seeds in display units; a single seed has no spread to draw."""
+    return groups[f"{metric}.std"].fillna(0.0) * PCT
+
+
+# ---------------------------------------------------------------------------- rate sweep
+
+
+def rate_sweep(grid: Grid) -> Drawn:
+    """Final val accuracy and final accuracy gap vs dropout rate, one line per dropout type
+    (and per value of any other varied key)."""
+    if RATE not in grid.runs:
+        raise NotSupported("the run configs have no dropout.p")
+    if RATE not in grid.varied:
+        only = fmt_value(grid.runs[RATE].dropna().iloc[0]) if grid.runs[RATE].notna().any() else "unset"
+        raise NotSupported(f"dropout.p takes a single value ({only}); a rate sweep needs at least two rates")
+    groups = _with_results(grid)
+    series_keys = [k for k in grid.varied if k != RATE]
+    series = groups.groupby(series_keys, sort=False, dropna=False).ngroup() if series_keys else 0
+    groups = groups.assign(series=series)
+    heads = groups.drop_duplicates("series").set_index("series")
+    styles = group_styles(heads)
+    names = {k: grid.names[k] for k in series_keys}
+
+    fig = Figure(figsize=RATE_SIZE, layout="constrained")
+    acc_ax, gap_ax = fig.subplots(1, 2, sharex=True)
+    rates = sorted(groups[RATE].dropna().unique())
+    # Nudge series sideways a little so error bars at the same rate do not hide each other.
+    dodge = DODGE * (rates[-1] - rates[0]) if len(rates) > 1 else 0.0
+    for rank, (sid, part) in enumerate(groups.groupby("series", sort=False)):
+        part = part.sort_values(RATE)
+        x = part[RATE] + dodge * (rank - (len(heads) - 1) / 2)
+        head = heads.loc[sid]
+        label = make_label(head, names) if names else f"dropout={fmt_value(head['dropout'])}"
+        marker = MARKERS[rank % len(MARKERS)]  # shades of one type's colour need a second cue
+        line: dict[str, Any] = {"marker": marker, "markersize": MARKER_SIZE, "capsize": CAPSIZE, **styles[sid]}
+        acc_ax.errorbar(x, part["final.val_acc.mean"] * PCT, yerr=_std(part, "final.val_acc"), label=label, **line)
+        gap_ax.errorbar(x, part["final.gap_acc.mean"] * PCT, yerr=_std(part, "final.gap_acc"), **line)
+    acc_ax.set(ylabel=f"final validation {ACC}", title="Validation accuracy vs dropout rate")
+    gap_ax.set(ylabel=f"final {GAP_ACC}", title="Generalization gap vs dropout rate")
+    gap_ax.axhline(0.0, **REFERENCE)
+    for ax in (acc_ax, gap_ax):
+        ax.set_xticks(rates, [fmt_value(r) for r in rates])
+        ax.set_xlabel("dropout rate p (dropout.p)")
+    fig.legend(*acc_ax.get_legend_handles_labels(), loc="outside right upper", frameon=False)
+    caption = (
+        "Final validation accuracy (%) and final accuracy gap (pp) against the dropout rate; points are means over "
+        "seeds, error bars ±1 std."
+    )
+    if groups["dropout"].eq("none").any():
+        caption += " dropout=none ignores p, so its line is the no-dropout reference."
+    return fig, caption
+
+
+# ---------------------------------------------------------------------------- baseline bars
+
+
+def vs_baseline(grid: Grid) -> Drawn:
+    """Per group: difference to the baseline in test (else val) accuracy and in the gap."""
+    groups = _with_results(grid)
+    if len(groups) < 2:
+        raise NotSupported("only one configuration group has results, so there is no baseline to compare with")
+    has_test = groups["test.acc.mean"].notna().all()
+    acc = "test.acc" if has_test else "final.val_acc"
+    acc_name = "test accuracy" if has_test else "validation accuracy (no test metrics in the runs)"
+    styles = group_styles(grid.groups)
+    colours = [styles[g]["color"] for g in groups.index]
+    is_base = groups.index == groups["baseline"]
+    height = max(BAR_MIN_HEIGHT, BAR_HEIGHT_PER_GROUP * len(groups) + 1.2)
+    fig = Figure(figsize=(10.0, height), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(groups))
+    for ax, metric, what in ((axes[0], acc, acc_name), (axes[1], "final.gap_acc", "final accuracy gap")):
+        value = groups[f"{metric}.mean"] * PCT
+        # Each group against the baseline of its own dataset.
+        delta = value - value.reindex(groups["baseline"]).to_numpy()
+        bars = ax.barh(
+            y,
+            delta,
+            xerr=_std(groups, metric),
+            color=colours,
+            height=BAR_FILL,
+            error_kw={"capsize": CAPSIZE, "elinewidth": 1, "ecolor": NEUTRAL},
+        )
+        for bar, base in zip(bars, is_base, strict=True):
+            bar.set_hatch("//" if base else "")
+        # Values in a column right of the axes, where they cannot collide with bars or error bars.
+        for yi, d, v, base in zip(y, delta, value, is_base, strict=True):
+            text = f"{v:.1f} (baseline)" if base else f"{v:.1f} ({d:+.1f})"
+            ax.annotate(
+                text,
+                (1.0, yi),
+                xycoords=("axes fraction", "data"),
+                xytext=LABEL_OFFSET,
+                textcoords="offset points",
+                va="center",
+                ha="left",
+                fontsize=ANNOTATION_SIZE,
+            )
+        ax.axvline(0.0, **REFERENCE)
+        ax.margins(x=BAR_MARGIN)  # keep the zero line off the frame when all differences share a sign
+        ax.set(xlabel=f"{what} − baseline (pp)", title=f"{what.split(' (')[0].capitalize()} vs baseline")
+    axes[0].set_yticks(y, groups["label"].where(~is_base, groups["label"] + " (baseline)"))
+    axes[0].invert_yaxis()  # first group on top, as in the tables
+    caption = (
+        f"Difference to the baseline group (hatched; {'; '.join(grid.groups.loc[groups['baseline'].unique(), 'label'])}"
+        ")"
+        f" in {acc_name.split(' (')[0]} and in the final train − val accuracy gap, in percentage points; the numbers "
+        "right of each panel are the group's mean (and its difference); error bars are ±1 std over the group's seeds."
+    )
+    return fig, caption
+
+
+# ---------------------------------------------------------------------------- heatmap
+
+
+def _numeric_varied(grid: Grid) -> list[str]:
+    def numeric(column: pd.Series) -> bool:
+        return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+    return [k for k in grid.varied if numeric(grid.runs[k])]
+
+
+def heatmap(grid: Grid) -> Drawn:
+    """Mean final val accuracy over two numeric varied keys; one panel per value of the other varied keys."""
+    numeric = _numeric_varied(grid)
+    if len(numeric) != 2:
+        found = f" ({', '.join(numeric)})" if numeric else ""
+        raise NotSupported(f"needs exactly two numeric config values that vary; found {len(numeric)}{found}")
+    x_key = RATE if RATE in numeric else numeric[1]
+    y_key = next(k for k in numeric if k != x_key)
+    facet_keys = [k for k in grid.varied if k not in numeric]
+    groups = grid.groups
+    facets = list(groups.groupby(facet_keys, sort=False, dropna=False)) if facet_keys else [((), groups)]
+    if len(facets) > MAX_FACETS:
+        raise NotSupported(f"{len(facets)} panels (one per {', '.join(facet_keys)}) exceed the limit of {MAX_FACETS}")
+    xs, ys = sorted(groups[x_key].dropna().unique()), sorted(groups[y_key].dropna().unique())
+    values = groups["final.val_acc.mean"] * PCT
+    vmin, vmax = np.nanmin(values), np.nanmax(values)
+
+    fig = Figure(figsize=(HEAT_PANEL[0] * len(facets) + 1.0, HEAT_PANEL[1]), layout="constrained")
+    axes = fig.subplots(1, len(facets), squeeze=False).ravel()
+    for ax, (_, part) in zip(axes, facets, strict=True):
+        cells = part.pivot(index=y_key, columns=x_key, values=["final.val_acc.mean", "final.val_acc.std"])
+        mean = cells["final.val_acc.mean"].reindex(index=ys, columns=xs).to_numpy(dtype=float) * PCT
+        std = cells["final.val_acc.std"].reindex(index=ys, columns=xs).to_numpy(dtype=float) * PCT
+        image = ax.imshow(mean, cmap="viridis", vmin=vmin, vmax=vmax, origin="lower", aspect="auto")
+        for (row, col), m in np.ndenumerate(mean):
+            dark = not np.isnan(m) and image.norm(m) < DARK_CELL
+            text = "—" if np.isnan(m) else f"{m:.1f}" + ("" if np.isnan(std[row, col]) else f"\n±{std[row, col]:.1f}")
+            colour = "white" if dark else "black"
+            ax.text(col, row, text, ha="center", va="center", fontsize=ANNOTATION_SIZE, color=colour)
+        ax.set_xticks(range(len(xs)), [fmt_value(v) for v in xs])
+        ax.set_yticks(range(len(ys)), [fmt_value(v) for v in ys])
+        ax.set(xlabel=x_key, ylabel=y_key)
+        if facet_keys:
+            ax.set_title(make_label(part.iloc[0], {k: grid.names[k] for k in facet_keys}))
+        ax.grid(False)
+    colourbar = fig.colorbar(image, ax=list(axes), label=f"mean final validation {ACC}")
+    colourbar.ax.yaxis.set_major_locator(MaxNLocator(5))
+    caption = f"Mean final validation accuracy (%) over {y_key} × {x_key}, ± std over seeds in each cell" + (
+        f"; one panel per {', '.join(facet_keys)}." if facet_keys else "."
+    )
+    return fig, caption

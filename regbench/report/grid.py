@@ -1,0 +1,193 @@
+"""Group runs into configurations and aggregate seeds: the `Grid` every figure and table reads.
+
+A *group* is the set of runs whose configs agree on every value that varies across the
+runs read, except the seed: seeds are trials, so a group's numbers are mean ± std over
+them (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regbench.report.collect import Run
+from regbench.report.table import (
+    COMPLETED,
+    CURVE_COLUMNS,
+    EXCLUDED_STATUSES,
+    EXTRA_METRIC_PREFIXES,
+    RUN_METRICS,
+    aggregated_mask,
+    assign_groups,
+    fmt_value,
+    make_label,
+    runs_table,
+    short_names,
+    varied_keys,
+)
+
+CALIBRATION_KINDS = {"mc": "MC dropout", "calibration": "deterministic"}  # summary key -> legend name
+
+
+@dataclass
+class Grid:
+    runs: pd.DataFrame  # one row per run, index 0..n-1 in the order of the loaded runs
+    groups: pd.DataFrame  # one row per configuration group, index = group id
+    curves: pd.DataFrame  # index (group, epoch); columns (metric, mean|std|count)
+    calibration: pd.DataFrame  # long: run, group, kind, bin, confidence, accuracy, count
+    config_keys: list[str]
+    varied: list[str]
+    names: dict[str, str]  # varied key -> short name used in labels and legends
+    notes: list[str] = field(default_factory=list)
+
+
+def _status_counts(statuses: pd.Series) -> str:
+    return ", ".join(f"{status} {count}" for status, count in statuses.value_counts().sort_index().items())
+
+
+def _seeds(seeds: pd.Series) -> str:
+    return ",".join(fmt_value(s) for s in sorted(seeds.dropna().unique()))
+
+
+def _basis(runs: pd.DataFrame) -> str:
+    """What a group's numbers rest on: completed runs, unfinished ones (no completed run yet), or none."""
+    if runs["status"].eq(COMPLETED).any():
+        return "completed"
+    return "unfinished" if runs["aggregated"].any() else "none"
+
+
+def group_table(table: pd.DataFrame, varied: list[str], names: dict[str, str]) -> pd.DataFrame:
+    """One row per group: its varied values, label, seed counts, then `<metric>.mean` / `.std`."""
+    by_group = table.groupby("group")
+    used = table[table["aggregated"]].groupby("group")
+    metrics = [c for c in RUN_METRICS if c in table] + [c for c in table if c.startswith(EXTRA_METRIC_PREFIXES)]
+    stats = used[metrics].agg(["mean", "std"])
+    stats.columns = [f"{metric}.{stat}" for metric, stat in stats.columns]
+    identity = by_group[varied].first() if varied else pd.DataFrame(index=by_group.size().index)
+    groups = identity.assign(
+        label=[make_label(row, names) for row in identity.to_dict("records")] if varied else "all runs",
+        dropout=by_group["dropout.name"].first() if "dropout.name" in table else "none",
+        n=used.size().reindex(identity.index, fill_value=0),
+        seeds=used["seed"].agg(_seeds).reindex(identity.index, fill_value=""),
+        n_runs=by_group.size(),
+        statuses=by_group["status"].agg(_status_counts),
+        basis=by_group[["status", "aggregated"]].apply(_basis),
+    )
+    groups = groups[["label", *varied, *groups.columns.difference(["label", *varied], sort=False)]].join(stats)
+    groups["baseline"] = pick_baselines(groups)
+    return groups.rename_axis("group")
+
+
+def _baseline(groups: pd.DataFrame) -> Any:
+    """The no-dropout group (p = 0 preferred), else a p = 0 group, else the first; with data if any."""
+    pool = groups[groups["n"] > 0] if (groups["n"] > 0).any() else groups
+    p = pool["dropout.p"] if "dropout.p" in pool else pd.Series(np.nan, index=pool.index)
+    for candidates in (pool[(pool["dropout"] == "none") & (p == 0)], pool[pool["dropout"] == "none"], pool[p == 0]):
+        if len(candidates):
+            return candidates.index[0]
+    return pool.index[0]
+
+
+def pick_baselines(groups: pd.DataFrame) -> pd.Series:
+    """Baseline group id for every group; per dataset, since runs across datasets do not compare."""
+    if "dataset.name" not in groups:
+        return pd.Series(_baseline(groups), index=groups.index)
+    per_dataset = {name: _baseline(part) for name, part in groups.groupby("dataset.name", dropna=False)}
+    return groups["dataset.name"].map(per_dataset)
+
+
+def curve_stats(runs: list[Run], table: pd.DataFrame) -> pd.DataFrame:
+    """Mean/std/count over seeds per group and epoch. Unfinished runs count for the epochs they have;
+    diverged and failed runs are left out since their curves (nan/inf) would drown the others."""
+    keep = ~table["status"].isin(EXCLUDED_STATUSES)
+    frames = [
+        run.metrics.assign(group=table.at[i, "group"])
+        for i, run in enumerate(runs)
+        if keep[i] and not run.metrics.empty
+    ]
+    if not frames:
+        return pd.DataFrame()
+    long = pd.concat(frames, ignore_index=True)
+    columns = [c for c in CURVE_COLUMNS if c in long.columns]
+    long[columns] = long[columns].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
+    return long.groupby(["group", "epoch"])[columns].agg(["mean", "std", "count"])
+
+
+def _bins(tree: Any) -> Mapping[str, Any] | None:
+    """Reliability bins of an `mc` / `calibration` summary entry: nested or at its top level."""
+    if not isinstance(tree, Mapping):
+        return None
+    if "bin_confidence" in tree:
+        return tree
+    return _bins(tree.get("calibration")) if "calibration" in tree else None
+
+
+def calibration_table(runs: list[Run], table: pd.DataFrame) -> pd.DataFrame:
+    frames = []
+    for i, run in enumerate(runs):
+        if not table.at[i, "aggregated"]:
+            continue
+        for key, kind in CALIBRATION_KINDS.items():
+            bins = _bins((run.summary or {}).get(key))
+            if bins is None:
+                continue
+            try:
+                frame = pd.DataFrame(
+                    {"confidence": bins["bin_confidence"], "accuracy": bins["bin_accuracy"], "count": bins["bin_count"]}
+                )
+            except (KeyError, ValueError, TypeError):  # ragged or missing bins: leave this run out of the figure
+                continue
+            frames.append(frame.rename_axis("bin").reset_index().assign(run=i, group=table.at[i, "group"], kind=kind))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def grid_notes(table: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
+    """Things a reader must know before comparing numbers."""
+    notes = []
+    if "dataset.name" in table and table["dataset.name"].nunique(dropna=False) > 1:
+        counts = ", ".join(f"{name}: {n} runs" for name, n in table["dataset.name"].value_counts().sort_index().items())
+        notes.append(
+            f"Runs come from {table['dataset.name'].nunique(dropna=False)} datasets ({counts}); they are grouped "
+            "by dataset.name and each dataset has its own baseline: compare results only within a dataset."
+        )
+    hashed = table.dropna(subset=["config_hash"])
+    repeats = hashed[hashed.duplicated(["config_hash", "seed"], keep=False)]
+    if len(repeats):
+        notes.append(
+            f"{len(repeats)} runs repeat a (config, seed) pair, e.g. reruns; each counts as a separate trial: "
+            + ", ".join(f"`{p}`" for p in repeats["path"].head(4))
+        )
+    seeds = groups.loc[groups["n"] > 0, "n"]
+    if seeds.nunique() > 1:
+        notes.append(f"Groups have different numbers of seeds ({seeds.min()}–{seeds.max()}); see the n column.")
+    partial = groups.index[groups["basis"].eq("unfinished")]
+    if len(partial):
+        notes.append(
+            f"{len(partial)} group(s) have no completed run; their numbers come from unfinished runs "
+            "(last epoch written): " + "; ".join(groups.loc[partial, "label"])
+        )
+    return notes
+
+
+def build_grid(runs: list[Run]) -> Grid:
+    table, config_keys = runs_table(runs)
+    varied = varied_keys(table, config_keys)
+    names = short_names(varied)
+    table["group"] = assign_groups(table, varied)
+    table["aggregated"] = aggregated_mask(table)
+    groups = group_table(table, varied, names)
+    table["label"] = table["group"].map(groups["label"])
+    return Grid(
+        runs=table,
+        groups=groups,
+        curves=curve_stats(runs, table),
+        calibration=calibration_table(runs, table),
+        config_keys=config_keys,
+        varied=varied,
+        names=names,
+        notes=grid_notes(table, groups),
+    )

@@ -1,0 +1,203 @@
+"""The tidy run table (one row per run), config-key naming, and which keys vary across runs.
+
+Config keys are handled generically (flattened to dotted names such as `dropout.p`), so
+keys added to the config later need no change here.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regbench.report.collect import Run
+
+# Keys that say where, how visibly or on what hardware a run was written, not what it
+# computes; a difference in them does not make two runs different configurations.
+RUN_ONLY_KEYS = frozenset(
+    {
+        "seed",
+        "results_dir",
+        "sweep_name",
+        "name",
+        "trainer.progress",
+        "trainer.device",
+        "trainer.threads",
+        "dataset.root",
+        "dataset.download",
+    }
+)
+# Varied keys are listed in this order first (labels then read "dataset=…, dropout=…, p=…").
+KEY_PRIORITY = ("dataset.name", "model.name", "dropout.name", "dropout.p")
+KNOWN_DROPOUTS = ("none", "standard", "original", "spatial", "dropconnect", "dropblock", "alpha", "gaussian")
+
+COMPLETED = "completed"
+INCOMPLETE = "incomplete"  # no summary.json: still running, or killed
+SUPERSEDED = "superseded"  # retrained from scratch in another folder (summary.json `superseded_by`)
+EXCLUDED_STATUSES = frozenset({"diverged", "failed", SUPERSEDED})  # their numbers are not results
+PARTIAL_STATUSES = frozenset({INCOMPLETE, "interrupted", "killed"})  # used only where a group has nothing better
+
+SPLIT_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")
+CURVE_COLUMNS = (*SPLIT_METRICS, "batch_loss")
+RUN_METRICS = (
+    *(f"final.{m}" for m in SPLIT_METRICS),
+    *(f"best.{m}" for m in SPLIT_METRICS),
+    "test.acc",
+    "test.loss",
+    "best_epoch",
+    "epochs_completed",
+    "seconds",
+)
+EXTRA_METRIC_PREFIXES = ("mc.", "calibration.")  # scalar MC-dropout / calibration fields, when present
+
+
+# ---------------------------------------------------------------------------- naming
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _cell(value: Any) -> Any:
+    """Lists and dicts become compact JSON, which is hashable and also Hydra override syntax."""
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, list | dict) else value
+
+
+def fmt_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "unset"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """`dropout.name` -> `dropout`, `dropout.p` -> `p`; full keys where two would clash."""
+
+    def short(key: str) -> str:
+        parts = key.split(".")
+        return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+    shorts = {key: short(key) for key in keys}
+    taken = pd.Series(list(shorts.values()), dtype=object).value_counts()
+    return {key: key if taken[s] > 1 else s for key, s in shorts.items()}
+
+
+def make_label(values: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    return ", ".join(f"{names[key]}={fmt_value(values[key])}" for key in names) or "all runs"
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else np.nan
+
+
+def _from_metrics(metrics: pd.DataFrame, at: str) -> tuple[dict[str, float], float]:
+    """Split metrics and epoch of the last row ("final") or the lowest-val-loss row ("best")."""
+    if metrics.empty or (at == "best" and metrics["val_loss"].isna().all()):
+        return {}, np.nan
+    row = metrics.iloc[-1] if at == "final" else metrics.loc[metrics["val_loss"].idxmin()]
+    return {m: _num(row[m]) for m in SPLIT_METRICS}, _num(row["epoch"])
+
+
+def _scalars(tree: Any, prefix: str) -> dict[str, float]:
+    if not isinstance(tree, Mapping):
+        return {}
+    return {k: _num(v) for k, v in flatten(tree, prefix).items() if isinstance(v, numbers.Real)}
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    """One tidy row: identity and status, final/best/test metrics, then every config value."""
+    summary = run.summary or {}
+    config = {key: _cell(value) for key, value in flatten(run.config).items()}
+    final_m, last_epoch = _from_metrics(run.metrics, "final")
+    best_m, best_epoch = _from_metrics(run.metrics, "best")
+    final = summary.get("final") if isinstance(summary.get("final"), Mapping) else final_m
+    best = summary.get("best") if isinstance(summary.get("best"), Mapping) else best_m
+    overrides = summary.get("overrides")
+    status = str(summary.get("status", "unknown")) if run.summary is not None else INCOMPLETE
+    row: dict[str, Any] = {
+        "path": run.path,
+        "run_id": summary.get("run_id") or Path(run.path).name,
+        "status": SUPERSEDED if summary.get("superseded_by") else status,
+        "seed": summary.get("seed", config.get("seed")),
+        "epochs_completed": summary.get("epochs_completed", len(run.metrics)),
+        "epochs_planned": config.get("trainer.epochs"),
+        "last_epoch": last_epoch,
+        "best_epoch": summary.get("best_epoch", best_epoch),
+        "stopped_early": summary.get("stopped_early"),
+        "seconds": summary.get("seconds"),
+        **{f"final.{m}": _num(final.get(m)) for m in SPLIT_METRICS},
+        **{f"best.{m}": _num(best.get(m)) for m in SPLIT_METRICS},
+        "test.acc": _num((summary.get("test") or {}).get("acc")),
+        "test.loss": _num((summary.get("test") or {}).get("loss")),
+        **_scalars(summary.get("mc"), "mc."),
+        **_scalars(summary.get("calibration"), "calibration."),
+        "device": summary.get("device"),
+        "config_hash": summary.get("config_hash"),
+        "git_commit": summary.get("git_commit"),
+        "command": summary.get("command"),
+        "overrides": " ".join(map(str, overrides)) if isinstance(overrides, list) else None,
+        "error": summary.get("error"),
+        "issues": "; ".join(
+            run.issues
+            + ([f"{status}, superseded by {summary['superseded_by']}"] if summary.get("superseded_by") else [])
+        ),
+    }
+    row |= {key: value for key, value in config.items() if key not in row}
+    return row
+
+
+def runs_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
+    table = pd.DataFrame.from_records([run_row(run) for run in runs])
+    config_keys = list(dict.fromkeys(key for run in runs for key in flatten(run.config)))
+    metric_cols = [c for c in table.columns if c in RUN_METRICS or c.startswith(EXTRA_METRIC_PREFIXES)]
+    table[metric_cols] = table[metric_cols].apply(pd.to_numeric, errors="coerce")
+    return table, config_keys
+
+
+def varied_keys(table: pd.DataFrame, config_keys: list[str]) -> list[str]:
+    candidates = [k for k in config_keys if k not in RUN_ONLY_KEYS and k in table.columns]
+    varied = [k for k in candidates if table[k].nunique(dropna=False) > 1]
+    return sorted(varied, key=lambda k: KEY_PRIORITY.index(k) if k in KEY_PRIORITY else len(KEY_PRIORITY))
+
+
+def sort_key(column: pd.Series) -> pd.Series:
+    """Sort key for a config column: numbers numerically, dropout types baseline-first, rest as text."""
+    if column.name == "dropout.name":
+        rank = {name: i for i, name in enumerate(KNOWN_DROPOUTS)}
+        return column.map(lambda v: f"{rank.get(v, len(rank)):03d}{v}")
+    if pd.api.types.is_numeric_dtype(column):
+        return column
+    return column.astype(str)
+
+
+def assign_groups(table: pd.DataFrame, varied: list[str]) -> pd.Series:
+    if not varied:
+        return pd.Series(0, index=table.index, name="group")
+    keys = [sort_key(table[k]) for k in varied]
+    return table.groupby(keys, dropna=False, sort=True).ngroup().rename("group")
+
+
+def aggregated_mask(table: pd.DataFrame) -> pd.Series:
+    """Which runs enter the group means: completed ones, else (per group) the unfinished ones."""
+    completed = table["status"].eq(COMPLETED)
+    group_has_completed = completed.groupby(table["group"]).transform("any")
+    return completed | (table["status"].isin(PARTIAL_STATUSES) & ~group_has_completed)
