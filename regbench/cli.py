@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
+import hashlib
 import shlex
 import sys
-import time
 
 from regbench import __version__
 from regbench.errors import Abort, ConfigError, RunIncomplete
@@ -74,9 +73,20 @@ def hydra_args(args: list[str]) -> list[str]:
     args = [a for a in args if a not in MULTIRUN_FLAGS]
     if multirun:
         if not any(a.startswith("sweep_name=") for a in args):
-            args.append(f"sweep_name=sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}")
+            args.append(f"sweep_name={default_sweep_name(args)}")
         args.insert(0, "--multirun")
     return args
+
+
+def default_sweep_name(args: list[str]) -> str:
+    """The same command line gives the same sweep folder, so rerunning a sweep resumes it in place.
+
+    e.g. `dropout.p=0,0.5 seed=0,1 trainer.epochs=5` -> sweep-dropout.p+seed-<hash of the whole line>.
+    """
+    swept = [a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a and "," in a.split("=", 1)[1]]
+    digest = hashlib.sha1("\0".join(args).encode()).hexdigest()[:8]
+    keys = "+".join(swept)[:60].replace("/", "_") or "grid"
+    return f"sweep-{keys}-{digest}"
 
 
 def run_command(args: list[str]) -> int:

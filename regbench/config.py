@@ -106,6 +106,7 @@ class TrainerConfig:
     train_eval_size: int = 1000  # fixed training subset measured in eval mode for the gap
     threads: int | None = None  # CPU threads for torch (None = torch's default)
     progress: bool = True  # tqdm bar per run (hidden automatically when not on a terminal)
+    checkpoint: bool = False  # save a checkpoint each epoch so an interrupted run continues exactly
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Config:
     results_dir: str = "runs"  # run folders are created under here
     sweep_name: str | None = None  # set by `regbench run -m`: runs of one sweep share a folder
     name: str | None = None  # optional label for the run folder (experiments set it)
+    resume: bool = True  # skip a config that already completed under results_dir (matched by config hash)
 
 
 def register_configs() -> None:
@@ -239,7 +241,7 @@ def validate(cfg: DictConfig) -> None:
 # ---------------------------------------------------------------------------- hashing
 
 # Keys that say where or how visibly a run is written, not what it computes.
-_NOT_HASHED = {"results_dir", "sweep_name", "name", "trainer.progress"}
+_NOT_HASHED = {"results_dir", "sweep_name", "name", "resume", "trainer.progress", "trainer.checkpoint"}
 
 
 def hashable_dict(cfg: DictConfig) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import json
 import shlex
 
 import hydra
@@ -28,7 +29,7 @@ def entry(cfg: DictConfig) -> dict:
     overrides = [o for o in hc.overrides.task if not o.startswith(_PLACEMENT_KEYS)]
     command = shlex.join(["regbench", "run", *overrides])
     try:
-        summary = run(cfg, command, overrides)
+        summary = resume_or_run(cfg, command, overrides)
     except ConfigError as exc:
         raise Abort(str(exc)) from None
     except Exception as exc:  # noqa: BLE001
@@ -41,4 +42,29 @@ def entry(cfg: DictConfig) -> dict:
     print(f"results: {summary['run_dir']}" + (f"  [{summary['status']}: {summary.get('error')}]" if incomplete else ""))
     if incomplete and hc.mode != RunMode.MULTIRUN:
         raise RunIncomplete(summary["status"])
+    return summary
+
+
+def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
+    """Skip a config that already completed (or diverged) under results_dir; continue an
+    interrupted one from its checkpoint; otherwise train from scratch (resume=false: always)."""
+    from regbench import checkpoint, results
+    from regbench.config import config_hash
+    from regbench.train import check_config, run
+
+    if not cfg.resume:
+        return run(cfg, command, overrides)
+    check_config(cfg)  # a bad config fails the same way whether or not it ran before
+    earlier = results.previous_runs(cfg.results_dir, config_hash(cfg))
+    for run_dir, status in reversed(earlier):
+        if status in ("completed", "diverged"):
+            log.info("skipped: this config already %s in %s (resume=false trains it again)", status, run_dir)
+            summary = json.loads((run_dir / "summary.json").read_text())
+            return {**summary, "run_dir": str(run_dir), "skipped": True}
+    stale = [d for d, status in earlier if status in ("interrupted", "failed", "killed")]
+    if stale and cfg.trainer.checkpoint and checkpoint.exists(stale[-1]):
+        return run(cfg, command, overrides, resume_dir=stale[-1])
+    summary = run(cfg, command, overrides)
+    for run_dir in stale:  # trained again from scratch: the old folders point to the new one
+        results.mark_superseded(run_dir, summary["run_id"])
     return summary

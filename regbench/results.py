@@ -178,3 +178,107 @@ def git_commit() -> str | None:
         return sha.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+# ---------------------------------------------------------------------------- index and resume
+
+INDEX = ".regbench-index.jsonl"  # in results_dir: one JSON line per run start / end, appended under a lock
+RUNNING = ".running"  # in a run folder while its process lives: "<host> <pid>"
+
+
+def _append_index(results_dir: Path, entry: dict) -> None:
+    """Append one line under an exclusive lock: parallel jobs never interleave or lose a line."""
+    import fcntl
+
+    line = json.dumps(entry, sort_keys=True) + "\n"
+    with open(Path(results_dir) / INDEX, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def mark_started(results_dir: str, run_dir: Path, cfg_hash: str) -> None:
+    (run_dir / RUNNING).write_text(f"{platform.node()} {os.getpid()}\n")
+    rel = os.path.relpath(run_dir, results_dir)
+    _append_index(Path(results_dir), {"config_hash": cfg_hash, "run_dir": rel, "status": "running"})
+
+
+def mark_finished(results_dir: str, run_dir: Path, summary: dict) -> None:
+    rel = os.path.relpath(run_dir, results_dir)
+    _append_index(Path(results_dir), {"config_hash": summary["config_hash"], "run_dir": rel,
+                                      "status": summary["status"]})
+    (run_dir / RUNNING).unlink(missing_ok=True)
+
+
+def _alive(run_dir: Path) -> bool:
+    """Is the process that started this run still running (on this host)?"""
+    try:
+        host, pid = (run_dir / RUNNING).read_text().split()
+    except (OSError, ValueError):
+        return False
+    if host != platform.node():
+        return True  # another machine's job: assume alive, never touch it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def previous_runs(results_dir: str, cfg_hash: str) -> list[tuple[Path, str]]:
+    """Earlier runs of this exact config under results_dir, oldest first, as (folder, status).
+
+    Status comes from the folder's summary.json when there is one (the index only points
+    the way); without one the run is `running` if its process lives, else `killed`.
+    """
+    root = Path(results_dir)
+    try:
+        lines = (root / INDEX).read_text().splitlines()
+    except OSError:
+        return []
+    dirs: dict[str, None] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line of a killed writer: skip it
+        if entry.get("config_hash") == cfg_hash:
+            dirs[entry["run_dir"]] = None
+    found = []
+    for rel in dirs:
+        run_dir = root / rel
+        if not run_dir.is_dir():
+            continue
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            status = summary["status"] if summary.get("config_hash") == cfg_hash else None
+            if summary.get("superseded_by"):
+                status = None
+        except (OSError, ValueError, KeyError):
+            status = "running" if _alive(run_dir) else "killed"
+        if status:
+            found.append((run_dir, status))
+    return found
+
+
+def mark_superseded(run_dir: Path, by: str) -> None:
+    """An interrupted/failed run that was trained again from scratch points to its replacement."""
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        summary = {"status": "killed"}
+    summary["superseded_by"] = by
+    write_json(path, summary)
+
+
+def truncate_metrics(path: Path, n_rows: int) -> None:
+    """Keep the header and the first n_rows rows (rows past a checkpoint are recomputed on resume)."""
+    lines = path.read_text().splitlines(keepends=True)
+    atomic_write_text(path, "".join(lines[: 1 + n_rows]))

@@ -13,6 +13,7 @@ import math
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from regbench import results
+from regbench import checkpoint, results
 from regbench.config import config_hash, validate
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
@@ -106,44 +107,75 @@ def prepare(cfg: DictConfig):
     return device, data, augment, model, optimizer, scheduler
 
 
-def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) -> dict:
-    """Train one configuration; write its run folder; return the summary dict."""
+@dataclass
+class Progress:
+    """Everything that changes from epoch to epoch besides the model and optimizer.
+
+    Kept together so a checkpoint can save and restore it whole (resume gives the same
+    numbers as an uninterrupted run on CPU).
+    """
+
+    order: torch.Generator  # data order: its own stream, the same for every dropout type
+    rows: list = field(default_factory=list)  # metrics.csv rows written so far
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    best_row: dict | None = None
+    best_state: dict | None = None  # model weights at best_epoch (for the test evaluation)
+    bad_epochs: int = 0  # epochs since the last improvement (early stopping)
+
+    @property
+    def epoch(self) -> int:
+        return len(self.rows)
+
+
+def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
+        resume_dir: Path | None = None) -> dict:
+    """Train one configuration; write its run folder; return the summary dict.
+
+    resume_dir: an interrupted run folder with a checkpoint.pt to continue from.
+    """
     device, data, augment, model, optimizer, scheduler = prepare(cfg)
     autocast = _autocast(device, cfg.trainer.amp)
     tr = cfg.trainer
+    progress = Progress(order=torch.Generator().manual_seed(cfg.seed))
 
-    run_dir = results.create_run_dir(cfg)
-    results.save_config(run_dir, cfg)
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        summary = checkpoint.load(run_dir, model, optimizer, scheduler, progress)
+        results.truncate_metrics(run_dir / "metrics.csv", progress.epoch)  # drop rows newer than the checkpoint
+        summary.update(status="running", error=None, resumed_at_epoch=progress.epoch)
+        results.mark_started(cfg.results_dir, run_dir, summary["config_hash"])
+        log.info("resuming %s at epoch %d", run_dir, progress.epoch + 1)
+    else:
+        run_dir = results.create_run_dir(cfg)
+        results.save_config(run_dir, cfg)
+        results.mark_started(cfg.results_dir, run_dir, config_hash(cfg))
+        summary = {
+            "status": "running",
+            "run_id": run_dir.name,
+            "config_hash": config_hash(cfg),
+            "seed": cfg.seed,
+            "device": str(device),
+            "command": command,
+            "overrides": list(overrides or []),
+            "data": data.summary(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "versions": results.versions(),
+            "git_commit": results.git_commit(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        log.info("run %s: %s on %s, %d parameters", run_dir, cfg.model.name, device, summary["parameters"])
     writer = results.MetricsWriter(run_dir / "metrics.csv", results.METRIC_COLUMNS)
-    summary = {
-        "status": "running",
-        "run_id": run_dir.name,
-        "config_hash": config_hash(cfg),
-        "seed": cfg.seed,
-        "device": str(device),
-        "command": command,
-        "overrides": list(overrides or []),
-        "data": data.summary(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "versions": results.versions(),
-        "git_commit": results.git_commit(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    log.info("run %s: %s on %s, %d parameters", run_dir, cfg.model.name, device, summary["parameters"])
 
     # A fixed training subset, measured in eval mode each epoch, gives the train side of the gap.
     n_sub = min(tr.train_eval_size, len(data.x_train))
     sub = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(cfg.dataset.split_seed))[:n_sub]
     x_sub, y_sub = data.x_train[sub.to(device)], data.y_train[sub.to(device)]
-    order = torch.Generator().manual_seed(cfg.seed)  # data order: its own stream, same for every dropout type
-
     stochastic = [m for m in model.modules() if hasattr(m, "set_progress")]
-    best = {"val_loss": math.inf, "epoch": 0, "state": None, "row": None}
-    rows: list[dict] = []
-    bad_epochs = 0
+
     started = time.perf_counter()
-    bar = tqdm(range(1, tr.epochs + 1), desc=run_dir.name[-40:], disable=None if tr.progress else True,
-               leave=False, file=sys.stderr)
+    bar = tqdm(range(progress.epoch + 1, tr.epochs + 1), desc=run_dir.name[-40:], leave=False, file=sys.stderr,
+               disable=None if tr.progress else True, initial=progress.epoch, total=tr.epochs)
     try:
         with _sigterm_raises():
             for epoch in bar:
@@ -152,7 +184,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) 
                 model.train()
                 for m in stochastic:  # schedules over training (DropBlock's linear ramp)
                     m.set_progress((epoch - 1) / tr.epochs)
-                perm = torch.randperm(len(data.x_train), generator=order).to(device)
+                perm = torch.randperm(len(data.x_train), generator=progress.order).to(device)
                 batch_loss = torch.zeros((), device=device)
                 n_steps = 0
                 for i in range(0, len(perm), tr.batch_size):
@@ -161,7 +193,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) 
                         continue  # BatchNorm cannot normalise a batch of one
                     xb, yb = data.normalize(data.x_train[idx]), data.y_train[idx]  # (B, *input_shape), (B,)
                     if augment is not None:
-                        xb, yb = augment(xb, yb)
+                        xb, yb = augment(xb, yb)  # yb may become (B, K) soft targets (mixup/cutmix)
                     with autocast():
                         logits = model(xb)
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.reg.label_smoothing)
@@ -189,7 +221,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) 
                     "batch_loss": mean_batch, "zero_frac": zero_frac,
                 }
                 writer.append(row)
-                rows.append(row)
+                progress.rows.append(row)
                 bar.set_postfix(val_acc=f"{val_acc:.3f}", gap=f"{row['gap_acc']:+.3f}")
 
                 if not all(math.isfinite(row[k]) for k in ("batch_loss", "train_loss", "val_loss")):
@@ -197,15 +229,19 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) 
                     log.warning("run %s diverged at epoch %d (non-finite loss)", run_dir.name, epoch)
                     break
                 # ---- early stopping on validation loss; keep the best weights for the test set
-                if val_loss < best["val_loss"] - tr.min_delta:
-                    best.update(val_loss=val_loss, epoch=epoch, row=row, state=_snapshot(model))
-                    bad_epochs = 0
+                if val_loss < progress.best_val_loss - tr.min_delta:
+                    progress.best_val_loss, progress.best_epoch, progress.best_row = val_loss, epoch, row
+                    progress.best_state = _snapshot(model)
+                    progress.bad_epochs = 0
                 else:
-                    bad_epochs += 1
-                    if tr.patience is not None and bad_epochs >= tr.patience:
-                        summary["stopped_early"] = True
-                        log.info("early stop at epoch %d (best epoch %d)", epoch, best["epoch"])
-                        break
+                    progress.bad_epochs += 1
+                if tr.checkpoint:
+                    checkpoint.save(run_dir, model, optimizer, scheduler, progress, summary,
+                                    elapsed=summary.get("seconds_before_resume", 0.0) + time.perf_counter() - started)
+                if tr.patience is not None and progress.bad_epochs >= tr.patience:
+                    summary["stopped_early"] = True
+                    log.info("early stop at epoch %d (best epoch %d)", epoch, progress.best_epoch)
+                    break
             if summary["status"] == "running":
                 summary["status"] = "completed"
     except (KeyboardInterrupt, Interrupted) as exc:
@@ -217,7 +253,8 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None) 
     finally:
         bar.close()
         writer.close()
-        _finish(summary, model, data, autocast, best, rows, tr, started, run_dir)
+        _finish(summary, model, data, autocast, progress, tr, started, run_dir)
+        results.mark_finished(cfg.results_dir, run_dir, summary)
     summary["run_dir"] = str(run_dir)  # for the caller only; not in summary.json (folders move)
     return summary
 
@@ -226,22 +263,25 @@ def _snapshot(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _finish(summary, model, data, autocast, best, rows, tr, started, run_dir: Path) -> None:
+def _finish(summary, model, data, autocast, progress: Progress, tr, started, run_dir: Path) -> None:
     """Fill in final/best/test metrics and write summary.json atomically (also on failure)."""
     keys = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")
+    rows = progress.rows
     summary["epochs_completed"] = len(rows)
     summary.setdefault("stopped_early", False)
     summary["final"] = {k: rows[-1][k] for k in keys} if rows else None
-    summary["best_epoch"] = best["epoch"] or None
-    summary["best"] = {k: best["row"][k] for k in keys} if best["row"] else None
+    summary["best_epoch"] = progress.best_epoch or None
+    summary["best"] = {k: progress.best_row[k] for k in keys} if progress.best_row else None
     summary["test"] = None
     if summary["status"] in ("completed", "diverged") and len(data.x_test):
-        if tr.restore_best and best["state"] is not None:
-            model.load_state_dict(best["state"])
+        use_best = tr.restore_best and progress.best_state is not None
+        if use_best:
+            model.load_state_dict(progress.best_state)
         test_loss, test_acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast).tolist()
-        summary["test"] = {"loss": test_loss, "acc": test_acc,
-                           "weights": "best" if tr.restore_best and best["state"] is not None else "final"}
-    summary["seconds"] = time.perf_counter() - started
+        summary["test"] = {"loss": test_loss, "acc": test_acc, "weights": "best" if use_best else "final"}
+    summary["seconds"] = summary.get("seconds_before_resume", 0.0) + time.perf_counter() - started
     summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     summary.setdefault("error", None)
+    if summary["status"] == "completed" and tr.checkpoint:
+        checkpoint.remove(run_dir)  # a finished run needs no checkpoint; its files say everything
     results.write_json(run_dir / "summary.json", summary)

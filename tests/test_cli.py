@@ -47,7 +47,7 @@ def test_multirun_flag_anywhere_runs_the_grid_into_one_sweep_folder(cli, tmp_pat
     assert code == 0, err
     runs = run_dirs(tmp_path / "runs")
     assert len(runs) == 4
-    assert len({r.parent for r in runs}) == 1 and runs[0].parent.name.startswith("sweep-")
+    assert len({r.parent for r in runs}) == 1 and runs[0].parent.name.startswith("sweep-dropout.p+seed-")
     combos = {(read_summary(r)["seed"], yaml.safe_load((r / "config.yaml").read_text())["dropout"]["p"]) for r in runs}
     assert combos == {(0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5)}
     assert "sweep finished: 4 runs: 4 completed" in out
@@ -57,7 +57,7 @@ def test_multirun_flag_anywhere_runs_the_grid_into_one_sweep_folder(cli, tmp_pat
 
 def test_same_config_twice_gets_two_folders_and_the_same_hash(cli, tmp_path):
     assert cli("run", *FAST)[0] == 0
-    assert cli("run", *FAST)[0] == 0
+    assert cli("run", *FAST, "resume=false")[0] == 0
     a, b = run_dirs(tmp_path / "runs")
     assert a != b
     assert read_summary(a)["config_hash"] == read_summary(b)["config_hash"]

@@ -1,0 +1,61 @@
+"""Per-epoch checkpoints (`trainer.checkpoint=true`): continue an interrupted run exactly.
+
+A checkpoint holds the model, optimizer and scheduler states, the run's Progress (rows,
+best weights, early-stopping counter, data-order generator) and the global RNG states
+(dropout masks, augmentation), so the continued run draws the same numbers as an
+uninterrupted one. Written atomically; removed once the run completes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import torch
+
+FILE = "checkpoint.pt"
+
+
+def exists(run_dir: Path) -> bool:
+    return (Path(run_dir) / FILE).is_file()
+
+
+def save(run_dir: Path, model, optimizer, scheduler, progress, summary: dict, elapsed: float) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "order": progress.order.get_state(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "progress": {k: v for k, v in vars(progress).items() if k != "order"},
+        "summary": {k: v for k, v in summary.items() if k != "run_dir"},
+        "elapsed": elapsed,
+    }
+    path = Path(run_dir) / FILE
+    tmp = path.with_name(f".{FILE}.{secrets.token_hex(4)}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load(run_dir: Path, model, optimizer, scheduler, progress) -> dict:
+    """Restore everything in place; returns the summary dict saved with the checkpoint."""
+    device = next(model.parameters()).device
+    state = torch.load(Path(run_dir) / FILE, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    progress.order.set_state(state["order"])
+    for key, value in state["progress"].items():
+        setattr(progress, key, value)
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    summary = state["summary"]
+    summary["seconds_before_resume"] = state["elapsed"]
+    return summary
+
+
+def remove(run_dir: Path) -> None:
+    (Path(run_dir) / FILE).unlink(missing_ok=True)

@@ -1,0 +1,113 @@
+"""Resume: completed configs are skipped by config hash, interrupted ones rerun, checkpoints
+continue exactly; the shared run index survives parallel writers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conftest import FAST, read_metrics, read_summary, run_dirs
+
+from regbench import results
+
+SLOW_ENOUGH = ["dataset=synthetic", "dataset.num_samples=3000", "model.hidden=[256,256]", "trainer.progress=false"]
+
+
+def _not_timing(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "regbench.cli", "run", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_rerun_skips_a_completed_config_unless_resume_false(cli, tmp_path):
+    assert cli("run", *FAST)[0] == 0
+    code, out, err = cli("run", *FAST)
+    assert code == 0 and "skipped" in out + err
+    assert len(run_dirs(tmp_path / "runs")) == 1
+    assert cli("run", *FAST, "resume=false")[0] == 0
+    assert len(run_dirs(tmp_path / "runs")) == 2
+
+
+def test_rerunning_an_interrupted_sweep_completes_only_the_missing_cells(tmp_path):
+    args = ["-m", "seed=0,1,2", "trainer.epochs=30", *SLOW_ENOUGH]
+    proc = _start(tmp_path, *args)
+    _wait_for(lambda: any(read_summary(d).get("status") == "completed"
+                          for d in run_dirs(tmp_path / "runs") if (d / "summary.json").exists()))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    first = {d.name: read_summary(d)["status"] for d in run_dirs(tmp_path / "runs") if (d / "summary.json").exists()}
+    assert "completed" in first.values() and len(first) < 3 + 1
+
+    again = subprocess.run([sys.executable, "-m", "regbench.cli", "run", *args], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "sweep finished: 3 runs: 3 completed" in again.stdout
+    sweeps = {d.parent for d in run_dirs(tmp_path / "runs")}
+    assert len(sweeps) == 1  # the same command resumes in the same sweep folder
+    live = [d for d in run_dirs(tmp_path / "runs") if not read_summary(d).get("superseded_by")]
+    assert sorted(read_summary(d)["seed"] for d in live) == [0, 1, 2]
+    assert all(read_summary(d)["status"] == "completed" for d in live)
+    for name, status in first.items():  # completed cells were not trained again
+        if status == "completed":
+            assert sum(1 for d in live if d.name == name) == 1
+
+
+def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
+    args = ["trainer.epochs=12", "trainer.checkpoint=true", "dropout=standard", "dropout.p=0.3", *SLOW_ENOUGH]
+    proc = _start(tmp_path, *args)
+    _wait_for(lambda: any(len(read_metrics(d)) >= 3 for d in run_dirs(tmp_path / "runs")
+                          if (d / "metrics.csv").exists()))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    [run_dir] = run_dirs(tmp_path / "runs")
+    assert read_summary(run_dir)["status"] == "interrupted"
+    assert (run_dir / "checkpoint.pt").exists()
+
+    again = subprocess.run([sys.executable, "-m", "regbench.cli", "run", *args], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert run_dirs(tmp_path / "runs") == [run_dir]  # continued in place
+    resumed = read_summary(run_dir)
+    assert resumed["status"] == "completed" and resumed["resumed_at_epoch"] >= 3
+    assert not (run_dir / "checkpoint.pt").exists()
+
+    ref = subprocess.run([sys.executable, "-m", "regbench.cli", "run", *args, "results_dir=ref"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    [ref_dir] = run_dirs(tmp_path / "ref")
+    assert _not_timing(read_metrics(run_dir)) == _not_timing(read_metrics(ref_dir))
+    assert read_summary(ref_dir)["test"] == resumed["test"]
+
+
+def test_index_survives_parallel_writers(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+
+    def write(i):
+        for _ in range(25):
+            results.mark_finished(str(tmp_path), run_dir, {"config_hash": f"h{i}", "status": "completed"})
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = (tmp_path / results.INDEX).read_text().splitlines()
+    assert len(lines) == 200 and all(json.loads(line)["status"] == "completed" for line in lines)
