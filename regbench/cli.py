@@ -8,9 +8,9 @@ exit code 2 instead of a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import hashlib
 import shlex
 import sys
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import shlex
 
 import hydra
@@ -23,7 +23,6 @@ _PLACEMENT_KEYS = ("sweep_name=",)
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def entry(cfg: DictConfig) -> dict:
-    from regbench.train import run
 
     hc = HydraConfig.get()
     overrides = [o for o in hc.overrides.task if not o.startswith(_PLACEMENT_KEYS)]

@@ -58,3 +58,6 @@ def build_augment(cfg, kind: str, num_classes: int) -> Callable[[torch.Tensor, t
         return x, y
 
     return apply
+
+
+from regbench.data import augment_ops  # noqa: E402, F401  (imported last: registers the ops, incl. mixing)

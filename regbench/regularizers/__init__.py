@@ -6,5 +6,13 @@ conv stage, after each hidden layer). A dropout type is a `DropoutSpec` register
 weight layers (DropConnect). Adding a type = one new file here, imported below.
 """
 
-from regbench.regularizers import standard  # noqa: F401  (registers none, standard)
+from regbench.regularizers import (  # noqa: F401  (each registers its dropout type(s); standard: none, standard)
+    alpha,
+    dropblock,
+    dropconnect,
+    gaussian,
+    original,
+    spatial,
+    standard,
+)
 from regbench.regularizers.base import DROPOUTS, DropoutSpec, Slot, resolve_rate  # noqa: F401

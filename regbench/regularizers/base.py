@@ -34,6 +34,7 @@ class DropoutSpec:
 
     name: str = ""
     activation: str | None = None
+    needs_conv: bool = False  # True: only meaningful on conv feature maps (model=cnn); check() rejects mlp
 
     def check(self, cfg) -> None:  # cfg: the whole run config
         pass
