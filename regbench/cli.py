@@ -90,17 +90,18 @@ def default_sweep_name(args: list[str]) -> str:
 
 
 def run_command(args: list[str]) -> int:
+    from regbench import sweep
     from regbench.hydra_app import entry
-    from regbench.sweep import SweepIncomplete
 
     saved = sys.argv
     sys.argv = ["regbench run", *hydra_args(args)]
+    sweep.last_counts.clear()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them as one line
     try:
         entry()
     except SystemExit as exc:  # Hydra's own --help / --cfg exit through here
         return exc.code if isinstance(exc.code, int) else 0
-    except (SweepIncomplete, RunIncomplete):
+    except RunIncomplete:
         return 1
     except Abort as exc:
         return _fail(str(exc))
@@ -113,7 +114,7 @@ def run_command(args: list[str]) -> int:
         return _fail(message)
     finally:
         sys.argv = saved
-    return 0
+    return 1 if sweep.sweep_incomplete() else 0
 
 
 def hydra_error_message(exc: BaseException) -> str | None:

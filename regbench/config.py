@@ -123,6 +123,7 @@ class Config:
     sweep_name: str | None = None  # set by `regbench run -m`: runs of one sweep share a folder
     name: str | None = None  # optional label for the run folder (experiments set it)
     resume: bool = True  # skip a config that already completed under results_dir (matched by config hash)
+    report: bool = True  # after a multirun, write <sweep folder>/report (tables, figures, report.md/html)
 
 
 def register_configs() -> None:
@@ -241,7 +242,7 @@ def validate(cfg: DictConfig) -> None:
 # ---------------------------------------------------------------------------- hashing
 
 # Keys that say where or how visibly a run is written, not what it computes.
-_NOT_HASHED = {"results_dir", "sweep_name", "name", "resume", "trainer.progress", "trainer.checkpoint"}
+_NOT_HASHED = {"results_dir", "sweep_name", "name", "resume", "report", "trainer.progress", "trainer.checkpoint"}
 
 
 def hashable_dict(cfg: DictConfig) -> dict:

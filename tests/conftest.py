@@ -14,7 +14,7 @@ from regbench.config import register_configs
 register_configs()
 
 # Settings that make a run take a fraction of a second: tests check behaviour, not accuracy.
-FAST = ["trainer.epochs=2", "trainer.progress=false", "model.hidden=[32]"]
+FAST = ["trainer.epochs=2", "trainer.progress=false", "model.hidden=[32]", "report=false"]
 
 
 @pytest.fixture

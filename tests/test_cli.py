@@ -43,7 +43,8 @@ def test_default_run_writes_the_run_folder_contract(cli, tmp_path):
 
 
 def test_multirun_flag_anywhere_runs_the_grid_into_one_sweep_folder(cli, tmp_path):
-    code, out, err = cli("run", "dropout=standard", "dropout.p=0,0.5", "-m", "seed=0,1", *FAST)
+    with_report = [o for o in FAST if o != "report=false"]
+    code, out, err = cli("run", "dropout=standard", "dropout.p=0,0.5", "-m", "seed=0,1", *with_report)
     assert code == 0, err
     runs = run_dirs(tmp_path / "runs")
     assert len(runs) == 4
@@ -51,6 +52,9 @@ def test_multirun_flag_anywhere_runs_the_grid_into_one_sweep_folder(cli, tmp_pat
     combos = {(read_summary(r)["seed"], yaml.safe_load((r / "config.yaml").read_text())["dropout"]["p"]) for r in runs}
     assert combos == {(0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5)}
     assert "sweep finished: 4 runs: 4 completed" in out
+    report = runs[0].parent / "report"  # written by the multirun callback
+    assert (report / "report.md").exists() and (report / "rate_sweep.png").exists()
+    assert len((report / "runs.csv").read_text().splitlines()) == 1 + 4
     # the rerun command of each cell names its own values, not the sweep
     assert all(",".join(["0", "0.5"]) not in read_summary(r)["command"] for r in runs)
 

@@ -3,7 +3,7 @@
 Before any job starts, every cell of the grid is composed and validated, so a bad value
 anywhere in the grid (`dropout.p=0.5,1.5`) stops the sweep with the one-line error and
 nothing written. After the sweep, one line counts completed / diverged / failed runs; if
-any did not complete the command exits non-zero (SweepIncomplete).
+any did not complete the command exits 1 (regbench.sweep.last_counts).
 """
 
 import logging
