@@ -95,6 +95,14 @@ class RegConfig:
 
 
 @dataclass
+class EvalConfig:
+    mc_samples: int = 0  # MC dropout: stochastic passes T at the end of training (0 = off)
+    mc_every_epoch: bool = False  # also log MC metrics on the validation split every epoch
+    mode: str = "eval"  # eval | train: evaluate in train mode to measure the "forgot model.eval()" mistake
+    ece_bins: int = 15  # equal-width confidence bins for ECE and reliability diagrams
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = 30  # maximum number of epochs
     batch_size: int = 64  # examples per optimizer step
@@ -117,6 +125,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     reg: RegConfig = field(default_factory=RegConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0  # init, data order, dropout masks; 0 is a valid seed
     results_dir: str = "runs"  # run folders are created under here
@@ -152,6 +161,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MODELS = ("mlp", "cnn")
+EVAL_MODES = ("eval", "train")
 PLACEMENTS = ("after_activation", "before_norm")
 DROPBLOCK_SCHEDULES = ("constant", "linear")
 MASKS = ("batch", "sample")
@@ -207,6 +217,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.dropout.block_size < 1 or cfg.dropout.block_size % 2 == 0:
         raise ConfigError(f"dropout.block_size={cfg.dropout.block_size} is not valid; valid values: odd integers >= 1")
     _at_least("reg.l1", cfg.reg.l1, 0)
+    _at_least("eval.mc_samples", cfg.eval.mc_samples, 0)
+    _at_least("eval.ece_bins", cfg.eval.ece_bins, 1)
+    _choice("eval.mode", cfg.eval.mode, EVAL_MODES)
     if cfg.reg.max_norm is not None:
         _range("reg.max_norm", cfg.reg.max_norm, 0, float("inf"), lo_open=True)
     _range("optim.lr", cfg.optim.lr, 0, float("inf"), lo_open=True)
@@ -234,9 +247,11 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.activation is not None:
         _choice("model.activation", cfg.model.activation, sorted(ACTIVATIONS))
     from regbench.data.augment import AUGMENTS
+    from regbench.data.augment_ops import check_params
 
     for op in cfg.augment.ops:
         AUGMENTS.get(op)
+    check_params(cfg.augment)
 
 
 # ---------------------------------------------------------------------------- hashing

@@ -45,3 +45,15 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
 
 def sweep_incomplete() -> bool:
     return sum(last_counts.values()) > last_counts["completed"]
+
+
+def remove_if_only_sweep_record(folder) -> None:
+    """Delete a folder this sweep created if it holds nothing but Hydra's multirun.yaml."""
+    import shutil
+    from pathlib import Path
+
+    if folder is None or not Path(folder).is_dir():
+        return
+    files = [p for p in Path(folder).rglob("*") if p.is_file()]
+    if all(p.name == "multirun.yaml" for p in files):
+        shutil.rmtree(folder)

@@ -8,11 +8,11 @@ any did not complete the command exits 1 (regbench.sweep.last_counts).
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
 
 log = logging.getLogger("regbench")
 
@@ -28,15 +28,29 @@ ConfigStore.instance().store(group="hydra/sweeper", name="regbench", node=Regben
 
 
 class RegbenchSweeper(BasicSweeper):
-    def sweep(self, arguments: list[str]) -> Any:
-        from regbench.sweep import count_statuses, preflight
+    def validate_batch_is_legal(self, batch) -> None:
+        """Hydra composes every job of a batch before launching it; we also validate each one.
 
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
-        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        With max_batch_size unset the whole grid is one batch, so nothing runs until every
+        cell has passed `regbench.train.check_config`.
+        """
+        from regbench.sweep import preflight
+
         loader = self.hydra_context.config_loader
-        preflight(self.config, [loader.load_sweep_config(self.config, list(job)) for job in jobs])
-        log.info("sweep of %d runs -> %s", len(jobs), self.config.hydra.sweep.dir)
-        returns = super().sweep(arguments)
-        count_statuses(returns, str(self.config.hydra.sweep.dir))
+        preflight(self.config, [loader.load_sweep_config(self.config, list(job)) for job in batch])
+        log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from regbench.errors import ConfigError
+        from regbench.sweep import count_statuses, remove_if_only_sweep_record
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
+        try:
+            returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
+        except ConfigError:
+            # Hydra wrote multirun.yaml before the preflight failed: a rejected sweep leaves nothing.
+            remove_if_only_sweep_record(fresh)
+            raise
+        count_statuses(returns, str(sweep_dir))
         return returns
