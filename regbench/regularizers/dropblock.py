@@ -1,0 +1,122 @@
+"""`dropblock`: drop contiguous regions of conv feature maps.
+
+Ghiasi, Lin & Le, "DropBlock: A regularization method for convolutional networks",
+NeurIPS 2018. Element-wise dropout barely regularises conv maps (a dropped unit's
+neighbours carry the same information), so DropBlock zeroes whole block_size x
+block_size squares (segments of length block_size for 1-D signals):
+
+  1. draw block centres ~ Bernoulli(gamma) at the positions where a whole block fits,
+     gamma = p * size / (block_size^d * valid_size)    (Alg. 1, eq. 1; d = 1 or 2)
+     so that about a fraction p of the map is dropped (ignoring block overlaps);
+  2. grow each centre into its block (max-pool of the seed mask);
+  3. zero the blocks and rescale by numel / kept (one scale for the whole batch).
+
+2-D maps use `torchvision.ops.drop_block2d`; torchvision has no 1-D version, so
+`drop_block1d` below does the same steps with max_pool1d on (N, C, L).
+
+Block size: must be odd (torchvision's requirement, config-validated). A block larger
+than the map is clamped to the largest odd size that fits (a 2x2 map gets block 1, i.e.
+element-wise dropout at rate p); torchvision alone would clamp to min(H, W), which can be
+even, and then raise.
+
+`dropout.schedule=linear`: the rate ramps linearly from 0 (t=0) to p (t=1, the end of
+training); the training loop calls `set_progress(t)` at the start of every epoch, so the
+last epoch runs at p*(E-1)/E. `constant`: p throughout.
+
+Slots: the CNN's input and conv slots get DropBlock; the fully-connected head has no
+maps, so its hidden slots get standard dropout at a constant rate (no schedule).
+`model=mlp` is rejected by `check`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import drop_block2d
+
+from regbench.regularizers.base import DropoutSpec, Slot, register
+from regbench.regularizers.spatial import check_needs_conv
+
+EPS = 1e-6  # guards the rescale when (almost) everything is dropped, as in torchvision
+SCHEDULES = ("constant", "linear")
+
+
+def fit_block_size(block_size: int, *sizes: int) -> int:
+    """The largest odd block size <= block_size that fits in a map of these sizes."""
+    b = min(block_size, *sizes)
+    return b if b % 2 == 1 else b - 1
+
+
+def drop_block1d(x: torch.Tensor, p: float, block_size: int, training: bool = True, eps: float = EPS) -> torch.Tensor:
+    """DropBlock for (N, C, L) signals: zero segments of length block_size (odd), rescale."""
+    if x.ndim != 3:
+        raise ValueError(f"drop_block1d expects (N, C, L), got shape {tuple(x.shape)}")
+    if not training or p == 0.0:
+        return x
+    n, c, length = x.shape
+    b = fit_block_size(block_size, length)
+    gamma = p * length / (b * (length - b + 1))  # <= p, since b * (L - b + 1) >= L for 1 <= b <= L
+    seeds = torch.empty((n, c, length - b + 1), dtype=x.dtype, device=x.device).bernoulli_(gamma)  # block centres
+    seeds = F.pad(seeds, [b // 2, b // 2])  # (N, C, L): centres only where the whole segment fits
+    dropped = F.max_pool1d(seeds, kernel_size=b, stride=1, padding=b // 2)  # grow each centre to its segment
+    keep = 1.0 - dropped
+    scale = keep.numel() / (eps + keep.sum(dtype=torch.float32))
+    return x * keep * scale.to(x.dtype)
+
+
+def drop_block(x: torch.Tensor, p: float, block_size: int, training: bool = True) -> torch.Tensor:
+    """DropBlock on (N, C, L) or (N, C, H, W); block size clamped to the map (kept odd)."""
+    if not training or p == 0.0:
+        return x
+    if x.ndim == 3:
+        return drop_block1d(x, p, block_size)
+    if x.ndim == 4:
+        return drop_block2d(x, p, fit_block_size(block_size, *x.shape[2:]), eps=EPS, training=True)
+    raise ValueError(f"drop_block expects (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
+
+
+class DropBlock(nn.Module):
+    """DropBlock with an optional linear ramp of the rate; identity in eval and at rate 0."""
+
+    stochastic = True  # MC dropout (regbench/uncertainty.py) keeps it in train mode at test time
+
+    def __init__(self, p: float, block_size: int, schedule: str = "constant"):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        if block_size < 1 or block_size % 2 == 0:
+            raise ValueError(f"block_size must be an odd integer >= 1, got {block_size}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        self.p = p  # target rate
+        self.block_size = block_size
+        self.schedule = schedule
+        self.rate = 0.0 if schedule == "linear" else p  # current rate
+
+    def set_progress(self, t: float) -> None:
+        """t: fraction of training done, in [0, 1]. Linear schedule: rate = p * t."""
+        if self.schedule == "linear":
+            self.rate = self.p * min(max(float(t), 0.0), 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_block(x, self.rate, self.block_size, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, block_size={self.block_size}, schedule={self.schedule}, rate={self.rate:.4g}"
+
+
+@register
+class DropBlockSpec(DropoutSpec):
+    name = "dropblock"
+    needs_conv = True
+
+    def check(self, cfg) -> None:
+        check_needs_conv(self, cfg, "it drops blocks of conv feature maps")
+
+    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        if p == 0:
+            return nn.Identity()
+        if slot.spatial_dims in (1, 2):  # input and conv slots of a CNN
+            return DropBlock(p, cfg.dropout.block_size, cfg.dropout.schedule)
+        return nn.Dropout(p)  # (N, D) features: the CNN's fully-connected head

@@ -1,0 +1,50 @@
+"""`gaussian` dropout: multiplicative Gaussian noise N(1, sigma^2) instead of a Bernoulli mask.
+
+Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from Overfitting",
+JMLR 15, 2014, §10 ("Multiplicative Gaussian Noise"): multiplying by r ~ N(1, sigma^2)
+with sigma^2 = p/(1-p) gives each unit the same mean and variance as inverted Bernoulli
+dropout at rate p (keep w.p. 1-p, scale 1/(1-p): mean 1, variance p/(1-p)). The mean
+is preserved, so evaluation is the identity, as for `standard`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from regbench.regularizers.base import DropoutSpec, Slot, register
+
+
+def gaussian_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """x * N(1, p/(1-p)) noise, drawn per element, in training; x otherwise. Any shape."""
+    if not training or p == 0.0:
+        return x
+    sigma = math.sqrt(p / (1.0 - p))
+    noise = torch.randn_like(x).mul_(sigma).add_(1.0)  # r ~ N(1, sigma^2)
+    return x * noise
+
+
+class GaussianDropout(nn.Module):
+    stochastic = True  # MC dropout (regbench/uncertainty.py) keeps it in train mode at test time
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gaussian_dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, sigma={math.sqrt(self.p / (1.0 - self.p)):.4g}"
+
+
+@register
+class Gaussian(DropoutSpec):
+    name = "gaussian"
+
+    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        return GaussianDropout(p) if p > 0 else nn.Identity()

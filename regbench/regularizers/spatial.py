@@ -1,0 +1,48 @@
+"""`spatial` dropout: drop whole feature maps (channels) instead of single activations.
+
+Tompson et al., "Efficient Object Localization Using Convolutional Networks", CVPR 2015
+(§3.2, "SpatialDropout"): neighbouring activations of a feature map are strongly
+correlated, so dropping them one by one barely regularises; dropping the whole map
+does. Each (example, channel) map is kept with probability 1-p and scaled by 1/(1-p)
+(inverted, so evaluation is the identity).
+
+Slots: the CNN's input slot and conv slots get `nn.Dropout1d` on (N, C, L) or
+`nn.Dropout2d` on (N, C, H, W). The fully-connected head of the CNN has no feature maps,
+so its hidden slots get standard (element-wise) dropout. On a single-channel input
+(digits, mnist1d) a nonzero `dropout.p_input` drops the *whole* input of an example.
+`model=mlp` is rejected by `check` (nothing there is a feature map).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from regbench.errors import ConfigError
+from regbench.regularizers.base import DROPOUTS, DropoutSpec, Slot, register
+
+_CHANNEL_DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d}  # spatial_dims -> module (Dropout2d on 3-D input warns)
+
+
+def check_needs_conv(spec: DropoutSpec, cfg, why: str) -> None:
+    """One-line ConfigError when a conv-only dropout type meets model=mlp."""
+    if cfg.model.name == "mlp":
+        valid = [name for name in DROPOUTS.names() if not DROPOUTS.get(name).needs_conv]
+        raise ConfigError(
+            f"dropout={spec.name} needs model=cnn ({why}); valid dropout types for mlp: {', '.join(valid)}"
+        )
+
+
+@register
+class Spatial(DropoutSpec):
+    name = "spatial"
+    needs_conv = True
+
+    def check(self, cfg) -> None:
+        check_needs_conv(self, cfg, "it drops whole feature maps")
+
+    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        if p == 0:
+            return nn.Identity()
+        if slot.spatial_dims in _CHANNEL_DROPOUT:  # input and conv slots of a CNN
+            return _CHANNEL_DROPOUT[slot.spatial_dims](p)
+        return nn.Dropout(p)  # (N, D) features: the CNN's fully-connected head
