@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint format figures bench clean
+.PHONY: run test test-all lint format figures reference clean
 
 # Create the virtualenv and install regbench (editable) with its dev tools; redone when pyproject changes.
 $(STAMP): pyproject.toml
@@ -29,6 +29,14 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff format .
+
+# Regenerate every figure and report in results/ from the committed CSVs (no training).
+figures: $(STAMP)
+	scripts/make_figures.sh
+
+# Retrain the reference sweeps in results/ (about half an hour on 2 CPU cores).
+reference: $(STAMP)
+	scripts/reference_results.sh
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

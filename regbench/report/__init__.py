@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--figures {unknown[0]!r} is not valid; valid: {', '.join(FIGURES)}")
         result = build_report(args.paths, out, formats=_formats(args.format), figures=only)
     except ConfigError as exc:
-        print(f"regbench report: {exc}", file=sys.stderr)
+        print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     statuses = ", ".join(f"{s} {n}" for s, n in result.table["status"].value_counts().items())
     print(f"Report written to {result.html} and {result.markdown}")

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Train the reference sweeps committed in results/ (2-core CPU: digits and mnist1d only),
+# then draw their reports. Each experiment's grid and expected outcome is in its header:
+# regbench/conf/experiment/<name>.yaml. Already-completed cells are skipped (resume), so an
+# interrupted call can simply be repeated.
+#   scripts/reference_results.sh [experiment ...]     (default: the list below)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REGBENCH=${REGBENCH:-.venv/bin/regbench}
+EXPERIMENTS=("$@")
+if [ ${#EXPERIMENTS[@]} -eq 0 ]; then
+  EXPERIMENTS=(mlp_dropout dropout_types cnn_spatialdrop l2_vs_adamw dropout_before_bn mc_dropout_uncertainty)
+fi
+for exp in "${EXPERIMENTS[@]}"; do
+  echo "== $exp"
+  "$REGBENCH" run -m "+experiment=$exp" results_dir=results "sweep_name=$exp" trainer.progress=false report=false
+done
+scripts/make_figures.sh

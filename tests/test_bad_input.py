@@ -1,0 +1,146 @@
+"""Every bad input named in the issues, driven through the CLI: exit code 2, ONE line on stderr
+that names the bad value and the valid choices, no traceback, and no run folder left behind.
+
+The whole matrix runs in-process through `regbench.cli.main` (the console script's entry
+point); a sample also runs through the installed `regbench` executable in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+RUN_BAD_INPUT = [
+    # (overrides, texts that must appear in the one-line message)
+    # -- names (issue 2)
+    (["dataset=imagenet"], ["imagenet", "digits", "mnist1d"]),
+    (["model=transformer"], ["transformer", "mlp", "cnn"]),
+    (["dropout=zoneout"], ["zoneout", "standard", "dropconnect"]),
+    (["optim=lbfgs"], ["lbfgs", "adamw", "sgd"]),
+    (["augment=autoaugment"], ["autoaugment", "cutout"]),
+    (["augment.ops=[flip,shear]"], ["shear", "flip", "cutout"]),
+    (["+experiment=nope"], ["nope", "mlp_dropout"]),
+    (["model.activation=swish"], ["swish", "relu", "selu"]),
+    # -- keys and types
+    (["optimizer.lr=0.1"], ["optimizer", "optim"]),
+    (["model.hiddn=[8]"], ["hiddn", "hidden"]),
+    (["trainer.epochs=ten"], ["trainer.epochs", "ten", "Integer"]),
+    (["dropout.p=half"], ["dropout.p", "half", "Float"]),
+    (["model.batchnorm=maybe"], ["model.batchnorm", "maybe"]),
+    # -- ranges
+    (["dropout.p=1.0"], ["dropout.p=1.0", "[0, 1)"]),
+    (["dropout.p=-0.1"], ["dropout.p=-0.1", "[0, 1)"]),
+    (["dropout.p_input=1.5"], ["dropout.p_input=1.5", "[0, 1)"]),
+    (["dropout.p_conv=2"], ["dropout.p_conv=2", "[0, 1)"]),
+    (["optim.weight_decay=-1e-4"], ["optim.weight_decay", ">= 0"]),
+    (["optim.lr=-0.1"], ["optim.lr=-0.1", "(0, inf)"]),
+    (["optim.lr=0"], ["optim.lr=0", "(0, inf)"]),
+    (["trainer.epochs=0"], ["trainer.epochs=0", ">= 1"]),
+    (["trainer.batch_size=0"], ["trainer.batch_size=0", ">= 1"]),
+    (["dataset.val_fraction=0"], ["dataset.val_fraction=0", "(0, 1)"]),
+    (["dataset.val_fraction=1.2"], ["dataset.val_fraction=1.2", "(0, 1)"]),
+    (["dataset.train_size=100000"], ["dataset.train_size=100000", "1.."]),
+    (["reg.label_smoothing=1"], ["reg.label_smoothing=1", "[0, 1)"]),
+    (["reg.l1=-1"], ["reg.l1", ">= 0"]),
+    (["reg.max_norm=0"], ["reg.max_norm", "(0, inf)"]),
+    (["augment=crop", "augment.crop_pad=-1"], ["crop_pad", "-1"]),
+    (["eval.mc_samples=-1"], ["eval.mc_samples=-1", ">= 0"]),
+    (["eval.mode=test"], ["test", "eval", "train"]),
+    (["optim.schedule=linear"], ["linear", "cosine"]),
+    (["trainer.device=tpu"], ["tpu", "auto", "cpu"]),
+    (["trainer.device=cuda"] if not _cuda() else ["trainer.device=tpu"], ["available" if not _cuda() else "tpu"]),
+    # -- incompatible combinations (issue 3)
+    (["dropout=spatial"], ["spatial", "mlp", "standard"]),
+    (["dropout=dropblock"], ["dropblock", "mlp", "standard"]),
+    (["dropout=dropblock", "model=cnn", "dropout.block_size=4"], ["block_size=4", "odd"]),
+    (["dropout.placement=middle"], ["middle", "before_norm"]),
+    (["dropout=dropconnect", "dropout.mask=row"], ["row", "batch", "sample"]),
+    (["dropout=dropblock", "model=cnn", "dropout.schedule=cubic"], ["cubic", "linear"]),
+    (["augment=flip", "dataset=mnist1d", "dataset.num_samples=500"], ["flip", "sequence", "noise"]),
+    (["augment=rotate", "dataset=mnist1d", "dataset.num_samples=500"], ["rotate", "sequence", "crop"]),
+    (["dropout=standard", "dropout.per_layer=[0.1,0.2,0.3]"], ["per_layer", "model.hidden"]),
+    (["model=cnn", "model.kernel_size=4"], ["kernel_size=4", "odd"]),
+    # -- data and folders
+    (["dataset=mnist", "dataset.root=nowhere"], ["mnist", "nowhere", "dataset.download=true"]),
+    (["dataset=cifar10", "dataset.root=nowhere"], ["cifar10", "nowhere", "dataset.download=true"]),
+    (["results_dir=/proc/regbench"], ["results_dir", "/proc/regbench", "writable"]),
+    (["results_dir=/dev/null/runs"], ["results_dir", "/dev/null", "writable"]),
+    # -- sweeps: a bad value anywhere in the grid stops the sweep before anything runs
+    (["dropout=standard", "dropout.p=0.2,1.5", "-m"], ["dropout.p=1.5", "[0, 1)"]),
+    (["-m", "dropout=standard,spatial"], ["spatial", "mlp"]),
+]
+
+
+
+def _assert_one_line(code: int, out: str, err: str, expected: list[str]) -> None:
+    assert code == 2, (code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("regbench: error: "), lines[0]
+    assert "Traceback" not in err + out
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+
+
+@pytest.mark.parametrize("overrides,expected", RUN_BAD_INPUT, ids=[" ".join(o) for o, _ in RUN_BAD_INPUT])
+def test_run_bad_input(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []  # no run folder, no sweep folder, nothing in the cwd
+
+
+def _corrupt_run(root: Path) -> Path:
+    run = root / "run-1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("dataset: {name: digits\n")  # unclosed flow mapping
+    (run / "metrics.csv").write_bytes(b"\x00\xff garbage")
+    (run / "summary.json").write_text('{"status": "compl')
+    return run
+
+
+def test_report_bad_input(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _assert_one_line(*cli("report", "empty"), ["no runs", "empty"])
+    _assert_one_line(*cli("report", "does/not/exist"), ["does/not/exist"])
+    _corrupt_run(tmp_path / "corrupt")
+    _assert_one_line(*cli("report", "corrupt"), ["corrupt"])
+    assert not (tmp_path / "corrupt" / "report").exists() or not any((tmp_path / "corrupt" / "report").iterdir())
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["train"], ["train", "run, report, list"]),
+    (["list", "extra"], ["extra"]),
+])
+def test_command_bad_input(cli, args, expected):
+    _assert_one_line(*cli(*args), expected)
+
+
+INSTALLED_SAMPLE = [
+    (["run", "dataset=imagenet"], ["imagenet", "digits"]),
+    (["run", "dropout.p=1.5"], ["dropout.p=1.5"]),
+    (["run", "-m", "seed=0,1", "model.hiddn=[3]"], ["hiddn", "hidden"]),
+    (["run", "dataset=mnist", "dataset.root=nowhere"], ["nowhere"]),
+    (["report", "nothing-here"], ["nothing-here"]),
+]
+
+
+@pytest.mark.parametrize("args,expected", INSTALLED_SAMPLE, ids=[" ".join(a) for a, _ in INSTALLED_SAMPLE])
+def test_installed_executable(tmp_path, args, expected):
+    exe = Path(sys.executable).with_name("regbench")
+    assert exe.exists(), "regbench console script not installed next to the interpreter"
+    proc = subprocess.run([str(exe), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    _assert_one_line(proc.returncode, proc.stdout, proc.stderr, expected)
+    assert list(tmp_path.iterdir()) == []
