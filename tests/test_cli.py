@@ -110,4 +110,4 @@ def test_user_experiment_from_config_dir(cli, tmp_path):
 
 def test_shipped_experiment_composes(make_cfg):
     cfg = make_cfg("+experiment=mlp_dropout")
-    assert cfg.dropout.name == "standard" and cfg.dataset.train_size == 500
+    assert cfg.dropout.name == "standard" and cfg.dataset.name == "mnist1d" and cfg.dataset.train_size == 1000

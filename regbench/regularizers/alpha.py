@@ -16,13 +16,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from regbench.regularizers.base import DropoutSpec, Slot, register
+from regbench.regularizers.base import ActivationDropoutSpec, register
 
 
 @register
-class Alpha(DropoutSpec):
+class Alpha(ActivationDropoutSpec):
     name = "alpha"
     activation = "selu"
-
-    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
-        return nn.AlphaDropout(p) if p > 0 else nn.Identity()
+    module = nn.AlphaDropout

@@ -49,6 +49,40 @@ class DropoutSpec:
         """Called once after the model is built (custom initialisation)."""
 
 
+class FunctionalDropout(nn.Module):
+    """Thin module over a functional core `fn(x, p, training)` (the timm pattern).
+
+    Subclasses set `fn`; `stochastic = True` lets MC dropout (regbench/uncertainty.py) find it.
+    """
+
+    stochastic = True
+
+    @staticmethod
+    def fn(x, p: float, training: bool):
+        raise NotImplementedError
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return self.fn(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class ActivationDropoutSpec(DropoutSpec):
+    """A type that puts `module(p)` in every activation slot (nn.Identity at rate 0)."""
+
+    module: type[nn.Module]
+
+    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        return type(self).module(p) if p > 0 else nn.Identity()
+
+
 DROPOUTS: Registry[DropoutSpec] = Registry("dropout")
 
 

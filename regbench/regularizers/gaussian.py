@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from regbench.regularizers.base import DropoutSpec, Slot, register
+from regbench.regularizers.base import ActivationDropoutSpec, FunctionalDropout, register
 
 
 def gaussian_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -26,25 +25,14 @@ def gaussian_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * noise
 
 
-class GaussianDropout(nn.Module):
-    stochastic = True  # MC dropout (regbench/uncertainty.py) keeps it in train mode at test time
-
-    def __init__(self, p: float):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gaussian_dropout(x, self.p, self.training)
+class GaussianDropout(FunctionalDropout):
+    fn = staticmethod(gaussian_dropout)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, sigma={math.sqrt(self.p / (1.0 - self.p)):.4g}"
 
 
 @register
-class Gaussian(DropoutSpec):
+class Gaussian(ActivationDropoutSpec):
     name = "gaussian"
-
-    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
-        return GaussianDropout(p) if p > 0 else nn.Identity()
+    module = GaussianDropout

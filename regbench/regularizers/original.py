@@ -13,9 +13,8 @@ BatchNorm statistics see it, so the original form is kept as its own type.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from regbench.regularizers.base import DropoutSpec, Slot, register
+from regbench.regularizers.base import ActivationDropoutSpec, FunctionalDropout, register
 
 
 def original_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -28,27 +27,13 @@ def original_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * mask
 
 
-class OriginalDropout(nn.Module):
+class OriginalDropout(FunctionalDropout):
     """Unscaled dropout (JMLR 2014 form). Note: *not* the identity in eval: it scales by 1-p."""
 
-    stochastic = True  # MC dropout (regbench/uncertainty.py) keeps it in train mode at test time
-
-    def __init__(self, p: float):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return original_dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    fn = staticmethod(original_dropout)
 
 
 @register
-class Original(DropoutSpec):
+class Original(ActivationDropoutSpec):
     name = "original"
-
-    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
-        return OriginalDropout(p) if p > 0 else nn.Identity()
+    module = OriginalDropout

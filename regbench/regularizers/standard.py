@@ -7,7 +7,7 @@ from Overfitting", JMLR 2014, in its *inverted* form: units are kept with probab
 
 from torch import nn
 
-from regbench.regularizers.base import DropoutSpec, Slot, register
+from regbench.regularizers.base import ActivationDropoutSpec, DropoutSpec, register
 
 
 @register
@@ -16,8 +16,6 @@ class NoDropout(DropoutSpec):
 
 
 @register
-class StandardDropout(DropoutSpec):
+class StandardDropout(ActivationDropoutSpec):
     name = "standard"
-
-    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
-        return nn.Dropout(p) if p > 0 else nn.Identity()
+    module = nn.Dropout
