@@ -133,6 +133,7 @@ class Config:
     name: str | None = None  # optional label for the run folder (experiments set it)
     resume: bool = True  # skip a config that already completed under results_dir (matched by config hash)
     report: bool = True  # after a multirun, write <sweep folder>/report (tables, figures, report.md/html)
+    logger: str = "csv"  # csv | tensorboard (also mirrors each epoch to <run>/tensorboard/)
 
 
 def register_configs() -> None:
@@ -196,6 +197,9 @@ def validate(cfg: DictConfig) -> None:
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
+    from regbench.loggers import check_logger
+
+    check_logger(cfg.logger)
 
     _range("dataset.val_fraction", cfg.dataset.val_fraction, 0, 1, lo_open=True)
     if cfg.dataset.train_size is not None:
@@ -257,7 +261,7 @@ def validate(cfg: DictConfig) -> None:
 # ---------------------------------------------------------------------------- hashing
 
 # Keys that say where or how visibly a run is written, not what it computes.
-_NOT_HASHED = {"results_dir", "sweep_name", "name", "resume", "report", "trainer.progress", "trainer.checkpoint"}
+_NOT_HASHED = {"results_dir", "sweep_name", "name", "resume", "report", "logger", "trainer.progress", "trainer.checkpoint"}
 
 
 def hashable_dict(cfg: DictConfig) -> dict:
