@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-all lint format figures reference clean
 
-# Create the virtualenv and install regbench (editable) with its dev tools; redone when pyproject changes.
+# Create the virtualenv and install regbench (editable) with its dev tools and the optional
+# launchers (so their tests run); redone when pyproject changes.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,cluster]"
 	touch $(STAMP)
 
 # Train the default experiment (MLP on scikit-learn digits) and print where the results are.

@@ -72,9 +72,9 @@ def hydra_args(args: list[str]) -> list[str]:
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     args = [a for a in args if a not in MULTIRUN_FLAGS]
     if multirun:
-        if not any(a.startswith("sweep_name=") for a in args):
-            args.append(f"sweep_name={default_sweep_name(args)}")
-        args.insert(0, "--multirun")
+        # Right after --multirun: Hydra flags that take a value (--cfg hydra) must not swallow it.
+        named = [] if any(a.startswith("sweep_name=") for a in args) else [f"sweep_name={default_sweep_name(args)}"]
+        args = ["--multirun", *named, *args]
     return args
 
 
@@ -108,7 +108,7 @@ def run_command(args: list[str]) -> int:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - Hydra composition errors -> one line
-        message = hydra_error_message(exc)
+        message = hydra_error_message(exc) or launcher_error_message(exc)
         if message is None:
             raise
         return _fail(message)
@@ -122,9 +122,13 @@ def hydra_error_message(exc: BaseException) -> str | None:
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    from regbench.launchers import EXTRA_LAUNCHERS
+
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, name = str(exc.missing_cfg_file).rpartition("/")
         options = exc.options or []
+        if group == "hydra/launcher" and name in EXTRA_LAUNCHERS:  # a launcher plugin not installed
+            return f'hydra/launcher={name} needs the optional extra: pip install -e ".[{EXTRA_LAUNCHERS[name]}]"'
         if group:
             return f"unknown {group} {name!r}; valid choices: {', '.join(options)}"
         return str(exc).splitlines()[0]
@@ -136,6 +140,16 @@ def hydra_error_message(exc: BaseException) -> str | None:
         if lines and ("Could not override" in lines[0] or "Could not append" in lines[0]):
             return " ".join(lines[:2])
         return lines[0] if lines else type(exc).__name__
+    return None
+
+
+def launcher_error_message(exc: BaseException) -> str | None:
+    """submitit_slurm on a machine without SLURM fails inside the plugin with a RuntimeError."""
+    if isinstance(exc, RuntimeError) and "srun" in str(exc):
+        return ("hydra/launcher=submitit_slurm needs SLURM (no srun on this machine); "
+                "valid here: hydra/launcher=basic, joblib, submitit_local")
+    if isinstance(exc, ValueError) and str(exc).startswith("Only one of --run"):  # e.g. -m with --cfg
+        return f"{exc}; valid: drop -m to print a config with --cfg job|hydra|all"
     return None
 
 

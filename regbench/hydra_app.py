@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from regbench import launchers
 from regbench.config import register_configs
 from regbench.errors import Abort, ConfigError, RunIncomplete
 
@@ -25,10 +26,14 @@ _PLACEMENT_KEYS = ("sweep_name=",)
 def entry(cfg: DictConfig) -> dict:
 
     hc = HydraConfig.get()
+    # Parallel launchers (joblib, submitit): cap this job's CPU threads and pin its GPU before
+    # anything touches CUDA; nothing happens under the basic launcher (regbench/launchers.py).
+    launched = launchers.setup_job(cfg, hc)
     overrides = [o for o in hc.overrides.task if not o.startswith(_PLACEMENT_KEYS)]
     command = shlex.join(["regbench", "run", *overrides])
     try:
         summary = resume_or_run(cfg, command, overrides)
+        launchers.record(summary, launched)  # adds `threads` (and the GPU) to summary.json
     except ConfigError as exc:
         raise Abort(str(exc)) from None
     except Exception as exc:  # noqa: BLE001

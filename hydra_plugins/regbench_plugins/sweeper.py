@@ -41,15 +41,15 @@ class RegbenchSweeper(BasicSweeper):
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from regbench.errors import ConfigError
         from regbench.sweep import count_statuses, remove_if_only_sweep_record
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
         try:
             returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
-        except ConfigError:
-            # Hydra wrote multirun.yaml before the preflight failed: a rejected sweep leaves nothing.
+        except Exception:
+            # Hydra wrote multirun.yaml before the preflight (or the launcher) failed: a sweep that
+            # ran nothing leaves nothing.
             remove_if_only_sweep_record(fresh)
             raise
         count_statuses(returns, str(sweep_dir))
