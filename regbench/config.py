@@ -261,7 +261,8 @@ def validate(cfg: DictConfig) -> None:
 # ---------------------------------------------------------------------------- hashing
 
 # Keys that say where or how visibly a run is written, not what it computes.
-_NOT_HASHED = {"results_dir", "sweep_name", "name", "resume", "report", "logger", "trainer.progress", "trainer.checkpoint"}
+_NOT_HASHED = {"results_dir", "sweep_name", "name", "resume", "report", "logger",
+               "trainer.progress", "trainer.checkpoint"}
 
 
 def hashable_dict(cfg: DictConfig) -> dict:

@@ -59,6 +59,15 @@ def _json_default(o):
     return str(o)
 
 
+def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """A whole small CSV at once, atomically (e.g. mc_convergence.csv); same number format as metrics.csv."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(columns)
+    out.writerows([_fmt(row.get(c, "")) for c in columns] for row in rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def check_writable(results_dir: str) -> Path:
     """Fail early, with the one-line error, if run folders cannot be created under results_dir.
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from regbench import checkpoint, results
+from regbench import checkpoint, results, uncertainty
 from regbench.config import config_hash, validate
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
@@ -165,7 +165,10 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         log.info("run %s: %s on %s, %d parameters", run_dir, cfg.model.name, device, summary["parameters"])
-    writer = results.MetricsWriter(run_dir / "metrics.csv", results.METRIC_COLUMNS)
+    uncertainty.warn_ineffective(model, cfg.eval)
+    mc_epoch = cfg.eval.mc_every_epoch and cfg.eval.mc_samples > 0  # extra columns only when enabled
+    columns = results.METRIC_COLUMNS + (uncertainty.EPOCH_COLUMNS if mc_epoch else [])
+    writer = results.MetricsWriter(run_dir / "metrics.csv", columns)
 
     # A fixed training subset, measured in eval mode each epoch, gives the train side of the gap.
     n_sub = min(tr.train_eval_size, len(data.x_train))
@@ -207,9 +210,10 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
                     batch_loss += loss.detach()
                     n_steps += 1
 
-                # ---- evaluate: train subset and validation in eval mode; one host sync for all numbers
-                train_m = loss_and_correct(model, x_sub, y_sub, data.normalize, autocast)
-                val_m = loss_and_correct(model, data.x_val, data.y_val, data.normalize, autocast)
+                # ---- evaluate: train subset and validation in eval.mode (eval unless measuring the mistake);
+                # one host sync for all numbers
+                train_m = loss_and_correct(model, x_sub, y_sub, data.normalize, autocast, cfg.eval.mode)
+                val_m = loss_and_correct(model, data.x_val, data.y_val, data.normalize, autocast, cfg.eval.mode)
                 train_loss, train_acc, val_loss, val_acc, mean_batch, zero_frac = torch.cat(
                     [train_m, val_m, (batch_loss / max(n_steps, 1)).double().view(1),
                      penalties.zero_fraction(model).view(1)]).tolist()
@@ -220,6 +224,8 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
                     "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
                     "batch_loss": mean_batch, "zero_frac": zero_frac,
                 }
+                if mc_epoch:  # MC dropout on validation (its own host sync; leaves the RNG of training alone)
+                    row |= uncertainty.epoch_columns(model, data.x_val, data.y_val, data.normalize, autocast, cfg.eval)
                 writer.append(row)
                 progress.rows.append(row)
                 bar.set_postfix(val_acc=f"{val_acc:.3f}", gap=f"{row['gap_acc']:+.3f}")
@@ -253,7 +259,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     finally:
         bar.close()
         writer.close()
-        _finish(summary, model, data, autocast, progress, tr, started, run_dir)
+        _finish(summary, model, data, autocast, progress, tr, started, run_dir, cfg.eval)
         results.mark_finished(cfg.results_dir, run_dir, summary)
     summary["run_dir"] = str(run_dir)  # for the caller only; not in summary.json (folders move)
     return summary
@@ -263,7 +269,7 @@ def _snapshot(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _finish(summary, model, data, autocast, progress: Progress, tr, started, run_dir: Path) -> None:
+def _finish(summary, model, data, autocast, progress: Progress, tr, started, run_dir: Path, ev) -> None:
     """Fill in final/best/test metrics and write summary.json atomically (also on failure)."""
     keys = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")
     rows = progress.rows
@@ -277,8 +283,17 @@ def _finish(summary, model, data, autocast, progress: Progress, tr, started, run
         use_best = tr.restore_best and progress.best_state is not None
         if use_best:
             model.load_state_dict(progress.best_state)
-        test_loss, test_acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast).tolist()
+        test_loss, test_acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast,
+                                               ev.mode).tolist()
         summary["test"] = {"loss": test_loss, "acc": test_acc, "weights": "best" if use_best else "final"}
+        try:  # "calibration" (deterministic) and, with eval.mc_samples > 0, "mc" plus mc_convergence.csv
+            blocks, convergence = uncertainty.final_blocks(model, data, autocast, ev)
+            summary.update(blocks)
+            if convergence:
+                results.write_rows(run_dir / "mc_convergence.csv", uncertainty.CONVERGENCE_COLUMNS, convergence)
+        except Exception as exc:  # summary.json must still be written
+            log.exception("calibration / MC evaluation failed")
+            summary["uncertainty_error"] = f"{type(exc).__name__}: {exc}"
     summary["seconds"] = summary.get("seconds_before_resume", 0.0) + time.perf_counter() - started
     summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     summary.setdefault("error", None)
