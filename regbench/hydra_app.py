@@ -59,7 +59,7 @@ def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     if not cfg.resume:
         return run(cfg, command, overrides)
     check_config(cfg)  # a bad config fails the same way whether or not it ran before
-    earlier = results.previous_runs(cfg.results_dir, config_hash(cfg))
+    earlier = results.previous_runs(cfg.results_dir, config_hash(cfg), cfg.sweep_name)
     for run_dir, status in reversed(earlier):
         if status in ("completed", "diverged"):
             log.info("skipped: this config already %s in %s (resume=false trains it again)", status, run_dir)

@@ -240,9 +240,12 @@ def _alive(run_dir: Path) -> bool:
     return True
 
 
-def previous_runs(results_dir: str, cfg_hash: str) -> list[tuple[Path, str]]:
+def previous_runs(results_dir: str, cfg_hash: str, sweep_name: str | None = None) -> list[tuple[Path, str]]:
     """Earlier runs of this exact config under results_dir, oldest first, as (folder, status).
 
+    With a sweep_name only runs inside that sweep's folder count: a sweep must end up holding
+    every one of its cells (its report reads that folder), so a cell another sweep already
+    trained is trained again here. A single run matches anywhere under results_dir.
     Status comes from the folder's summary.json when there is one (the index only points
     the way); without one the run is `running` if its process lives, else `killed`.
     """
@@ -257,7 +260,8 @@ def previous_runs(results_dir: str, cfg_hash: str) -> list[tuple[Path, str]]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line of a killed writer: skip it
-        if entry.get("config_hash") == cfg_hash:
+        inside = sweep_name is None or Path(entry.get("run_dir", "")).parts[:1] == (sweep_name,)
+        if entry.get("config_hash") == cfg_hash and inside:
             dirs[entry["run_dir"]] = None
     found = []
     for rel in dirs:

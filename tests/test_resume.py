@@ -111,3 +111,13 @@ def test_index_survives_parallel_writers(tmp_path):
         t.join()
     lines = (tmp_path / results.INDEX).read_text().splitlines()
     assert len(lines) == 200 and all(json.loads(line)["status"] == "completed" for line in lines)
+
+
+def test_a_sweep_does_not_borrow_cells_from_another_sweep(cli, tmp_path):
+    """Each sweep folder holds all of its cells (its report reads only that folder)."""
+    assert cli("run", "-m", "seed=0,1", *FAST, "sweep_name=a")[0] == 0
+    code, out, _ = cli("run", "-m", "seed=1,2", *FAST, "sweep_name=b")
+    assert code == 0 and "skipped" not in out
+    assert len(run_dirs(tmp_path / "runs" / "b")) == 2
+    code, out, err = cli("run", *FAST, "seed=2")  # a single run may reuse any earlier run
+    assert code == 0 and "skipped" in out + err
