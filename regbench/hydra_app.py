@@ -28,12 +28,11 @@ def entry(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     # Parallel launchers (joblib, submitit): cap this job's CPU threads and pin its GPU before
     # anything touches CUDA; nothing happens under the basic launcher (regbench/launchers.py).
-    launched = launchers.setup_job(cfg, hc)
+    launchers.setup_job(cfg, hc)
     overrides = [o for o in hc.overrides.task if not o.startswith(_PLACEMENT_KEYS)]
     command = shlex.join(["regbench", "run", *overrides])
     try:
         summary = resume_or_run(cfg, command, overrides)
-        launchers.record(summary, launched)  # adds `threads` (and the GPU) to summary.json
     except ConfigError as exc:
         raise Abort(str(exc)) from None
     except Exception as exc:  # noqa: BLE001

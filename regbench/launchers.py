@@ -120,7 +120,8 @@ def pin_gpu(job_num: int) -> str | None:
 def setup_job(cfg, hydra_cfg) -> dict | None:
     """Called by the task function first: threads and GPU for this job.
 
-    Returns what it set for `record` (None under the basic launcher: nothing to do or record).
+    Returns what it set (None under the basic launcher); train.py records threads and
+    CUDA_VISIBLE_DEVICES in summary.json.
     """
     launcher = hydra_cfg.launcher if "launcher" in hydra_cfg else None
     target = str(launcher.get("_target_", "")) if launcher is not None else ""
@@ -140,22 +141,3 @@ def setup_job(cfg, hydra_cfg) -> dict | None:
     return done
 
 
-def record(summary: dict, done: dict | None) -> None:
-    """Add `threads` (and the pinned GPU) to a freshly written summary.json: informative only."""
-    import json
-    from pathlib import Path
-
-    import torch
-
-    from regbench.results import write_json
-
-    if done is None or summary.get("skipped") or not summary.get("run_dir"):
-        return
-    path = Path(summary["run_dir"]) / "summary.json"
-    try:
-        on_disk = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    extra = {"threads": torch.get_num_threads(), **done}
-    summary.update(extra)
-    write_json(path, {**on_disk, **extra})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -22,11 +23,12 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from regbench import checkpoint, results, uncertainty
-from regbench.config import config_hash, validate
+from regbench.config import config_hash, hashable_dict, validate
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
 from regbench.errors import ConfigError
 from regbench.evaluate import loss_and_correct
+from regbench.loggers import flat_hparams, make_logger
 from regbench.models import build_model
 from regbench.optim import build_optimizer
 from regbench.regularizers import DROPOUTS, penalties
@@ -160,6 +162,8 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
             "overrides": list(overrides or []),
             "data": data.summary(),
             "parameters": sum(p.numel() for p in model.parameters()),
+            "threads": torch.get_num_threads(),  # set by trainer.threads or the launcher's threads rule
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # GPU slot under parallel launchers
             "versions": results.versions(),
             "git_commit": results.git_commit(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -174,7 +178,10 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     n_sub = min(tr.train_eval_size, len(data.x_train))
     sub = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(cfg.dataset.split_seed))[:n_sub]
     x_sub, y_sub = data.x_train[sub.to(device)], data.y_train[sub.to(device)]
-    stochastic = [m for m in model.modules() if hasattr(m, "set_progress")]
+    scheduled = [m for m in model.modules() if hasattr(m, "set_progress")]  # DropBlock's linear ramp
+    steps_per_epoch = math.ceil(len(data.x_train) / tr.batch_size)
+    total_steps = tr.epochs * steps_per_epoch
+    logger = make_logger(cfg.logger, run_dir, flat_hparams(hashable_dict(cfg)))
 
     started = time.perf_counter()
     bar = tqdm(range(progress.epoch + 1, tr.epochs + 1), desc=run_dir.name[-40:], leave=False, file=sys.stderr,
@@ -185,12 +192,12 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
                 t0 = time.perf_counter()
                 # ---- train one epoch: batches are slices of a random permutation of the device tensors
                 model.train()
-                for m in stochastic:  # schedules over training (DropBlock's linear ramp)
-                    m.set_progress((epoch - 1) / tr.epochs)
                 perm = torch.randperm(len(data.x_train), generator=progress.order).to(device)
                 batch_loss = torch.zeros((), device=device)
                 n_steps = 0
-                for i in range(0, len(perm), tr.batch_size):
+                for b, i in enumerate(range(0, len(perm), tr.batch_size)):
+                    for m in scheduled:  # fraction of training done after this step: full rate at the end
+                        m.set_progress(((epoch - 1) * steps_per_epoch + b + 1) / total_steps)
                     idx = perm[i : i + tr.batch_size]
                     if len(idx) < 2 and cfg.model.batchnorm:
                         continue  # BatchNorm cannot normalise a batch of one
@@ -227,6 +234,8 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
                 if mc_epoch:  # MC dropout on validation (its own host sync; leaves the RNG of training alone)
                     row |= uncertainty.epoch_columns(model, data.x_val, data.y_val, data.normalize, autocast, cfg.eval)
                 writer.append(row)
+                if logger is not None:
+                    logger.log_epoch(row)
                 progress.rows.append(row)
                 bar.set_postfix(val_acc=f"{val_acc:.3f}", gap=f"{row['gap_acc']:+.3f}")
 
@@ -260,6 +269,8 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
         bar.close()
         writer.close()
         _finish(summary, model, data, autocast, progress, tr, started, run_dir, cfg.eval)
+        if logger is not None:
+            logger.close(summary)
         results.mark_finished(cfg.results_dir, run_dir, summary)
     summary["run_dir"] = str(run_dir)  # for the caller only; not in summary.json (folders move)
     return summary

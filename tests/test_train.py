@@ -183,3 +183,44 @@ def test_config_hash_ignores_where_results_go(make_cfg):
 def test_no_stray_files_in_the_working_directory(cli, tmp_path):
     assert cli("run", *FAST, "dataset=mnist1d", "dataset.num_samples=500")[0] == 0
     assert sorted(os.listdir(tmp_path)) == ["runs"]
+
+
+def test_tensorboard_logger_mirrors_epochs_and_hparams(make_cfg, tmp_path):
+    pytest.importorskip("tensorboard")  # installed by `make test` (extra "tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    s = run(make_cfg(*FAST, "logger=tensorboard", f"results_dir={tmp_path}"))
+    tb = Path(s["run_dir"]) / "tensorboard"
+    events = EventAccumulator(str(tb)).Reload()
+    loss = events.Scalars("loss/val")
+    assert [e.step for e in loss] == [1, 2]
+    assert loss[-1].value == pytest.approx(s["final"]["val_loss"], rel=1e-5)
+    assert "acc/train" in events.Tags()["scalars"]
+    assert "hparam/final_val_acc" in events.Tags()["scalars"]  # the HParams tab's metrics
+    assert events.PluginTagToContent("hparams")  # and the run's hyperparameters
+
+
+def test_tensorboard_missing_is_a_one_line_config_error(make_cfg, tmp_path, monkeypatch):
+    from regbench.config import validate
+    from regbench.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=r'logger=tensorboard needs the tensorboard package: pip install'):
+        validate(make_cfg("logger=tensorboard"))
+
+
+def test_dropblock_linear_ramp_reaches_the_full_rate_on_the_last_step(make_cfg, tmp_path, monkeypatch):
+    from regbench.regularizers.dropblock import DropBlock
+
+    seen = []
+    original = DropBlock.set_progress
+    monkeypatch.setattr(DropBlock, "set_progress", lambda self, t: (seen.append(t), original(self, t))[1])
+    run(make_cfg(*FAST, "model=cnn", "dropout=dropblock", "dropout.schedule=linear", "dataset.train_size=128",
+                 "trainer.batch_size=64", f"results_dir={tmp_path}"))
+    per_module = sorted(set(seen))
+    assert per_module[0] == pytest.approx(1 / 4) and per_module[-1] == pytest.approx(1.0)  # 2 epochs x 2 steps
+
+
+def test_summary_records_threads(make_cfg, tmp_path):
+    s = run(make_cfg(*FAST, "trainer.threads=1", f"results_dir={tmp_path}"))
+    assert read_summary(Path(s["run_dir"]))["threads"] == 1
