@@ -83,6 +83,31 @@ class ActivationDropoutSpec(DropoutSpec):
         return type(self).module(p) if p > 0 else nn.Identity()
 
 
+class ConvDropoutSpec(DropoutSpec):
+    """A type that acts on conv feature maps (model=cnn only); the fully-connected head of the
+    CNN gets standard dropout at rate p. Subclasses implement `conv_module` and say `why`."""
+
+    needs_conv = True
+    why = "it acts on conv feature maps"
+
+    def check(self, cfg) -> None:
+        if cfg.model.name == "mlp":
+            valid = [name for name in DROPOUTS.names() if not DROPOUTS.get(name).needs_conv]
+            raise ConfigError(
+                f"dropout={self.name} needs model=cnn ({self.why}); valid dropout types for mlp: {', '.join(valid)}"
+            )
+
+    def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        raise NotImplementedError
+
+    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        if p == 0:
+            return nn.Identity()
+        if slot.spatial_dims in (1, 2):  # input and conv slots of a CNN: (N, C, L) or (N, C, H, W)
+            return self.conv_module(slot, p, cfg)
+        return nn.Dropout(p)  # (N, D) features: the CNN's fully-connected head
+
+
 DROPOUTS: Registry[DropoutSpec] = Registry("dropout")
 
 

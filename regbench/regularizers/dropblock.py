@@ -33,10 +33,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import drop_block2d
 
-from regbench.regularizers.base import DropoutSpec, Slot, register
-from regbench.regularizers.spatial import check_needs_conv
+from regbench.regularizers.base import ConvDropoutSpec, Slot, register
 
 EPS = 1e-6  # guards the rescale when (almost) everything is dropped, as in torchvision
 SCHEDULES = ("constant", "linear")
@@ -72,6 +70,8 @@ def drop_block(x: torch.Tensor, p: float, block_size: int, training: bool = True
     if x.ndim == 3:
         return drop_block1d(x, p, block_size)
     if x.ndim == 4:
+        from torchvision.ops import drop_block2d  # imported here: torchvision costs ~1 s at start-up
+
         return drop_block2d(x, p, fit_block_size(block_size, *x.shape[2:]), eps=EPS, training=True)
     raise ValueError(f"drop_block expects (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
 
@@ -107,16 +107,9 @@ class DropBlock(nn.Module):
 
 
 @register
-class DropBlockSpec(DropoutSpec):
+class DropBlockSpec(ConvDropoutSpec):
     name = "dropblock"
-    needs_conv = True
+    why = "it drops blocks of conv feature maps"
 
-    def check(self, cfg) -> None:
-        check_needs_conv(self, cfg, "it drops blocks of conv feature maps")
-
-    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
-        if p == 0:
-            return nn.Identity()
-        if slot.spatial_dims in (1, 2):  # input and conv slots of a CNN
-            return DropBlock(p, cfg.dropout.block_size, cfg.dropout.schedule)
-        return nn.Dropout(p)  # (N, D) features: the CNN's fully-connected head
+    def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        return DropBlock(p, cfg.dropout.block_size, cfg.dropout.schedule)

@@ -17,32 +17,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from regbench.errors import ConfigError
-from regbench.regularizers.base import DROPOUTS, DropoutSpec, Slot, register
+from regbench.regularizers.base import ConvDropoutSpec, Slot, register
 
 _CHANNEL_DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d}  # spatial_dims -> module (Dropout2d on 3-D input warns)
 
 
-def check_needs_conv(spec: DropoutSpec, cfg, why: str) -> None:
-    """One-line ConfigError when a conv-only dropout type meets model=mlp."""
-    if cfg.model.name == "mlp":
-        valid = [name for name in DROPOUTS.names() if not DROPOUTS.get(name).needs_conv]
-        raise ConfigError(
-            f"dropout={spec.name} needs model=cnn ({why}); valid dropout types for mlp: {', '.join(valid)}"
-        )
-
-
 @register
-class Spatial(DropoutSpec):
+class Spatial(ConvDropoutSpec):
     name = "spatial"
-    needs_conv = True
+    why = "it drops whole feature maps"
 
-    def check(self, cfg) -> None:
-        check_needs_conv(self, cfg, "it drops whole feature maps")
-
-    def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
-        if p == 0:
-            return nn.Identity()
-        if slot.spatial_dims in _CHANNEL_DROPOUT:  # input and conv slots of a CNN
-            return _CHANNEL_DROPOUT[slot.spatial_dims](p)
-        return nn.Dropout(p)  # (N, D) features: the CNN's fully-connected head
+    def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:
+        return _CHANNEL_DROPOUT[slot.spatial_dims](p)
