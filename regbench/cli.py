@@ -15,7 +15,7 @@ import shlex
 import sys
 
 from regbench import __version__
-from regbench.errors import Abort, ConfigError, RunIncomplete
+from regbench.errors import Abort, ConfigError, Interrupted, RunIncomplete
 
 USAGE = f"""regbench {__version__}: regularization ablations from the command line
 
@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return commands[command](rest)
     except ConfigError as exc:
         return _fail(str(exc))
-    except KeyboardInterrupt:
-        print("regbench: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print("regbench: interrupted; finished runs are complete, rerun the command to resume", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
 
 
 def _fail(message: str) -> int:

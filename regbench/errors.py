@@ -20,3 +20,11 @@ class Abort(BaseException):
 
 class RunIncomplete(BaseException):
     """A single run ended diverged (or interrupted): the CLI exits 1 after its summary is written."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived during a run: stop at once, keep what was written (status: interrupted).
+
+    A BaseException, like KeyboardInterrupt: Hydra's job wrapper and a sweep's per-cell error
+    handling catch Exception, and an interrupted sweep must stop, not go on to the next cell.
+    """

@@ -26,7 +26,7 @@ from regbench import checkpoint, results, uncertainty
 from regbench.config import config_hash, hashable_dict, validate
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, Interrupted
 from regbench.evaluate import loss_and_correct
 from regbench.loggers import flat_hparams, make_logger
 from regbench.models import build_model
@@ -34,10 +34,6 @@ from regbench.optim import build_optimizer
 from regbench.regularizers import DROPOUTS, penalties
 
 log = logging.getLogger("regbench")
-
-
-class Interrupted(Exception):
-    """SIGTERM (or SIGINT) arrived: stop at once, keep what was written."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -109,6 +105,34 @@ def prepare(cfg: DictConfig):
     return device, data, augment, model, optimizer, scheduler
 
 
+def start_run(cfg: DictConfig, device, data, model, command: str, overrides, **extra) -> tuple[Path, dict]:
+    """Create a fresh run folder (config.yaml, index entry) and the summary it will end with.
+
+    The one place that says what a fresh summary holds: the vectorized launcher calls it too.
+    """
+    run_dir = results.create_run_dir(cfg)
+    results.save_config(run_dir, cfg)
+    results.mark_started(cfg.results_dir, run_dir, config_hash(cfg))
+    summary = {
+        "status": "running",
+        "run_id": run_dir.name,
+        "config_hash": config_hash(cfg),
+        "seed": cfg.seed,
+        "device": str(device),
+        "command": command,
+        "overrides": list(overrides or []),
+        "data": data.summary(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),  # set by trainer.threads or the launcher's threads rule
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # GPU slot under parallel launchers
+        "versions": results.versions(),
+        "git_commit": results.git_commit(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    return run_dir, summary
+
+
 @dataclass
 class Progress:
     """Everything that changes from epoch to epoch besides the model and optimizer.
@@ -149,25 +173,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
         results.mark_started(cfg.results_dir, run_dir, summary["config_hash"])
         log.info("resuming %s at epoch %d", run_dir, progress.epoch + 1)
     else:
-        run_dir = results.create_run_dir(cfg)
-        results.save_config(run_dir, cfg)
-        results.mark_started(cfg.results_dir, run_dir, config_hash(cfg))
-        summary = {
-            "status": "running",
-            "run_id": run_dir.name,
-            "config_hash": config_hash(cfg),
-            "seed": cfg.seed,
-            "device": str(device),
-            "command": command,
-            "overrides": list(overrides or []),
-            "data": data.summary(),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "threads": torch.get_num_threads(),  # set by trainer.threads or the launcher's threads rule
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # GPU slot under parallel launchers
-            "versions": results.versions(),
-            "git_commit": results.git_commit(),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        run_dir, summary = start_run(cfg, device, data, model, command, overrides)
         log.info("run %s: %s on %s, %d parameters", run_dir, cfg.model.name, device, summary["parameters"])
     uncertainty.warn_ineffective(model, cfg.eval)
     mc_epoch = cfg.eval.mc_every_epoch and cfg.eval.mc_samples > 0  # extra columns only when enabled

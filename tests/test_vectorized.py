@@ -1,0 +1,259 @@
+"""hydra/launcher=vectorized: bucketing, equivalence with sequential runs, the run-folder contract,
+fallback, resume, bucket splitting, per-cell divergence and early stopping."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, read_metrics, read_summary, run_dirs
+
+from regbench import results
+from regbench.train import run
+from regbench.vectorized.buckets import bucket_key, chunk_sizes, fallback_reason
+from regbench.vectorized.loop import Cell, train_bucket
+
+NOT_TIMING = [c for c in results.METRIC_COLUMNS if c != "seconds"]
+VEC = "hydra/launcher=vectorized"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread is faster for both paths, and deterministic."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pairs(make_cfg, tmp_path, grid, *common, exact_masks=False):
+    """Train `grid` (a list of override lists) vectorized and sequentially -> [(vec summary, seq summary)]."""
+    cells = [Cell(cfg=make_cfg(*common, *g, f"results_dir={tmp_path / 'vec'}"), command="", overrides=[])
+             for g in grid]
+    train_bucket(cells, exact_masks=exact_masks)
+    seq = [run(make_cfg(*common, *g, f"results_dir={tmp_path / 'seq'}")) for g in grid]
+    return [(c.summary, s) for c, s in zip(cells, seq, strict=True)]
+
+
+def _assert_same_curves(vec: dict, seq: dict, tol: float = 1e-5) -> None:
+    a, b = read_metrics(Path(vec["run_dir"])), read_metrics(Path(seq["run_dir"]))
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b, strict=True):
+        for k in NOT_TIMING:
+            assert float(ra[k]) == pytest.approx(float(rb[k]), abs=tol), (k, ra["epoch"])
+    assert vec["status"] == seq["status"] and vec["best_epoch"] == seq["best_epoch"]
+    assert vec["stopped_early"] == seq["stopped_early"]
+    assert vec["test"]["acc"] == pytest.approx(seq["test"]["acc"], abs=tol)
+    assert vec["test"]["loss"] == pytest.approx(seq["test"]["loss"], abs=tol)
+
+
+# ---------------------------------------------------------------------------- bucketing
+
+
+def test_buckets_group_by_structure_not_by_values(make_cfg):
+    key = bucket_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0"))
+    same = ["dropout.p=0.5", "seed=3", "optim.lr=0.1", "optim.weight_decay=0.01", "dropout=none",
+            "reg.l1=1e-4", "reg.max_norm=2", "name=x", "results_dir=elsewhere"]
+    for o in same:
+        assert bucket_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0", o)) == key, o
+    for o in ["model.hidden=[64]", "trainer.batch_size=32", "optim=sgd", "dropout=gaussian", "trainer.epochs=3",
+              "model.batchnorm=true", "optim.schedule=cosine", "dataset.train_size=100"]:
+        assert bucket_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0", o)) != key, o
+    assert fallback_reason(make_cfg()) is None
+    assert fallback_reason(make_cfg("model=cnn")) == ("model=cnn", "only mlp stacks")
+    assert fallback_reason(make_cfg("dropout=dropconnect"))[0] == "dropout=dropconnect"
+    assert fallback_reason(make_cfg("augment.ops=[noise]"))[0] == "augment.ops=['noise']"
+    assert fallback_reason(make_cfg("trainer.checkpoint=true"))[0] == "trainer.checkpoint=true"
+
+
+def test_chunk_sizes_split_evenly():
+    assert chunk_sizes(10, 4) == [4, 3, 3]
+    assert chunk_sizes(8, 8) == [8]
+    assert chunk_sizes(5, 1) == [1] * 5
+
+
+# ---------------------------------------------------------------------------- equivalence
+
+
+@pytest.mark.parametrize("common", [
+    ["optim.weight_decay=1e-3", "optim.schedule=cosine"],  # adam, coupled L2
+    ["optim=sgd", "optim.nesterov=true", "optim.weight_decay=1e-3", "optim.schedule=step", "optim.step_size=1"],
+    ["optim=adamw", "optim.weight_decay=0.01", "optim.warmup_epochs=1", "reg.label_smoothing=0.1"],
+    ["optim=sgd", "optim.decoupled=true", "optim.weight_decay=1e-3", "model.batchnorm=true", "reg.l1=1e-4",
+     "reg.max_norm=1.0"],
+])
+def test_without_dropout_cells_match_sequential_runs_exactly(make_cfg, tmp_path, common):
+    grid = [["optim.lr=0.003", "seed=0"], ["optim.lr=0.03", "seed=1"], ["optim.lr=0.01", "seed=2", "dropout=standard",
+                                                                        "dropout.p=0"]]
+    for vec, seq in _pairs(make_cfg, tmp_path, grid, *FAST, *common):
+        _assert_same_curves(vec, seq)
+
+
+@pytest.mark.parametrize("dropout", [["dropout=standard"], ["dropout=gaussian", "optim=sgd", "model.batchnorm=true"]])
+def test_exact_masks_reproduce_sequential_dropout_runs(make_cfg, tmp_path, dropout):
+    grid = [["dropout.p=0.3", "dropout.p_input=0.1", "seed=0"], ["dropout.p=0.5", "seed=1"], ["dropout.p=0", "seed=2"]]
+    for vec, seq in _pairs(make_cfg, tmp_path, grid, *FAST, *dropout, exact_masks=True):
+        _assert_same_curves(vec, seq)
+        assert vec["vectorized"]["dropout_masks"] == "per_cell"
+
+
+def test_per_cell_early_stopping_matches_sequential(make_cfg, tmp_path):
+    common = ["trainer.epochs=12", "trainer.patience=2", "trainer.progress=false", "dataset.train_size=100",
+              "model.hidden=[64]"]
+    grid = [["optim.lr=0.02", "seed=0"], ["optim.lr=0.005", "seed=1"], ["optim.lr=0.0003", "seed=0"]]
+    pairs = _pairs(make_cfg, tmp_path, grid, *common)
+    for vec, seq in pairs:
+        _assert_same_curves(vec, seq)
+    assert any(v["stopped_early"] for v, _ in pairs) and not all(v["stopped_early"] for v, _ in pairs)
+
+
+def test_dropout_cells_match_sequential_runs_in_distribution(make_cfg, tmp_path):
+    # Masks come from the bucket's stream, not each run's: compare seed means, not curves.
+    seeds = range(6)
+    grid = [["dropout.p=0.5", f"seed={s}"] for s in seeds]
+    pairs = _pairs(make_cfg, tmp_path, grid, "trainer.epochs=3", "trainer.progress=false", "model.hidden=[64]",
+                   "report=false", "dropout=standard")
+    vec = [v["final"]["val_acc"] for v, _ in pairs]
+    seq = [s["final"]["val_acc"] for _, s in pairs]
+    assert vec != seq  # different masks ...
+    assert statistics.mean(vec) == pytest.approx(statistics.mean(seq), abs=0.03)  # ... same training
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgdw", "adam", "adamw"])
+def test_stacked_optimizer_matches_torch_optim_fused_and_by_formula(name):
+    from omegaconf import OmegaConf
+
+    from regbench.optim import build_optimizer
+    from regbench.vectorized.optim import StackedOptimizer
+
+    hp = [(0.1, 0.01, 0.9), (0.05, 0.0, 0.5), (0.1, 0.01, 0.9)]  # (lr, wd, momentum) per cell
+    cfgs = [OmegaConf.create({"name": name.rstrip("w") if name == "sgdw" else name, "lr": lr, "weight_decay": wd,
+                              "momentum": mom, "nesterov": name == "sgd", "decoupled": name == "sgdw",
+                              "decay_norm_and_bias": False, "schedule": "none", "step_size": 1, "gamma": 0.1,
+                              "warmup_epochs": 0}) for lr, wd, mom in hp]
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(5, 3) for _ in hp]
+    refs = [build_optimizer(c, m, 1, 1)[0] for c, m in zip(cfgs, models, strict=True)]
+    finals = []
+    for fused in (True, False):
+        params = {"w": torch.stack([m.weight.detach().t() for m in models]).requires_grad_(True),
+                  "b": torch.stack([m.bias.detach() for m in models]).requires_grad_(True)}
+        opt = StackedOptimizer(params, {"w": True, "b": False}, cfgs, torch.device("cpu"))
+        opt.fused = fused
+        for step in range(4):
+            for p in params.values():
+                p.grad = torch.sin(p.detach() * (step + 1))  # elementwise: the same numbers as the cells get
+            opt.step(params, 1.0)
+        finals.append(params)
+    for m, (model, ref) in enumerate(zip(models, refs, strict=True)):
+        for step in range(4):
+            for p in model.parameters():
+                p.grad = torch.sin(p.detach() * (step + 1))
+            ref.step()
+        for params in finals:
+            torch.testing.assert_close(params["w"][m].detach().t(), model.weight.detach(), rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(params["b"][m].detach(), model.bias.detach(), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- the launcher
+
+
+def _sweep(cli, results_dir: str, *args: str):
+    epochs = [] if any(a.startswith("trainer.epochs=") for a in args) else ["trainer.epochs=1"]
+    return cli("run", "-m", *[a for a in FAST if not a.startswith("trainer.epochs=")], *epochs,
+               f"results_dir={results_dir}", *args)
+
+
+def _placed_elsewhere(yaml: str) -> list[str]:
+    return [line for line in yaml.splitlines() if not line.startswith(("results_dir:", "sweep_name:"))]
+
+
+def test_run_folders_are_what_sequential_runs_write(cli, tmp_path):
+    grid = ["dropout=standard", "dropout.p=0,0.5", "seed=0,1"]
+    code, out, _ = _sweep(cli, "vec", *grid, VEC)
+    assert code == 0 and "sweep finished: 4 runs: 4 completed" in out
+    assert _sweep(cli, "seq", *grid)[0] == 0
+    vec, seq = run_dirs(tmp_path / "vec"), run_dirs(tmp_path / "seq")
+    assert len(vec) == len(seq) == 4
+    for v, s in zip(vec, seq, strict=True):
+        assert sorted(p.name for p in v.iterdir()) == sorted(p.name for p in s.iterdir())
+        assert (v / "metrics.csv").read_text().splitlines()[0] == (s / "metrics.csv").read_text().splitlines()[0]
+        sv, ss = read_summary(v), read_summary(s)
+        assert set(sv) - set(ss) == {"vectorized"} and set(ss) <= set(sv)
+        assert sv["vectorized"]["bucket_cells"] == 4
+        for k in ("status", "config_hash", "seed", "parameters", "data", "epochs_completed", "versions"):
+            assert sv[k] == ss[k], k
+        assert sv["command"].replace("results_dir=vec", "results_dir=seq") == ss["command"]
+        assert _placed_elsewhere((v / "config.yaml").read_text()) == _placed_elsewhere((s / "config.yaml").read_text())
+    assert not list(tmp_path.rglob(".running"))
+
+
+def test_unsupported_cells_run_sequentially_with_one_reason_line(cli, tmp_path):
+    code, out, err = _sweep(cli, "runs", "model=mlp,cnn", "seed=0,1", VEC)
+    assert code == 0 and "4 runs: 4 completed" in out
+    assert (out + err).count("run sequentially") == 1
+    assert "vectorized: 2 cells of model=cnn run sequentially (only mlp stacks)" in out + err
+    cells = {read_summary(d)["config_hash"]: read_summary(d) for d in run_dirs(tmp_path / "runs")}
+    assert sorted("vectorized" in s for s in cells.values()) == [False, False, True, True]
+
+
+def test_rerun_skips_completed_cells(cli, tmp_path):
+    assert _sweep(cli, "runs", "seed=0,1", VEC)[0] == 0
+    first = run_dirs(tmp_path / "runs")
+    code, out, err = _sweep(cli, "runs", "seed=0,1,2", VEC)
+    assert code == 0 and "3 runs: 3 completed" in out and "skipped" in out + err
+    after = run_dirs(tmp_path / "runs")
+    assert len(after) == 3 and set(first) < set(after)
+
+
+def test_max_cells_splits_a_bucket(cli, tmp_path):
+    code, out, err = _sweep(cli, "runs", "seed=0,1,2,3,4", VEC, "hydra.launcher.max_cells=2")
+    assert code == 0 and "5 runs: 5 completed" in out
+    assert "split into buckets of [2, 2, 1]" in out + err
+    sizes = sorted(read_summary(d)["vectorized"]["bucket_cells"] for d in run_dirs(tmp_path / "runs"))
+    assert sizes == [1, 2, 2, 2, 2]
+
+
+def test_memory_estimate_splits_a_bucket(cli, tmp_path):
+    code, out, err = _sweep(cli, "runs", "seed=0,1", VEC, "hydra.launcher.max_memory_gb=0.0000001")
+    assert code == 0 and "split into buckets of [1, 1]" in out + err
+
+
+def test_a_diverging_cell_is_marked_and_the_others_complete(cli, tmp_path):
+    code, out, _ = _sweep(cli, "runs", "trainer.epochs=3", "optim=sgd", "optim.lr=0.05,1e6,0.1", VEC)
+    assert code == 1 and "3 runs: 2 completed, 1 diverged" in out
+    for d in run_dirs(tmp_path / "runs"):
+        s, rows = read_summary(d), read_metrics(d)
+        assert s["epochs_completed"] == len(rows) >= 1
+        if s["status"] == "diverged":
+            assert "non-finite" in s["error"] and len(rows) < 3
+        else:
+            assert s["status"] == "completed" and len(rows) == 3 and s["test"] is not None
+
+
+@pytest.mark.slow
+def test_sigterm_mid_bucket_leaves_whole_rows_and_interrupted_cells(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "regbench.cli", "run", "-m", "seed=0,1", "trainer.epochs=500", "dataset=synthetic",
+           "dataset.num_samples=2000", "trainer.progress=false", "report=false", VEC, f"results_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        csvs = list(tmp_path.rglob("metrics.csv"))
+        if len(csvs) == 2 and all(len(c.read_text().splitlines()) > 3 for c in csvs):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    for run_dir in run_dirs(tmp_path):
+        s, rows = read_summary(run_dir), read_metrics(run_dir)
+        assert s["status"] == "interrupted" and s["epochs_completed"] == len(rows) >= 3
+        assert all(len(r) == len(results.METRIC_COLUMNS) and None not in r.values() for r in rows)
+        assert not (run_dir / ".running").exists()
