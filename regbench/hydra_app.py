@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 
@@ -58,13 +57,9 @@ def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     if not cfg.resume:
         return run(cfg, command, overrides)
     check_config(cfg)  # a bad config fails the same way whether or not it ran before
-    earlier = results.previous_runs(cfg.results_dir, config_hash(cfg), cfg.sweep_name)
-    for run_dir, status in reversed(earlier):
-        if status in ("completed", "diverged"):
-            log.info("skipped: this config already %s in %s (resume=false trains it again)", status, run_dir)
-            summary = json.loads((run_dir / "summary.json").read_text())
-            return {**summary, "run_dir": str(run_dir), "skipped": True}
-    stale = [d for d, status in earlier if status in ("interrupted", "failed", "killed")]
+    reused, stale = results.earlier_outcome(cfg, config_hash(cfg))
+    if reused is not None:
+        return reused
     if stale and cfg.trainer.checkpoint and checkpoint.exists(stale[-1]):
         return run(cfg, command, overrides, resume_dir=stale[-1])
     summary = run(cfg, command, overrides)

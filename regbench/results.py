@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -24,6 +25,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.errors import ConfigError
+
+log = logging.getLogger("regbench")
 
 METRIC_COLUMNS = [
     "epoch",  # 1-based
@@ -278,6 +281,18 @@ def previous_runs(results_dir: str, cfg_hash: str, sweep_name: str | None = None
         if status:
             found.append((run_dir, status))
     return found
+
+
+def earlier_outcome(cfg, cfg_hash: str) -> tuple[dict | None, list[Path]]:
+    """What resume does with a config: (the summary of an earlier completed or diverged run to
+    reuse, with its run_dir, or None; the interrupted / failed / killed folders it supersedes)."""
+    earlier = previous_runs(cfg.results_dir, cfg_hash, cfg.get("sweep_name"))
+    for run_dir, status in reversed(earlier):
+        if status in ("completed", "diverged"):
+            log.info("skipped: this config already %s in %s (resume=false trains it again)", status, run_dir)
+            summary = json.loads((run_dir / "summary.json").read_text())
+            return {**summary, "run_dir": str(run_dir), "skipped": True}, []
+    return None, [d for d, status in earlier if status in ("interrupted", "failed", "killed")]
 
 
 def mark_superseded(run_dir: Path, by: str) -> None:

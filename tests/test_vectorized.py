@@ -200,9 +200,9 @@ def test_unsupported_cells_run_sequentially_with_one_reason_line(cli, tmp_path):
 
 
 def test_rerun_skips_completed_cells(cli, tmp_path):
-    assert _sweep(cli, "runs", "seed=0,1", VEC)[0] == 0
+    assert _sweep(cli, "runs", "seed=0,1", VEC, "sweep_name=s")[0] == 0
     first = run_dirs(tmp_path / "runs")
-    code, out, err = _sweep(cli, "runs", "seed=0,1,2", VEC)
+    code, out, err = _sweep(cli, "runs", "seed=0,1,2", VEC, "sweep_name=s")  # the grid grows in place
     assert code == 0 and "3 runs: 3 completed" in out and "skipped" in out + err
     after = run_dirs(tmp_path / "runs")
     assert len(after) == 3 and set(first) < set(after)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shlex
 from collections import defaultdict
@@ -110,15 +109,10 @@ def _run_bucket(launcher, jobs: list[DictConfig], cfgs: list[DictConfig], idx: l
                 duplicates[i] = first_of_hash[h]
                 continue
             first_of_hash[h] = i
-            earlier = results.previous_runs(cfg.results_dir, h)
-            done = [(d, s) for d, s in reversed(earlier) if s in ("completed", "diverged")]
-            if done:
-                run_dir, status = done[0]
-                log.info("skipped: this config already %s in %s (resume=false trains it again)", status, run_dir)
-                values[i] = {**json.loads((run_dir / "summary.json").read_text()), "run_dir": str(run_dir),
-                             "skipped": True}
+            reused, cell.stale = results.earlier_outcome(cfg, h)
+            if reused is not None:
+                values[i] = reused
                 continue
-            cell.stale = [d for d, s in earlier if s in ("interrupted", "failed", "killed")]
         cells.append((i, cell))
 
     if cells:
