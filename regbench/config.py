@@ -115,6 +115,7 @@ class TrainerConfig:
     threads: int | None = None  # CPU threads for torch (None = torch's default)
     progress: bool = True  # tqdm bar per run (hidden automatically when not on a terminal)
     checkpoint: bool = False  # save a checkpoint each epoch so an interrupted run continues exactly
+    deterministic: bool = False  # deterministic torch algorithms + cuDNN settings (bit-reproducible on CUDA)
 
 
 @dataclass

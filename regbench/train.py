@@ -92,11 +92,25 @@ def check_config(cfg: DictConfig, data=None):
     return device, data
 
 
+def make_deterministic() -> None:
+    """Same seed, same device -> same numbers, also on CUDA (CPU runs already are, tested).
+
+    cuBLAS needs a fixed workspace before its first use; ops without a deterministic kernel
+    then raise instead of silently varying (the run fails with that op's name).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
 def prepare(cfg: DictConfig):
     """Check the config, then build data, augmentation, model and optimizer on the device."""
     device, data = check_config(cfg)
     if cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
+    if cfg.trainer.deterministic:
+        make_deterministic()
     augment = build_augment(cfg.augment, data.kind, data.num_classes)
     torch.manual_seed(cfg.seed)  # model init and dropout masks; data order has its own generator
     model = build_model(cfg, data.input_shape, data.num_classes).to(device)

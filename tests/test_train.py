@@ -224,3 +224,18 @@ def test_dropblock_linear_ramp_reaches_the_full_rate_on_the_last_step(make_cfg, 
 def test_summary_records_threads(make_cfg, tmp_path):
     s = run(make_cfg(*FAST, "trainer.threads=1", f"results_dir={tmp_path}"))
     assert read_summary(Path(s["run_dir"]))["threads"] == 1
+
+
+def test_deterministic_switch_sets_the_torch_flags(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    try:
+        a = run(make_cfg(*FAST, "trainer.deterministic=true", f"results_dir={tmp_path}"))
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        b = run(make_cfg(*FAST, "trainer.deterministic=true", f"results_dir={tmp_path}"))
+        assert _metrics_without_time(Path(a["run_dir"])) == _metrics_without_time(Path(b["run_dir"]))
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+        torch.backends.cudnn.deterministic = False

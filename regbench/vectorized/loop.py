@@ -30,7 +30,16 @@ from tqdm.auto import tqdm
 from regbench import results
 from regbench.models import build_model
 from regbench.optim import build_optimizer
-from regbench.train import Interrupted, Progress, _autocast, _finish, _sigterm_raises, check_config, start_run
+from regbench.train import (
+    Interrupted,
+    Progress,
+    _autocast,
+    _finish,
+    _sigterm_raises,
+    check_config,
+    make_deterministic,
+    start_run,
+)
 from regbench.vectorized.noise import Noise, global_rng_copy
 from regbench.vectorized.optim import StackedOptimizer
 from regbench.vectorized.stacked import StackedMLP
@@ -71,6 +80,8 @@ def train_bucket(cells: list[Cell], exact_masks: bool = False) -> None:
         check_config(c.cfg, data)  # same dataset config: the splits are shared
     if tr.threads is not None:
         torch.set_num_threads(tr.threads)
+    if tr.deterministic:
+        make_deterministic()
     autocast = _autocast(device, tr.amp)
     exact_masks = exact_masks and device.type == "cpu"  # CUDA dropout draws from its own (fused) stream
 
