@@ -17,6 +17,11 @@ log = logging.getLogger("regbench")
 last_counts: Counter = Counter()
 
 
+# Job configs the sweeper composed for its preflight, keyed by the job's overrides: the vectorized
+# launcher takes them from here instead of composing every cell a second time (~0.1-0.3 s each).
+composed: dict[tuple[str, ...], DictConfig] = {}
+
+
 def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
     """Validate every cell (and each distinct dataset once) before the first run starts."""
     from regbench.train import check_config

@@ -34,14 +34,16 @@ class RegbenchSweeper(BasicSweeper):
         With max_batch_size unset the whole grid is one batch, so nothing runs until every
         cell has passed `regbench.train.check_config`.
         """
-        from regbench.sweep import preflight
+        from regbench import sweep
 
         loader = self.hydra_context.config_loader
-        preflight(self.config, [loader.load_sweep_config(self.config, list(job)) for job in batch])
+        cfgs = [loader.load_sweep_config(self.config, list(job)) for job in batch]
+        sweep.preflight(self.config, cfgs)
+        sweep.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from regbench.sweep import count_statuses, remove_if_only_sweep_record
+        from regbench.sweep import composed, count_statuses, remove_if_only_sweep_record
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
@@ -52,5 +54,7 @@ class RegbenchSweeper(BasicSweeper):
             # ran nothing leaves nothing.
             remove_if_only_sweep_record(fresh)
             raise
+        finally:
+            composed.clear()  # what the launcher did not take (Hydra's basic launcher composes itself)
         count_statuses(returns, str(sweep_dir))
         return returns
