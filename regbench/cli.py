@@ -78,13 +78,22 @@ def hydra_args(args: list[str]) -> list[str]:
     return args
 
 
-def default_sweep_name(args: list[str]) -> str:
-    """The same command line gives the same sweep folder, so rerunning a sweep resumes it in place.
+# Overrides that say how or where a sweep runs, not what it computes: they do not change its folder,
+# so the same grid resumes in place whichever launcher or reporting option the rerun uses.
+_NOT_IN_SWEEP_NAME = ("hydra.", "hydra/", "report=", "resume=", "logger=", "results_dir=", "trainer.progress=",
+                      "trainer.checkpoint=")
 
-    e.g. `dropout.p=0,0.5 seed=0,1 trainer.epochs=5` -> sweep-dropout.p+seed-<hash of the whole line>.
+
+def default_sweep_name(args: list[str]) -> str:
+    """The same grid gives the same sweep folder, so rerunning a sweep resumes it in place.
+
+    e.g. `dropout.p=0,0.5 seed=0,1 trainer.epochs=5` -> sweep-dropout.p+seed-<hash>; the hash is
+    over the sorted overrides (order does not matter) without the launcher / reporting ones.
     """
-    swept = [a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a and "," in a.split("=", 1)[1]]
-    digest = hashlib.sha1("\0".join(args).encode()).hexdigest()[:8]
+    overrides = sorted(a for a in args if "=" in a and not a.startswith("-") and not a.startswith(_NOT_IN_SWEEP_NAME))
+    flags = [a for a in args if "=" not in a or a.startswith("-")]  # --config-dir DIR ... changes the grid
+    swept = [a.split("=", 1)[0].lstrip("+~") for a in overrides if "," in a.split("=", 1)[1]]
+    digest = hashlib.sha1("\0".join(flags + overrides).encode()).hexdigest()[:8]
     keys = "+".join(swept)[:60].replace("/", "_") or "grid"
     return f"sweep-{keys}-{digest}"
 

@@ -112,7 +112,7 @@ class TrainerConfig:
     min_delta: float = 0.0  # an improvement of val loss smaller than this does not count
     restore_best: bool = True  # evaluate the test set with the best-val-loss weights
     train_eval_size: int = 1000  # fixed training subset measured in eval mode for the gap
-    threads: int | None = None  # CPU threads for torch (None = torch's default)
+    threads: int | None = None  # CPU threads for torch (None: 1 for small models on CPU, else torch's default)
     progress: bool = True  # tqdm bar per run (hidden automatically when not on a terminal)
     checkpoint: bool = False  # save a checkpoint each epoch so an interrupted run continues exactly
     deterministic: bool = False  # deterministic torch algorithms + cuDNN settings (bit-reproducible on CUDA)
@@ -239,6 +239,14 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.threads is not None:
         _at_least("trainer.threads", cfg.trainer.threads, 1)
     _at_least("optim.step_size", cfg.optim.step_size, 1)
+    _range("optim.gamma", cfg.optim.gamma, 0, 1, lo_open=True, hi_open=False)
+    _at_least("trainer.min_delta", cfg.trainer.min_delta, 0)
+    name = cfg.sweep_name
+    if name is not None and (not str(name).strip() or set(str(name)) & set("/\\") or str(name).startswith(".")):
+        raise ConfigError(f"sweep_name={name!r} is not valid; valid: one folder name (no '/', not starting with '.')")
+    if cfg.model.name == "mlp" and not cfg.model.hidden and cfg.dropout.name != "none" and cfg.dropout.p > 0:
+        raise ConfigError(f"dropout.p={cfg.dropout.p} has no hidden layer to act on (model.hidden=[]); "
+                          "valid: dropout.p=0 (dropout.p_input still applies) or a non-empty model.hidden")
     _at_least("optim.warmup_epochs", cfg.optim.warmup_epochs, 0)
     for key in ("hidden", "channels"):
         for width in cfg.model[key]:

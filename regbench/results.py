@@ -53,13 +53,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    text = json.dumps(_finite(obj), indent=2, sort_keys=False, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
-def _json_default(o):
+def _finite(o):
+    """NaN/inf -> null: JSON has no NaN (a diverged run's metrics) and strict parsers reject it."""
     if isinstance(o, float) and not math.isfinite(o):
         return None
-    return str(o)
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:

@@ -144,3 +144,23 @@ def test_installed_executable(tmp_path, args, expected):
                           env={**os.environ, "HYDRA_FULL_ERROR": "0"})
     _assert_one_line(proc.returncode, proc.stdout, proc.stderr, expected)
     assert list(tmp_path.iterdir()) == []
+
+
+REVIEW_BAD_INPUT = [
+    (["optim.schedule=step", "optim.gamma=-1"], ["optim.gamma=-1", "(0, 1]"]),
+    (["trainer.min_delta=-1"], ["trainer.min_delta", ">= 0"]),
+    (["sweep_name=../escape"], ["sweep_name", "../escape", "folder name"]),
+    (["sweep_name=grp/a"], ["sweep_name", "grp/a", "folder name"]),
+    (["dropout=standard", "dropout.p=0.3", "model.hidden=[]"], ["dropout.p=0.3", "model.hidden=[]"]),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", REVIEW_BAD_INPUT, ids=[" ".join(o) for o, _ in REVIEW_BAD_INPUT])
+def test_more_run_bad_input(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_without_a_path_is_one_line(cli):
+    _assert_one_line(*cli("report"), ["PATH", "usage: regbench report"])

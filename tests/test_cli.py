@@ -111,3 +111,11 @@ def test_user_experiment_from_config_dir(cli, tmp_path):
 def test_shipped_experiment_composes(make_cfg):
     cfg = make_cfg("+experiment=mlp_dropout")
     assert cfg.dropout.name == "standard" and cfg.dataset.name == "mnist1d" and cfg.dataset.train_size == 1000
+
+
+def test_sweep_folder_ignores_override_order_and_launcher_options():
+    from regbench.cli import default_sweep_name
+
+    a = default_sweep_name(["seed=0,1", "trainer.epochs=1"])
+    assert a == default_sweep_name(["trainer.epochs=1", "seed=0,1", "hydra/launcher=vectorized", "report=false"])
+    assert a != default_sweep_name(["seed=0,1", "trainer.epochs=2"])

@@ -239,3 +239,41 @@ def test_deterministic_switch_sets_the_torch_flags(make_cfg, tmp_path, monkeypat
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.benchmark = before[1]
         torch.backends.cudnn.deterministic = False
+
+
+def test_small_models_get_one_cpu_thread_unless_told(make_cfg, tmp_path):
+    from regbench.models import build_model, macs_per_example
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        s = run(make_cfg(*FAST, f"results_dir={tmp_path}"))  # digits MLP: ~10k MACs per example
+        assert s["threads"] == 1
+        s = run(make_cfg(*FAST, "trainer.threads=2", f"results_dir={tmp_path}"))
+        assert s["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+    # the count itself: Linear(64 -> 32) then Linear(32 -> 10)
+    mlp = build_model(make_cfg("model.hidden=[32]"), (1, 8, 8), 10)
+    assert macs_per_example(mlp, (1, 8, 8)) == 64 * 32 + 32 * 10
+    # conv: 3x3 kernel, 1 -> 4 channels on 8x8 (same padding) = 8*8*4*9 MACs, then the head
+    cnn = build_model(make_cfg("model=cnn", "model.channels=[4]", "model.hidden=[]"), (1, 8, 8), 10)
+    assert macs_per_example(cnn, (1, 8, 8)) == 8 * 8 * 4 * 9 + (4 * 4 * 4) * 10
+
+
+def test_cosine_schedule_spans_every_step_even_with_a_partial_last_batch(make_cfg, tmp_path):
+    # 100 examples, batch 64: two steps per epoch (the second one partial); lr must not hit 0 early
+    s = run(make_cfg(*FAST, "trainer.epochs=4", "dataset.train_size=100", "optim.schedule=cosine",
+                     f"results_dir={tmp_path}"))
+    lrs = [float(r["lr"]) for r in read_metrics(Path(s["run_dir"]))]
+    assert all(lr > 0 for lr in lrs[:-1]) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert lrs == sorted(lrs, reverse=True)
+
+
+def test_diverged_summary_is_strict_json(make_cfg, tmp_path):
+    import json
+
+    s = run(make_cfg(*FAST, "trainer.epochs=3", "optim=sgd", "optim.lr=1e10", f"results_dir={tmp_path}"))
+    text = (Path(s["run_dir"]) / "summary.json").read_text()
+    assert s["status"] == "diverged" and "NaN" not in text and "Infinity" not in text
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))

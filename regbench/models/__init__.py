@@ -46,3 +46,29 @@ def lecun_normal_(model: nn.Module) -> None:
             nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="linear")  # gain 1 -> std 1/sqrt(fan_in)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def macs_per_example(model: nn.Module, input_shape: tuple) -> int:
+    """Multiply-accumulates of one forward pass per example, counted over Linear/Conv layers
+    (measured with hooks on a 2-example batch, so conv output sizes need no arithmetic here)."""
+    import torch
+
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        per_output = module.weight[0].numel()  # fan-in of one output value (in * kernel / groups)
+        total += per_output * output[0].numel()  # output[0]: one example's outputs
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    hooks = [m.register_forward_hook(count) for m in layers]
+    was_training = model.training
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model.eval()(torch.zeros(2, *input_shape, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total

@@ -117,8 +117,13 @@ def _formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + error on 2 lines; the CLI promises one
+        raise ConfigError(f"{message}; usage: regbench report PATH... [--out DIR] [--format png,svg]")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _OneLineParser(
         prog="regbench report",
         description="Aggregate run folders (at any depth below PATH) into tables, figures and report.md/.html.",
     )
@@ -137,8 +142,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
-    except SystemExit as exc:  # argparse has printed usage (error) or help
+    except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    except ConfigError as exc:
+        print(f"regbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     out = args.out or (Path(args.paths[0]) / "report" if len(args.paths) == 1 else Path("report"))
     try:
         only = None if args.figures is None else [f.strip() for f in args.figures.split(",") if f.strip()]

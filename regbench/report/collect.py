@@ -121,7 +121,7 @@ def _read_summary(path: Path) -> dict[str, Any]:
     try:
         summary = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
-        raise BadFile(f"{path.name}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+        raise BadFile(f"{path.name}: invalid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from exc
     if not isinstance(summary, dict):
         raise BadFile(f"{path.name}: expected a JSON object, found {type(summary).__name__}")
     return summary

@@ -40,6 +40,7 @@ from regbench.train import (
     make_deterministic,
     start_run,
 )
+from regbench.train import steps_per_epoch as train_steps_per_epoch
 from regbench.vectorized.noise import Noise, global_rng_copy
 from regbench.vectorized.optim import StackedOptimizer
 from regbench.vectorized.stacked import StackedMLP
@@ -95,7 +96,7 @@ def train_bucket(cells: list[Cell], exact_masks: bool = False) -> None:
     net = StackedMLP([c.model for c in cells], device)
     bucket_seed = zlib.crc32(",".join(str(c.cfg.seed) for c in cells).encode())
     noise = Noise(net, bucket_seed, device, generators if exact_masks else None)
-    steps_per_epoch = max(1, len(data.x_train) // tr.batch_size)
+    steps_per_epoch = train_steps_per_epoch(len(data.x_train), tr.batch_size)
     factor = lr_factor(cfg0, steps_per_epoch)
     opt = StackedOptimizer(net.params, net.decay, [c.cfg.optim for c in cells], device)
     l1 = torch.tensor([float(c.cfg.reg.l1) for c in cells], device=device)
