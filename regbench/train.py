@@ -107,6 +107,9 @@ def check_config(cfg: DictConfig, data=None):
         data = build_splits(cfg.dataset, device)
     build_augment(cfg.augment, data.kind, data.num_classes)
     build_model(cfg, data.input_shape, data.num_classes)
+    if cfg.trainer.channels_last and not (cfg.model.name == "cnn" and data.kind == "image"):
+        raise ConfigError(f"trainer.channels_last=true needs a 2-D CNN (model=cnn on image data), not "
+                          f"model={cfg.model.name} on {data.kind} data; valid: trainer.channels_last=false")
     return device, data
 
 
@@ -154,6 +157,8 @@ def prepare(cfg: DictConfig):
     augment = build_augment(cfg.augment, data.kind, data.num_classes)
     torch.manual_seed(cfg.seed)  # model init and dropout masks; data order has its own generator
     model = build_model(cfg, data.input_shape, data.num_classes).to(device)
+    if cfg.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer, scheduler = build_optimizer(cfg.optim, model, cfg.trainer.epochs,
                                            steps_per_epoch(len(data.x_train), cfg.trainer.batch_size))
     return device, data, augment, model, optimizer, scheduler
@@ -243,6 +248,10 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     total_steps = tr.epochs * n_batches
     logger = make_logger(cfg.logger, run_dir, flat_hparams(hashable_dict(cfg)))
 
+    # The compiled module shares the model's parameters; state_dicts and evaluation use `model`.
+    forward = torch.compile(model) if tr.compile else model
+    layout = torch.channels_last if tr.channels_last else torch.contiguous_format
+
     started = time.perf_counter()
     bar = tqdm(range(progress.epoch + 1, tr.epochs + 1), desc=run_dir.name[-40:], leave=False, file=sys.stderr,
                disable=None if tr.progress else True, initial=progress.epoch, total=tr.epochs)
@@ -265,7 +274,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
                     if augment is not None:
                         xb, yb = augment(xb, yb)  # yb may become (B, K) soft targets (mixup/cutmix)
                     with autocast():
-                        logits = model(xb)
+                        logits = forward(xb.contiguous(memory_format=layout))
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.reg.label_smoothing)
                     objective = loss + cfg.reg.l1 * penalties.l1_penalty(model) if cfg.reg.l1 > 0 else loss
                     optimizer.zero_grad(set_to_none=True)

@@ -277,3 +277,30 @@ def test_diverged_summary_is_strict_json(make_cfg, tmp_path):
     text = (Path(s["run_dir"]) / "summary.json").read_text()
     assert s["status"] == "diverged" and "NaN" not in text and "Infinity" not in text
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_channels_last_trains_the_same_model(make_cfg, tmp_path):
+    base = run(make_cfg(*FAST, "model=cnn", "model.channels=[4]", f"results_dir={tmp_path}"))
+    nhwc = run(make_cfg(*FAST, "model=cnn", "model.channels=[4]", "trainer.channels_last=true",
+                        f"results_dir={tmp_path}"))
+    assert nhwc["status"] == "completed"
+    a, b = read_metrics(Path(base["run_dir"])), read_metrics(Path(nhwc["run_dir"]))
+    for ra, rb in zip(a, b, strict=True):  # same numbers up to the summation order of the conv kernels
+        assert float(ra["val_loss"]) == pytest.approx(float(rb["val_loss"]), rel=1e-4)
+
+
+def test_channels_last_needs_a_2d_cnn(make_cfg):
+    from regbench.errors import ConfigError
+    from regbench.train import check_config
+
+    with pytest.raises(ConfigError, match="trainer.channels_last=true needs a 2-D CNN"):
+        check_config(make_cfg("trainer.channels_last=true"))
+
+
+@pytest.mark.slow  # torch.compile takes ~20 s on 2 CPU cores
+def test_compiled_forward_trains_like_eager(make_cfg, tmp_path):
+    base = run(make_cfg(*FAST, f"results_dir={tmp_path}"))
+    comp = run(make_cfg(*FAST, "trainer.compile=true", f"results_dir={tmp_path}"))
+    a, b = read_metrics(Path(base["run_dir"])), read_metrics(Path(comp["run_dir"]))
+    for ra, rb in zip(a, b, strict=True):
+        assert float(ra["val_loss"]) == pytest.approx(float(rb["val_loss"]), rel=1e-3)

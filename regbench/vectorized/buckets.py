@@ -41,6 +41,8 @@ def fallback_reason(cfg: DictConfig) -> tuple[str, str] | None:
         return "eval.mc_every_epoch=true", "per-epoch MC dropout columns come from the sequential loop"
     if cfg.trainer.checkpoint:
         return "trainer.checkpoint=true", "per-epoch checkpoints are written by the sequential loop"
+    if cfg.trainer.compile:
+        return "trainer.compile=true", "the stacked forward is not compiled"
     return None
 
 
