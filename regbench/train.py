@@ -59,29 +59,8 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 @contextlib.contextmanager
-def _sigterm_deferred():
-    """While the end of a run is written, SIGTERM waits: summary.json is written whole first,
-    then the signal is raised as Interrupted (the run itself keeps the status it reached)."""
-    received = []
-    try:
-        old = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    except ValueError:  # not in the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-    if received:
-        raise Interrupted(f"signal {received[0]} (after the run's files were written)")
-
-
-@contextlib.contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM into an exception so the run can write `interrupted` before exiting."""
-    def handler(signum, frame):
-        raise Interrupted(f"signal {signum}")
-
+def _on_sigterm(handler):
+    """SIGTERM calls `handler` inside the block (signals can only be set from the main thread)."""
     try:
         old = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not in the main thread: leave signals alone
@@ -91,6 +70,25 @@ def _sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _sigterm_raises():
+    """Turn SIGTERM into an exception so the run can write `interrupted` before exiting."""
+    def handler(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    return _on_sigterm(handler)
+
+
+@contextlib.contextmanager
+def _sigterm_deferred():
+    """While the end of a run is written, SIGTERM waits: summary.json is written whole first,
+    then the signal is raised as Interrupted (the run itself keeps the status it reached)."""
+    received = []
+    with _on_sigterm(lambda signum, frame: received.append(signum)):
+        yield
+    if received:
+        raise Interrupted(f"signal {received[0]} (after the run's files were written)")
 
 
 def check_config(cfg: DictConfig, data=None):
