@@ -118,13 +118,12 @@ def check_config(cfg: DictConfig, data=None):
 SMALL_MODEL_MACS = 1_000_000
 
 
-def set_threads(cfg: DictConfig, device: torch.device, input_shape: tuple, num_classes: int) -> None:
+def set_threads(cfg: DictConfig, device: torch.device, model, input_shape: tuple) -> None:
     """trainer.threads if set; otherwise 1 thread on CPU for small models (never more than a
     parallel launcher already gave this job), torch's default for larger ones."""
     if cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
-    elif device.type == "cpu" and macs_per_example(build_model(cfg, input_shape, num_classes),
-                                                   input_shape) < SMALL_MODEL_MACS:
+    elif device.type == "cpu" and macs_per_example(model, input_shape) < SMALL_MODEL_MACS:
         torch.set_num_threads(1)
 
 
@@ -149,12 +148,12 @@ def make_deterministic() -> None:
 def prepare(cfg: DictConfig):
     """Check the config, then build data, augmentation, model and optimizer on the device."""
     device, data = check_config(cfg)
-    set_threads(cfg, device, data.input_shape, data.num_classes)
     if cfg.trainer.deterministic:
         make_deterministic()
     augment = build_augment(cfg.augment, data.kind, data.num_classes)
     torch.manual_seed(cfg.seed)  # model init and dropout masks; data order has its own generator
     model = build_model(cfg, data.input_shape, data.num_classes).to(device)
+    set_threads(cfg, device, model, data.input_shape)  # counted on the model itself: no extra build
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer, scheduler = build_optimizer(cfg.optim, model, cfg.trainer.epochs,
@@ -167,13 +166,14 @@ def start_run(cfg: DictConfig, device, data, model, command: str, overrides, **e
 
     The one place that says what a fresh summary holds: the vectorized launcher calls it too.
     """
+    cfg_hash = config_hash(cfg)
     run_dir = results.create_run_dir(cfg)
     results.save_config(run_dir, cfg)
-    results.mark_started(cfg.results_dir, run_dir, config_hash(cfg))
+    results.mark_started(cfg.results_dir, run_dir, cfg_hash)
     summary = {
         "status": "running",
         "run_id": run_dir.name,
-        "config_hash": config_hash(cfg),
+        "config_hash": cfg_hash,
         "seed": cfg.seed,
         "device": str(device),
         "command": command,
