@@ -23,7 +23,6 @@ _PLACEMENT_KEYS = ("sweep_name=",)
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def entry(cfg: DictConfig) -> dict:
-
     hc = HydraConfig.get()
     # Parallel launchers (joblib, submitit): cap this job's CPU threads and pin its GPU before
     # anything touches CUDA; nothing happens under the basic launcher (regbench/launchers.py).
