@@ -99,12 +99,12 @@ def default_sweep_name(args: list[str]) -> str:
 
 
 def run_command(args: list[str]) -> int:
-    from regbench import sweep
+    from regbench import multirun
     from regbench.hydra_app import entry
 
     saved = sys.argv
     sys.argv = ["regbench run", *hydra_args(args)]
-    sweep.last_counts.clear()
+    multirun.last_counts.clear()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them as one line
     try:
         entry()
@@ -123,7 +123,7 @@ def run_command(args: list[str]) -> int:
         return _fail(message)
     finally:
         sys.argv = saved
-    return 1 if sweep.sweep_incomplete() else 0
+    return 1 if multirun.sweep_incomplete() else 0
 
 
 def hydra_error_message(exc: BaseException) -> str | None:

@@ -3,7 +3,7 @@
 Before any job starts, every cell of the grid is composed and validated, so a bad value
 anywhere in the grid (`dropout.p=0.5,1.5`) stops the sweep with the one-line error and
 nothing written. After the sweep, one line counts completed / diverged / failed runs; if
-any did not complete the command exits 1 (regbench.sweep.last_counts).
+any did not complete the command exits 1 (regbench.multirun.last_counts).
 """
 
 import logging
@@ -34,16 +34,16 @@ class RegbenchSweeper(BasicSweeper):
         With max_batch_size unset the whole grid is one batch, so nothing runs until every
         cell has passed `regbench.train.check_config`.
         """
-        from regbench import sweep
+        from regbench import multirun
 
         loader = self.hydra_context.config_loader
         cfgs = [loader.load_sweep_config(self.config, list(job)) for job in batch]
-        sweep.preflight(self.config, cfgs)
-        sweep.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
+        multirun.preflight(self.config, cfgs)
+        multirun.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from regbench.sweep import composed, count_statuses, remove_if_only_sweep_record
+        from regbench.multirun import composed, count_statuses, remove_if_only_sweep_record
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)

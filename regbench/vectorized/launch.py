@@ -21,7 +21,7 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, open_dict, read_write
 
-from regbench import results, sweep
+from regbench import multirun, results
 from regbench.config import config_hash, validate
 from regbench.errors import Abort, ConfigError
 from regbench.train import Interrupted
@@ -39,7 +39,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     log.info("Launching %d jobs (vectorized)", len(job_overrides))
     jobs: list[DictConfig] = []
     for n, overrides in enumerate(job_overrides):
-        job = sweep.composed.pop(tuple(overrides), None)  # composed by our sweeper's preflight
+        job = multirun.composed.pop(tuple(overrides), None)  # composed by our sweeper's preflight
         if job is None:
             job = ctx.config_loader.load_sweep_config(config, list(overrides))
         with open_dict(job):
