@@ -99,7 +99,13 @@ def default_sweep_name(args: list[str]) -> str:
 
 
 def run_command(args: list[str]) -> int:
-    from regbench import multirun
+    from regbench import completion, multirun
+
+    request = completion.parse(args)  # -sc install|uninstall|query=bash|zsh|fish
+    if request is not None:
+        if completion.handle(*request):
+            return 0
+        args = ["-sc", f"query={'bash' if request[1] == 'zsh' else request[1]}"]
     from regbench.hydra_app import entry
 
     saved = sys.argv

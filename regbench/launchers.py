@@ -8,11 +8,13 @@ fixed here, inside the job process, before the run builds anything:
 - CPU oversubscription: n jobs each using torch's default (all cores) fight over the cores.
   Threads rule: with `trainer.threads=null`, a joblib job gets max(1, cores // n_jobs) threads,
   so jobs × threads <= cores; a submitit job gets `hydra.launcher.cpus_per_task` (what SLURM
-  allocates to it), or 1 under submitit_local (it starts every job at once). An explicit
+  allocates to it), or 1 under submitit_local (it starts every job at once); a Ray task gets
+  the `hydra.launcher.num_cpus` it reserved (at least 1). An explicit
   `trainer.threads=N` always wins (train.prepare sets it). The basic launcher is left alone.
 - GPUs: parallel local jobs would all land on cuda:0. Each job of a parallel local launcher is
   pinned to one GPU (CUDA_VISIBLE_DEVICES) chosen round robin from its job number, so
-  `hydra.launcher.n_jobs = GPUs × jobs per GPU` puts that many jobs on each GPU.
+  `hydra.launcher.n_jobs = GPUs × jobs per GPU` puts that many jobs on each GPU. Ray assigns
+  GPUs itself (`hydra.launcher.num_gpus` per task), so its tasks are not pinned here.
 
 Why here (the task function) and not in the config: only the job process can set its own
 threads and CUDA_VISIBLE_DEVICES, it sees the launcher settings (HydraConfig), and writing the
@@ -30,6 +32,7 @@ log = logging.getLogger("regbench")
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
 SUBMITIT_SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+RAY = "hydra_plugins.regbench_plugins.ray_launcher.RayLauncher"
 PARALLEL_LOCAL = (JOBLIB, SUBMITIT_LOCAL)  # several jobs on this machine at once: pin GPUs
 
 # hydra/launcher=<name> options that come from the optional extra, for the CLI's error message.
@@ -69,6 +72,8 @@ def job_threads(launcher, cores: int) -> int | None:
         if cpus:
             return int(cpus)
         return 1 if target == SUBMITIT_LOCAL else None  # SLURM binds the job to its allocated CPUs
+    if target == RAY:  # Ray runs as many tasks at once as the cluster has CPUs for their num_cpus
+        return max(1, int(launcher.get("num_cpus") or 0))
     return None
 
 
@@ -125,7 +130,7 @@ def setup_job(cfg, hydra_cfg) -> dict | None:
     """
     launcher = hydra_cfg.launcher if "launcher" in hydra_cfg else None
     target = str(launcher.get("_target_", "")) if launcher is not None else ""
-    if target not in (JOBLIB, SUBMITIT_LOCAL, SUBMITIT_SLURM):
+    if target not in (JOBLIB, SUBMITIT_LOCAL, SUBMITIT_SLURM, RAY):
         return None
     done: dict = {}
     if target in PARALLEL_LOCAL and cfg.trainer.device in ("auto", "cuda"):

@@ -49,9 +49,9 @@ class RegbenchSweeper(BasicSweeper):
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
         try:
             returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
-        except Exception:
-            # Hydra wrote multirun.yaml before the preflight (or the launcher) failed: a sweep that
-            # ran nothing leaves nothing.
+        except BaseException:
+            # Hydra wrote multirun.yaml before the preflight (or the launcher: Abort, a BaseException)
+            # failed: a sweep that ran nothing leaves nothing.
             remove_if_only_sweep_record(fresh)
             raise
         finally:
