@@ -205,18 +205,19 @@ RUNNING = ".running"  # in a run folder while its process lives: "<host> <pid>"
 
 
 def _append_index(results_dir: Path, entry: dict) -> None:
-    """Append one line under an exclusive lock: parallel jobs never interleave or lose a line."""
-    import fcntl
+    """Append one line under an exclusive lock: parallel jobs never interleave or lose a line.
+
+    filelock takes an OS lock on `<index>.lock` (fcntl on Unix, msvcrt on Windows); the lock file
+    stays in results_dir, which is how filelock keeps the lock safe between processes.
+    """
+    from filelock import FileLock
 
     line = json.dumps(entry, sort_keys=True) + "\n"
-    with open(Path(results_dir) / INDEX, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    index = Path(results_dir) / INDEX
+    with FileLock(f"{index}.lock"), open(index, "a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def mark_started(results_dir: str, run_dir: Path, cfg_hash: str) -> None:

@@ -42,3 +42,47 @@ def test_wheel_runs_and_sweeps_from_another_folder(installed, tmp_path):
     assert "sweep finished: 2 runs: 2 completed" in sweep.stdout
     listing = _regbench(installed, tmp_path, "list")
     assert "mlp_dropout" in listing.stdout and "digits" in listing.stdout
+
+
+def test_wheel_declares_a_hydra_entry_point_for_every_plugin(installed):
+    """Hydra 1.4 discovers plugins through `hydra.plugins` entry points: one per plugin class we ship."""
+    import configparser
+    import importlib
+    import inspect
+
+    from hydra.plugins.plugin import Plugin
+
+    [info] = installed.glob("regbench-*.dist-info")
+    parser = configparser.ConfigParser()
+    parser.read(info / "entry_points.txt")
+    declared = {value for _, value in parser.items("hydra.plugins")}
+    shipped = set()
+    for path in (ROOT / "hydra_plugins" / "regbench_plugins").glob("[!_]*.py"):
+        module = importlib.import_module(f"hydra_plugins.regbench_plugins.{path.stem}")
+        shipped |= {f"{module.__name__}:{name}" for name, obj in inspect.getmembers(module, inspect.isclass)
+                    if issubclass(obj, Plugin) and obj.__module__ == module.__name__}
+    assert shipped and declared == shipped
+
+
+def _floor(requirement_prefix: str) -> str:
+    """The version after `>=` in the build-system requirement that starts with requirement_prefix."""
+    import tomllib
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    [req] = [r for r in requires if r.startswith(requirement_prefix)]
+    return req.split(">=", 1)[1].strip()
+
+
+@pytest.mark.slow
+def test_wheel_builds_with_the_stated_setuptools_floor(tmp_path):
+    """pyproject's build-system floor is real: the wheel builds with the floor's release series from PyPI
+    (`>=77` -> the newest 77.x; the first 77.0 releases were yanked)."""
+    floor = _floor("setuptools")
+    series = f"setuptools>={floor},<{int(floor.split('.')[0]) + 1}"
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
+    py = tmp_path / "venv" / "bin" / "python"
+    subprocess.run([py, "-m", "pip", "install", "-q", series], check=True, capture_output=True)
+    built = subprocess.run([py, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert len(list((tmp_path / "dist").glob("regbench-*.whl"))) == 1
