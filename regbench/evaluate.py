@@ -15,7 +15,7 @@ import torch.nn.functional as F
 EVAL_BATCH = 2048  # examples per forward pass in evaluation: large, since no graph is kept
 
 
-def _fork_rng(device: torch.device):
+def fork_rng(device: torch.device):
     """Random draws made inside leave the global RNG (CPU and `device`) as they found it."""
     if device.type == "cpu":
         return torch.random.fork_rng(devices=[])
@@ -56,7 +56,7 @@ def eval_mode(model, mode: str = "eval"):
         saved = {name: b.detach().clone() for name, b in model.named_buffers()}
         device = next(model.parameters()).device
         try:
-            with _fork_rng(device):
+            with fork_rng(device):
                 model.train()
                 yield model
         finally:

@@ -18,7 +18,7 @@ register_configs()
 log = logging.getLogger("regbench")
 
 # Overrides that choose where a run is written, not what it computes: left out of the rerun command.
-_PLACEMENT_KEYS = ("sweep_name=",)
+PLACEMENT_KEYS = ("sweep_name=",)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -27,7 +27,7 @@ def entry(cfg: DictConfig) -> dict:
     # Parallel launchers (joblib, submitit): cap this job's CPU threads and pin its GPU before
     # anything touches CUDA; nothing happens under the basic launcher (regbench/launchers.py).
     launchers.setup_job(cfg, hc)
-    overrides = [o for o in hc.overrides.task if not o.startswith(_PLACEMENT_KEYS)]
+    overrides = [o for o in hc.overrides.task if not o.startswith(PLACEMENT_KEYS)]
     command = shlex.join(["regbench", "run", *overrides])
     try:
         summary = resume_or_run(cfg, command, overrides)

@@ -1,43 +1,20 @@
-"""Batched, on-device augmentation with per-sample random parameters.
+"""Batched, on-device augmentation with per-sample random parameters: the pipeline of a run.
 
-An op is `fn(x, y, ctx) -> (x, y)` on a normalised float batch x: (N, C, H, W) images
-or (N, C, L) signals, and targets y: (N,) class indices or (N, K) soft targets (mixing
-ops turn indices into soft targets). `ctx` carries the data kind, the number of classes
-and the `augment` config section (op parameters). Ops run only in training.
+The registry and the op signature live in augment_base.py; the ops in augment_ops.py and
+regularizers/mixing.py (imported here, so importing this module registers every op).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 
+# The ops register themselves on import: the image/signal ops, then the mixing ops (regularizers).
+from regbench.data import augment_ops  # noqa: F401
+from regbench.data.augment_base import AUGMENTS, KINDS, AugmentContext, AugmentOp, register  # noqa: F401 (public)
 from regbench.errors import ConfigError
-from regbench.registry import Registry
-
-
-@dataclass(frozen=True)
-class AugmentContext:
-    kind: str  # "image" (N, C, H, W) | "sequence" (N, C, L)
-    num_classes: int
-    cfg: Any  # the augment config section: op parameters (crop_pad, cutout_size, ...)
-
-
-AugmentOp = Callable[[torch.Tensor, torch.Tensor, AugmentContext], tuple]
-AUGMENTS: Registry[AugmentOp] = Registry("augmentation")
-# Which data kinds each op supports: ops valid for images only are refused on 1-D signals.
-KINDS: dict[str, tuple[str, ...]] = {}
-
-
-def register(name: str, kinds: tuple[str, ...] = ("image", "sequence")):
-    def deco(fn):
-        AUGMENTS.register(name)(fn)
-        KINDS[name] = kinds
-        return fn
-
-    return deco
+from regbench.regularizers import mixing  # noqa: F401
 
 
 def build_augment(cfg, kind: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], tuple] | None:
@@ -59,5 +36,3 @@ def build_augment(cfg, kind: str, num_classes: int) -> Callable[[torch.Tensor, t
 
     return apply
 
-
-from regbench.data import augment_ops  # noqa: E402, F401  (imported last: registers the ops, incl. mixing)

@@ -1,4 +1,4 @@
-"""Augmentation ops: batched, on x's device, with per-sample random parameters (DESIGN.md §3).
+"""Augmentation ops: batched, on x's device, with per-sample random parameters (docs/architecture.md, "Performance").
 
 Why not torchvision.transforms.v2 directly: RandomHorizontalFlip, RandomCrop,
 RandomRotation, ColorJitter, RandomErasing, MixUp and CutMix draw ONE set of parameters
@@ -30,7 +30,7 @@ fill with it. (Zero padding is `F.pad`, which serves images and signals alike.)
     cutout        image, sequence   cutout_size                cutout_size=0
     noise         image, sequence   noise_std                  noise_std=0
     scale         sequence          scale                      scale=0
-Mixing ops (mixup, cutmix) live in regbench/regularizers/mixing.py, imported at the bottom.
+Mixing ops (mixup, cutmix) live in regbench/regularizers/mixing.py (registered by data/augment.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from regbench.data.augment import AugmentContext, register
+from regbench.data.augment_base import AugmentContext, register
 from regbench.errors import ConfigError
 
 # ---------------------------------------------------------------------------- helpers
@@ -226,6 +226,3 @@ def scale(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
         return x, y
     return x * per_sample(uniform(x.shape[0], 1.0 - s, 1.0 + s, x), x), y
 
-
-# Mixing ops register into the same AUGMENTS registry; imported last (they use box_mask).
-from regbench.regularizers import mixing  # noqa: E402, F401

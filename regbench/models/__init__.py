@@ -5,25 +5,14 @@ from __future__ import annotations
 from torch import nn
 
 from regbench.errors import ConfigError
-
-# name -> activation class; alpha dropout switches the model to SELU.
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-    "selu": nn.SELU,
-}
+from regbench.models.blocks import ACTIVATIONS, activation_name  # noqa: F401  (ACTIVATIONS: public here too)
+from regbench.models.cnn import CNN
+from regbench.models.mlp import MLP
+from regbench.regularizers import DROPOUTS
 
 
 def build_model(cfg, input_shape: tuple, num_classes: int) -> nn.Module:
     """cfg: the whole run config (model + dropout sections are read)."""
-    from regbench.models.blocks import activation_name
-    from regbench.models.cnn import CNN
-    from regbench.models.mlp import MLP
-    from regbench.regularizers import DROPOUTS
-
     if cfg.model.name == "mlp":
         model = MLP(cfg, input_shape, num_classes)
     elif cfg.model.name == "cnn":

@@ -9,6 +9,15 @@ from torch import nn
 from regbench.regularizers import DROPOUTS, Slot, resolve_rate
 
 log = logging.getLogger("regbench")
+# name -> activation class; alpha dropout switches the model to SELU.
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "selu": nn.SELU,
+}
 _NORMS = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 
 
@@ -44,8 +53,6 @@ def layer_block(cfg, layer: nn.Module, width: int, slot: Slot) -> list[nn.Module
     BatchNorm, the ordering whose variance shift Li et al. (CVPR 2019) analyse.
     DropConnect-style types wrap the weight layer itself instead (rate of the slot).
     """
-    from regbench.models import ACTIVATIONS
-
     spec = DROPOUTS.get(cfg.dropout.name)
     p = resolve_rate(cfg.dropout, slot)
     layer = spec.wrap_layer(layer, p, cfg)

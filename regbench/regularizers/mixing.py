@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from regbench.data.augment import AugmentContext, register
+from regbench.data.augment_base import AugmentContext, register
 from regbench.data.augment_ops import box_mask, per_sample
 
 

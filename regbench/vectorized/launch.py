@@ -84,9 +84,9 @@ def task_config(job: DictConfig) -> DictConfig:
 
 
 def _command(job: DictConfig) -> tuple[str, list[str]]:
-    from regbench.hydra_app import _PLACEMENT_KEYS
+    from regbench.hydra_app import PLACEMENT_KEYS
 
-    overrides = [o for o in job.hydra.overrides.task if not o.startswith(_PLACEMENT_KEYS)]
+    overrides = [o for o in job.hydra.overrides.task if not o.startswith(PLACEMENT_KEYS)]
     return shlex.join(["regbench", "run", *overrides]), overrides
 
 
