@@ -3,16 +3,9 @@
 Models have named *slots* where a dropout-like module goes (on the input, after each
 conv stage, after each hidden layer). A dropout type is a `DropoutSpec` registered in
 `DROPOUTS`; the model asks it for the module of each slot and may let it wrap the
-weight layers (DropConnect). Adding a type = one new file here, imported below.
+weight layers (DropConnect). Adding a type = one new file here (plus its YAML in
+conf/dropout/): `DROPOUTS` imports every module of this package on first use, and
+also plugins from outside the package (discovery.py; docs/architecture.md).
 """
 
-from regbench.regularizers import (  # noqa: F401  (each registers its dropout type(s); standard: none, standard)
-    alpha,
-    dropblock,
-    dropconnect,
-    gaussian,
-    original,
-    spatial,
-    standard,
-)
 from regbench.regularizers.base import DROPOUTS, DropoutSpec, Slot, resolve_rate  # noqa: F401

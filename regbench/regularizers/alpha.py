@@ -22,5 +22,6 @@ from regbench.regularizers.base import ActivationDropoutSpec, register
 @register
 class Alpha(ActivationDropoutSpec):
     name = "alpha"
+    colour = "#ff7f0e"  # in report figures
     activation = "selu"
     module = nn.AlphaDropout

@@ -8,6 +8,10 @@ from torch import nn
 
 from regbench.errors import ConfigError
 from regbench.registry import Registry
+from regbench.regularizers import discovery
+
+# The dropout config keys that set a type's strength (DropoutConfig); the first one is its main rate.
+RATE_KEYS = ("p", "p_input", "p_conv", "per_layer")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class DropoutSpec:
     name: str = ""
     activation: str | None = None
     needs_conv: bool = False  # True: only meaningful on conv feature maps (model=cnn); check() rejects mlp
+    rate_keys: tuple[str, ...] = RATE_KEYS  # dropout.* keys that set its strength; () = no regularization
+    colour: str | None = None  # its colour in every report figure (None: one derived from the name)
 
     def check(self, cfg) -> None:  # cfg: the whole run config
         pass
@@ -108,7 +114,7 @@ class ConvDropoutSpec(DropoutSpec):
         return nn.Dropout(p)  # (N, D) features: the CNN's fully-connected head
 
 
-DROPOUTS: Registry[DropoutSpec] = Registry("dropout")
+DROPOUTS: Registry[DropoutSpec] = Registry("dropout", loader=discovery.load)
 
 
 def register(cls):

@@ -109,6 +109,7 @@ class DropBlock(nn.Module):
 @register
 class DropBlockSpec(ConvDropoutSpec):
     name = "dropblock"
+    colour = "#9467bd"  # in report figures
     why = "it drops blocks of conv feature maps"
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:

@@ -108,6 +108,7 @@ class DropConnect(nn.Module):
 @register
 class DropConnectSpec(DropoutSpec):
     name = "dropconnect"
+    colour = "#d62728"  # in report figures
 
     def wrap_layer(self, layer: nn.Module, p: float, cfg) -> nn.Module:
         return DropConnect(layer, p, cfg.dropout.mask) if p > 0 else layer

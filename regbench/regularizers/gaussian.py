@@ -35,4 +35,5 @@ class GaussianDropout(FunctionalDropout):
 @register
 class Gaussian(ActivationDropoutSpec):
     name = "gaussian"
+    colour = "#8c564b"  # in report figures
     module = GaussianDropout

@@ -25,6 +25,7 @@ _CHANNEL_DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d}  # spatial_dims -> module 
 @register
 class Spatial(ConvDropoutSpec):
     name = "spatial"
+    colour = "#2ca02c"  # in report figures
     why = "it drops whole feature maps"
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:

@@ -13,9 +13,12 @@ from regbench.regularizers.base import ActivationDropoutSpec, DropoutSpec, regis
 @register
 class NoDropout(DropoutSpec):
     name = "none"
+    colour = "#4d4d4d"  # in report figures
+    rate_keys = ()  # the baseline: nothing to set
 
 
 @register
 class StandardDropout(ActivationDropoutSpec):
     name = "standard"
+    colour = "#1f77b4"  # in report figures
     module = nn.Dropout

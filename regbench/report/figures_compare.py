@@ -27,9 +27,9 @@ from regbench.report.style import (
     NotSupported,
     group_styles,
 )
-from regbench.report.table import fmt_value, make_label
+from regbench.report.table import MAIN_RATE, fmt_value, make_label
 
-RATE = "dropout.p"
+RATE = MAIN_RATE
 RATE_SIZE = (9.5, 3.6)
 MARKERS = ("o", "s", "^", "D", "v", "P")
 DODGE = 0.012  # sideways shift between rate-sweep series, as a fraction of the rate range

@@ -20,10 +20,12 @@ from regbench.report.table import (
     CURVE_COLUMNS,
     EXCLUDED_STATUSES,
     EXTRA_METRIC_PREFIXES,
+    MAIN_RATE,
     RUN_METRICS,
     aggregated_mask,
     assign_groups,
     fmt_value,
+    is_baseline_type,
     make_label,
     runs_table,
     short_names,
@@ -85,8 +87,9 @@ def group_table(table: pd.DataFrame, varied: list[str], names: dict[str, str]) -
 def _baseline(groups: pd.DataFrame) -> Any:
     """The no-dropout group (p = 0 preferred), else a p = 0 group, else the first; with data if any."""
     pool = groups[groups["n"] > 0] if (groups["n"] > 0).any() else groups
-    p = pool["dropout.p"] if "dropout.p" in pool else pd.Series(np.nan, index=pool.index)
-    for candidates in (pool[(pool["dropout"] == "none") & (p == 0)], pool[pool["dropout"] == "none"], pool[p == 0]):
+    p = pool[MAIN_RATE] if MAIN_RATE in pool else pd.Series(np.nan, index=pool.index)
+    baseline_type = pool["dropout"].map(is_baseline_type)  # `none`: a type with no rate keys (registry)
+    for candidates in (pool[baseline_type & (p == 0)], pool[baseline_type], pool[p == 0]):
         if len(candidates):
             return candidates.index[0]
     return pool.index[0]

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from regbench.report.table import KNOWN_DROPOUTS
+from regbench.report.table import dropout_spec
 
 DPI = 200
 PCT = 100.0  # accuracies are stored as fractions and shown in %
@@ -29,14 +29,7 @@ THIN = 1.0  # secondary lines (train-mode minibatch loss)
 NEUTRAL = "0.35"  # reference lines, and legend swatches that explain line styles rather than groups
 REFERENCE = {"color": NEUTRAL, "linewidth": 0.8}  # zero and identity lines
 
-# A dropout type has the same colour in every figure of every report.
-DROPOUT_COLOURS = dict(
-    zip(
-        KNOWN_DROPOUTS,
-        ("#4d4d4d", "#1f77b4", "#17becf", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#8c564b"),
-        strict=True,
-    )
-)
+# A dropout type has the same colour in every figure of every report: its spec's `colour`, else one of these.
 FALLBACK_COLOURS = ("#e377c2", "#bcbd22", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5")
 LINESTYLES = ("-", "--", ":", "-.")
 SHADE_RANGE = (-0.35, 0.5)  # groups of one dropout type: darker (<0) to lighter (>0) variants of its colour
@@ -73,9 +66,10 @@ class NotSupported(Exception):
 
 
 def dropout_colour(name: Any) -> str:
-    if name in DROPOUT_COLOURS:
-        return DROPOUT_COLOURS[name]
-    # Unknown (new) types still get a colour that is the same in every report.
+    spec = dropout_spec(name)
+    if spec is not None and spec.colour:
+        return spec.colour
+    # Types without a colour (or unknown here) still get a colour that is the same in every report.
     return FALLBACK_COLOURS[zlib.crc32(str(name).encode()) % len(FALLBACK_COLOURS)]
 
 

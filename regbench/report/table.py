@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regbench.regularizers.base import RATE_KEYS
 from regbench.report.collect import Run
 
 # Keys that say where, how visibly or on what hardware a run was written, not what it
@@ -32,9 +33,9 @@ RUN_ONLY_KEYS = frozenset(
         "dataset.download",
     }
 )
+MAIN_RATE = f"dropout.{RATE_KEYS[0]}"  # the config key of a dropout type's main rate (the rate-sweep axis)
 # Varied keys are listed in this order first (labels then read "dataset=…, dropout=…, p=…").
-KEY_PRIORITY = ("dataset.name", "model.name", "dropout.name", "dropout.p")
-KNOWN_DROPOUTS = ("none", "standard", "original", "spatial", "dropconnect", "dropblock", "alpha", "gaussian")
+KEY_PRIORITY = ("dataset.name", "model.name", "dropout.name", MAIN_RATE)
 
 COMPLETED = "completed"
 INCOMPLETE = "incomplete"  # no summary.json: still running, or killed
@@ -173,6 +174,20 @@ def runs_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
     return table, config_keys
 
 
+def dropout_spec(name: Any):
+    """The registered dropout type of this name (regularizers/), or None: a type this process does
+    not know (e.g. a plugin that is not loaded here) is still reported, with neutral defaults."""
+    from regbench.regularizers import DROPOUTS
+
+    return DROPOUTS.get(name) if isinstance(name, str) and name in DROPOUTS else None
+
+
+def is_baseline_type(name: Any) -> bool:
+    """A dropout type with no rate to set (`none`): the no-regularization baseline."""
+    spec = dropout_spec(name)
+    return spec is not None and not spec.rate_keys
+
+
 def varied_keys(table: pd.DataFrame, config_keys: list[str]) -> list[str]:
     candidates = [k for k in config_keys if k not in RUN_ONLY_KEYS and k in table.columns]
     varied = [k for k in candidates if table[k].nunique(dropna=False) > 1]
@@ -182,8 +197,7 @@ def varied_keys(table: pd.DataFrame, config_keys: list[str]) -> list[str]:
 def sort_key(column: pd.Series) -> pd.Series:
     """Sort key for a config column: numbers numerically, dropout types baseline-first, rest as text."""
     if column.name == "dropout.name":
-        rank = {name: i for i, name in enumerate(KNOWN_DROPOUTS)}
-        return column.map(lambda v: f"{rank.get(v, len(rank)):03d}{v}")
+        return column.map(lambda v: f"{0 if is_baseline_type(v) else 1}{v}")
     if pd.api.types.is_numeric_dtype(column):
         return column
     return column.astype(str)
