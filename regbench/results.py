@@ -1,4 +1,4 @@
-"""The run folder: config.yaml, metrics.csv (a row per epoch), summary.json (DESIGN.md §2).
+"""The run folder: config.yaml, metrics.csv (a row per epoch), summary.json (docs/architecture.md).
 
 Everything here is written so that a crash or a kill at any moment leaves readable
 files: the CSV gets whole rows only (one write + flush + fsync per row), JSON/YAML are

@@ -1,6 +1,6 @@
 """The one training loop. Read it top to bottom: set-up, epochs, the end of a run.
 
-Performance shape (DESIGN.md §3): the splits live on the device as tensors, a batch is
+Performance shape (docs/architecture.md): the splits live on the device as tensors, a batch is
 a slice of a randperm index, metrics accumulate on the device and are synced to the host
 once per epoch, so small models are not bound by Python or data-loading overhead.
 """

@@ -1,4 +1,4 @@
-"""regbench speed, as ratios measured in one process (DESIGN.md §3).
+"""regbench speed, as ratios measured in one process (docs/architecture.md, "Performance").
 
     .venv/bin/python scripts/bench.py [--quick] [--out results/bench] [--threads 1]
 

@@ -1,4 +1,4 @@
-"""`regbench report` against synthetic run folders written to the run-folder contract (DESIGN.md §2).
+"""`regbench report` against synthetic run folders written to the run-folder contract (docs/architecture.md).
 
 The training code is written in parallel, so these tests make their own runs: realistic
 curves (train loss falls faster than val loss, the gap grows with epochs and shrinks with

@@ -1,4 +1,4 @@
-"""Dataset registry -> tensors on the target device (DESIGN.md §1, §3).
+"""Dataset registry -> tensors on the target device (docs/architecture.md).
 
     from regbench.data import build_splits
     splits = build_splits(cfg.dataset, device)      # DataSplits: uint8/float tensors on device

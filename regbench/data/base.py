@@ -1,4 +1,4 @@
-"""Dataset registry -> raw tensors -> train/val/test splits on the target device (DESIGN.md §3).
+"""Dataset registry -> raw tensors -> train/val/test splits on the target device (docs/architecture.md).
 
 A loader is a plain function registered in DATASETS whose keyword arguments are
 DatasetConfig field names (e.g. `def mnist(root: str, download: bool)`). build_splits

@@ -9,7 +9,7 @@ The paper used rates of 0.05-0.1.
 
 `nn.AlphaDropout` goes in every slot (input, conv, hidden). We use the module, which
 passes `self.training`: the functional `F.alpha_dropout(x, p)` defaults to
-training=False and silently does nothing (DESIGN.md §5).
+training=False and silently does nothing.
 """
 
 from __future__ import annotations

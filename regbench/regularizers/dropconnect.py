@@ -3,7 +3,7 @@
 Wan, Zeiler, Zhang, LeCun & Fergus, "Regularization of Neural Networks using
 DropConnect", ICML 2013. In training every weight of a layer is kept with probability
 1-p (a fresh Bernoulli mask M each forward pass): y = x (W * M)^T + b. Biases are not
-masked. There is no upstream PyTorch implementation (DESIGN.md §5).
+masked. There is no upstream PyTorch implementation.
 
 Scaling / inference: we use the *inverted* form, W * M / (1-p) in training, so the
 expected weight is W and inference uses the plain (mean) weights. The paper's inference

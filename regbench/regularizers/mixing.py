@@ -15,7 +15,7 @@ cutmix (Yun et al., "CutMix: Regularization Strategy to Train Strong Classifiers
     (after clipping and rounding): t_i <- (1 - r_i) t_i + r_i t_perm[i].
 
 One lam per SAMPLE, not the papers' one lam (and one box) per batch: each example's mix
-is drawn independently (DESIGN.md §3's per-sample randomness; timm's "elem" mode). The
+is drawn independently (per-sample randomness, as for every augmentation; timm's "elem" mode). The
 marginal distribution of lam per example is the same; it costs nothing batched.
 alpha = 0 switches an op off (inputs and integer labels pass through untouched).
 """

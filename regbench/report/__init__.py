@@ -1,6 +1,6 @@
 """`regbench report PATH… [--out DIR] [--format png,svg]`: tables, figures and a report from run folders.
 
-Reads only the run-folder contract (DESIGN.md §2): config.yaml, metrics.csv, summary.json,
+Reads only the run-folder contract (docs/architecture.md, "The run folder"): config.yaml, metrics.csv, summary.json,
 at any depth below the given paths. Data flows one way:
 
     collect (scan + load) -> table/grid (tidy pandas) -> figures -> content -> render (md + html)

@@ -1,6 +1,6 @@
 """Find run folders below the given paths and load them without ever raising on a bad file.
 
-A run folder holds `config.yaml` plus `metrics.csv` and/or `summary.json` (DESIGN.md §2).
+A run folder holds `config.yaml` plus `metrics.csv` and/or `summary.json` (docs/architecture.md, "The run folder").
 Every problem with a folder becomes either a `Skipped` reason (the run cannot be used) or
 a run `issue` (the run is used, with a caveat), so one broken run never stops a report.
 """

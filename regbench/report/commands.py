@@ -11,7 +11,7 @@ import pandas as pd
 from regbench.report.grid import Grid
 from regbench.report.table import fmt_value, sort_key
 
-# Config groups whose `name` is chosen as `group=value` (DESIGN.md §2): that also loads the
+# Config groups whose `name` is chosen as `group=value` on the command line: that also loads the
 # group's YAML defaults, which `dropout.name=value` alone would not.
 CONFIG_GROUPS = frozenset({"dataset", "model", "dropout", "optim", "augment"})
 PLAIN_VALUE = re.compile(r"^[\w.\-+/\[\],:]*$")  # Hydra reads these unquoted

@@ -2,7 +2,7 @@
 
 A *group* is the set of runs whose configs agree on every value that varies across the
 runs read, except the seed: seeds are trials, so a group's numbers are mean ± std over
-them (DESIGN.md §4).
+them.
 """
 
 from __future__ import annotations

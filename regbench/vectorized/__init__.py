@@ -1,4 +1,4 @@
-"""Vectorised sweeps: many cells of a grid trained as one stacked model (DESIGN.md §3).
+"""Vectorised sweeps: many cells of a grid trained as one stacked model (docs/architecture.md).
 
 Ablation grids are 50-500 small runs; for small models the time goes to per-step overhead
 (Python, kernel launches, optimizer loops), not arithmetic. Stacking M cells that share
