@@ -36,6 +36,11 @@ EXTRA = 'pip install "regbench[ray]"'  # the optional extra that provides ray
 CONNECT_TIMEOUT_S = 5.0  # how long the driver waits for a TCP answer from `address` before giving up
 
 
+def cluster_address(launcher) -> str | None:
+    """hydra.launcher.address, else Ray's own RAY_ADDRESS variable; None: start Ray on this machine."""
+    return launcher.address or os.environ.get("RAY_ADDRESS") or None
+
+
 def check_settings(launcher) -> None:
     """Refuse what would fail or hang later, before anything is written (one line each, exit 2)."""
     try:
@@ -47,13 +52,15 @@ def check_settings(launcher) -> None:
                     "valid: num_cpus >= 0 and num_gpus >= 0, not both 0 (each run must reserve something)")
     if launcher.max_retries < 0:
         raise Abort(f"hydra.launcher.max_retries={launcher.max_retries} is not valid; valid: an integer >= 0")
-    if launcher.address is not None and launcher.local_cpus is not None:
+    address = cluster_address(launcher)
+    if address is not None and launcher.local_cpus is not None:
+        source = "hydra.launcher.address" if launcher.address else "RAY_ADDRESS"
         raise Abort(f"hydra.launcher.local_cpus={launcher.local_cpus} cannot take effect with "
-                    f"hydra.launcher.address={launcher.address!r} (the cluster has its CPUs); valid: set only one")
+                    f"{source}={address!r} (the cluster has its CPUs); valid: set only one")
     if launcher.local_cpus is not None and launcher.local_cpus < 1:
         raise Abort(f"hydra.launcher.local_cpus={launcher.local_cpus} is not valid; valid: an integer >= 1 or null")
-    if launcher.address is not None:
-        check_reachable(str(launcher.address))
+    if address is not None:
+        check_reachable(str(address), "hydra.launcher.address" if launcher.address else "RAY_ADDRESS")
 
 
 def host_port(address: str) -> tuple[str, int] | None:
@@ -65,7 +72,7 @@ def host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def check_reachable(address: str) -> None:
+def check_reachable(address: str, source: str = "hydra.launcher.address") -> None:
     """Ray waits a long time for a cluster that is not there; a TCP connect answers in seconds."""
     target = host_port(address)
     if target is None:
@@ -74,7 +81,7 @@ def check_reachable(address: str) -> None:
         with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as exc:
-        raise Abort(f"hydra.launcher.address={address!r} is not reachable ({exc.strerror or exc}); start the "
+        raise Abort(f"{source}={address!r} is not reachable ({exc.strerror or exc}); start the "
                     "cluster there (`ray start --head`) or fix the address, or leave it unset for a Ray on "
                     "this machine") from None
 
@@ -84,17 +91,18 @@ def start_ray(launcher) -> None:
 
     from regbench.launchers import usable_cores
 
+    address = cluster_address(launcher)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if launcher.address is None:
+    if address is None:
         kwargs |= {"num_cpus": launcher.local_cpus or usable_cores(), "include_dashboard": False}
     else:
-        kwargs["address"] = launcher.address
+        kwargs["address"] = address
     try:
         ray.init(**kwargs)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ...: one line, not a traceback
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        where = f"address={launcher.address!r}" if launcher.address else "a local Ray instance"
-        raise Abort(f"hydra/launcher=ray could not start {where}: {first}; check hydra.launcher.address "
+        where = f"connect to address={address!r}" if address else "start Ray on this machine"
+        raise Abort(f"hydra/launcher=ray could not {where}: {first}; check hydra.launcher.address "
                     "(`ray status` on the cluster) or leave it unset") from None
     problem = missing_resources(launcher, ray.cluster_resources())
     if problem:

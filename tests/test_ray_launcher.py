@@ -47,6 +47,14 @@ def test_unreachable_address_is_refused_quickly(cli, tmp_path):
     assert "is not reachable" in line
 
 
+def test_ray_address_variable_is_the_default_address(cli, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    assert "RAY_ADDRESS='127.0.0.1:" in _assert_refused(cli, tmp_path, "hydra/launcher=ray")
+    line = _assert_refused(cli, tmp_path, *RAY)
+    assert "local_cpus=2 cannot take effect with RAY_ADDRESS=" in line
+
+
 @pytest.mark.parametrize("args, expected", [
     (["hydra.launcher.address=auto", "hydra.launcher.local_cpus=2"], "local_cpus=2 cannot take effect with"),
     (["hydra.launcher.num_cpus=0"], "valid: num_cpus >= 0 and num_gpus >= 0, not both 0"),
