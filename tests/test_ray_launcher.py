@@ -77,6 +77,9 @@ def test_host_port_forms():
 
 
 def test_threads_rule_under_ray():
+    from hydra_plugins.regbench_plugins.ray_launcher import RayLauncher
+
+    assert launchers.RAY == f"{RayLauncher.__module__}.{RayLauncher.__qualname__}"  # the rule sees this launcher
     assert launchers.job_threads({"_target_": launchers.RAY, "num_cpus": 2}, cores=16) == 2
     assert launchers.job_threads({"_target_": launchers.RAY, "num_cpus": 0.5}, cores=16) == 1
 

@@ -20,10 +20,12 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from regbench.launchers import RAY
+
 
 @dataclass
 class RayLauncherConf:
-    _target_: str = "hydra_plugins.regbench_plugins.ray_launcher.RayLauncher"
+    _target_: str = RAY  # this class; launchers.py reads it for the threads rule
     address: str | None = None  # running cluster: "host:6379", "ray://host:10001" or "auto"; None: start Ray here
     num_cpus: float = 1.0  # CPUs each run reserves; also its torch threads unless trainer.threads is set
     num_gpus: float = 0.0  # GPUs each run reserves (fractions share a GPU); Ray sets CUDA_VISIBLE_DEVICES
