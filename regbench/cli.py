@@ -71,11 +71,26 @@ def hydra_args(args: list[str]) -> list[str]:
     """Move -m/--multirun to the front and give a multirun its sweep folder name."""
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     args = [a for a in args if a not in MULTIRUN_FLAGS]
+    refuse_repeated_keys(args)
     if multirun:
         # Right after --multirun: Hydra flags that take a value (--cfg hydra) must not swallow it.
         named = [] if any(a.startswith("sweep_name=") for a in args) else [f"sweep_name={default_sweep_name(args)}"]
         args = ["--multirun", *named, *args]
     return args
+
+
+def refuse_repeated_keys(args: list[str]) -> None:
+    """`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets the last one win silently; refuse it instead."""
+    seen: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        takes_value = i and args[i - 1] in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
+        if "=" not in arg or arg.startswith("-") or takes_value:
+            continue
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key in seen:
+            raise ConfigError(f"{key} is given twice on the command line ({seen[key]} and {arg}); valid: each key "
+                              f"once, a sweep lists its values with commas ({key}=a,b,c)")
+        seen[key] = arg
 
 
 # Overrides that say how or where a sweep runs, not what it computes: they do not change its folder,

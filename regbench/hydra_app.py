@@ -11,7 +11,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from regbench import launchers
-from regbench.config import register_configs
+from regbench.active import check_effective
+from regbench.config import register_configs, validate
 from regbench.errors import Abort, ConfigError, RunIncomplete
 
 register_configs()
@@ -30,6 +31,9 @@ def entry(cfg: DictConfig) -> dict:
     overrides = [o for o in hc.overrides.task if not o.startswith(_PLACEMENT_KEYS)]
     command = shlex.join(["regbench", "run", *overrides])
     try:
+        if hc.mode != RunMode.MULTIRUN:  # a sweep's grid was checked as a whole by its preflight
+            validate(cfg)  # ranges and names first: they name the bad value more precisely
+            check_effective(cfg)
         summary = resume_or_run(cfg, command, overrides)
     except ConfigError as exc:
         raise Abort(str(exc)) from None

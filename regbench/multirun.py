@@ -7,6 +7,7 @@ from collections import Counter
 
 from omegaconf import DictConfig
 
+from regbench.active import check_grid
 from regbench.errors import ConfigError
 
 log = logging.getLogger("regbench")
@@ -32,6 +33,7 @@ def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
         _, datasets[key] = check_config(cfg, datasets.get(key))
     if not job_cfgs:
         raise ConfigError("the sweep has no runs; valid: at least one value per swept key")
+    check_grid(job_cfgs)
 
 
 def count_statuses(returns, sweep_dir: str) -> Counter:

@@ -103,12 +103,23 @@ def check_config(cfg: DictConfig, data=None):
     results.check_writable(cfg.results_dir)
     if data is None:
         data = build_splits(cfg.dataset, device)
+        warn_small_split(cfg, data)
     build_augment(cfg.augment, data.kind, data.num_classes)
     build_model(cfg, data.input_shape, data.num_classes)
     if cfg.trainer.channels_last and not (cfg.model.name == "cnn" and data.kind == "image"):
         raise ConfigError(f"trainer.channels_last=true needs a 2-D CNN (model=cnn on image data), not "
                           f"model={cfg.model.name} on {data.kind} data; valid: trainer.channels_last=false")
     return device, data
+
+
+MIN_PER_CLASS = 5  # fewer training examples per class than this: a warning (the numbers are mostly noise)
+
+
+def warn_small_split(cfg: DictConfig, data) -> None:
+    n, k = len(data.y_train), data.num_classes
+    if n < MIN_PER_CLASS * k:
+        log.warning("warning: the training split has %d examples for %d classes (%.1f per class, fewer than %d); "
+                    "raise dataset.train_size for meaningful numbers", n, k, n / k, MIN_PER_CLASS)
 
 
 # Below this many multiply-accumulates per example a model runs on one CPU thread unless

@@ -35,6 +35,10 @@ class DropoutSpec:
     name: str = ""
     activation: str | None = None
     needs_conv: bool = False  # True: only meaningful on conv feature maps (model=cnn); check() rejects mlp
+    # What the type reads, so a setting it ignores is refused (regbench/active.py):
+    rates: bool = True  # dropout.p / p_input / p_conv / per_layer (False: the no-dropout baseline)
+    activation_slots: bool = True  # modules in activation slots, so p_input and placement act (DropConnect: no)
+    keys: tuple[str, ...] = ()  # dropout.* keys only this type reads, e.g. dropblock: block_size, schedule
 
     def check(self, cfg) -> None:  # cfg: the whole run config
         pass

@@ -110,6 +110,7 @@ class DropBlock(nn.Module):
 class DropBlockSpec(ConvDropoutSpec):
     name = "dropblock"
     why = "it drops blocks of conv feature maps"
+    keys = ("block_size", "schedule")
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:
         return DropBlock(p, cfg.dropout.block_size, cfg.dropout.schedule)

@@ -108,6 +108,8 @@ class DropConnect(nn.Module):
 @register
 class DropConnectSpec(DropoutSpec):
     name = "dropconnect"
+    activation_slots = False  # it wraps weight layers: no input slot, nothing to place before BatchNorm
+    keys = ("mask",)
 
     def wrap_layer(self, layer: nn.Module, p: float, cfg) -> nn.Module:
         return DropConnect(layer, p, cfg.dropout.mask) if p > 0 else layer

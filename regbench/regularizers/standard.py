@@ -13,6 +13,8 @@ from regbench.regularizers.base import ActivationDropoutSpec, DropoutSpec, regis
 @register
 class NoDropout(DropoutSpec):
     name = "none"
+    rates = False
+    activation_slots = False
 
 
 @register
