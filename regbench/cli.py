@@ -15,7 +15,7 @@ import shlex
 import sys
 
 from regbench import __version__
-from regbench.errors import Abort, ConfigError, Interrupted, RunIncomplete
+from regbench.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
 
 USAGE = f"""regbench {__version__}: regularization ablations from the command line
 
@@ -54,14 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         return commands[command](rest)
     except ConfigError as exc:
         return _fail(str(exc))
+    except (MachineFailure, OSError) as exc:
+        failure = machine_failure(exc)
+        if failure is None:
+            raise
+        return _fail(str(failure), code=1)
     except (KeyboardInterrupt, Interrupted) as exc:
         print("regbench: interrupted; finished runs are complete, rerun the command to resume", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 2) -> int:
     print(f"regbench: error: {' '.join(message.split())}", file=sys.stderr)
-    return 2
+    return code
 
 
 # ---------------------------------------------------------------------------- run
@@ -132,6 +137,9 @@ def run_command(args: list[str]) -> int:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - Hydra composition errors -> one line
+        failure = machine_failure(exc)  # e.g. multirun.yaml in a read-only sweep folder
+        if failure is not None:
+            raise failure from None
         message = hydra_error_message(exc) or launcher_error_message(exc)
         if message is None:
             raise

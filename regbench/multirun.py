@@ -37,17 +37,30 @@ def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
 
 
 def count_statuses(returns, sweep_dir: str) -> Counter:
+    """The sweep's closing table (a row per cell) and its one-line count of outcomes."""
+    from regbench import console
+
     counts: Counter = Counter()
-    for batch in returns:
-        for r in batch:
-            value = r.return_value if r.status.name == "COMPLETED" else None
-            counts[(value or {}).get("status", "failed")] += 1
+    cells = []
+    jobs = [r for batch in returns for r in batch]
+    for r in jobs:
+        value = (r.return_value if r.status.name == "COMPLETED" else None) or {"status": "failed"}
+        counts[value.get("status", "failed")] += 1
+        cells.append(value)
+    print(console.sweep_table(list(zip(cell_names([list(r.overrides or []) for r in jobs]), cells, strict=True))))
     parts = ", ".join(f"{counts[s]} {s}" for s in ("completed", "diverged", "interrupted", "failed") if counts[s])
     line = f"sweep finished: {sum(counts.values())} runs: {parts} -> {sweep_dir}"
     print(line, flush=True)
     last_counts.clear()
     last_counts.update(counts)
     return counts
+
+
+def cell_names(overrides: list[list[str]]) -> list[str]:
+    """Each cell's overrides that differ between cells, e.g. 'dropout=spatial dropout.p_conv=0.3'."""
+    varying = {o.split("=", 1)[0] for job in overrides for o in job
+               if len({dict(x.split("=", 1) for x in j if "=" in x).get(o.split("=", 1)[0]) for j in overrides}) > 1}
+    return [" ".join(o for o in job if o.split("=", 1)[0] in varying) or "(single cell)" for job in overrides]
 
 
 def sweep_incomplete() -> bool:

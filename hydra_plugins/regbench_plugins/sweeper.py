@@ -41,6 +41,10 @@ class RegbenchSweeper(BasicSweeper):
         multirun.preflight(self.config, cfgs)
         multirun.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
+        if self.batch_index == 1:  # the first batch: start the sweep bar over the whole grid
+            from regbench import console
+
+            console.sweep_started(sum(len(b) for b in self.overrides))
 
     def sweep(self, arguments: list[str]) -> Any:
         from regbench.multirun import composed, count_statuses, remove_if_only_sweep_record
@@ -56,5 +60,8 @@ class RegbenchSweeper(BasicSweeper):
             raise
         finally:
             composed.clear()  # what the launcher did not take (Hydra's basic launcher composes itself)
+            from regbench import console
+
+            console.sweep_finished()
         count_statuses(returns, str(sweep_dir))
         return returns

@@ -12,6 +12,10 @@ be reported" is an error (ConfigError: one line on stderr, exit 2).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import secrets
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, MachineFailure, machine_failure
 from regbench.report.collect import Run, Skipped, load_run, scan
 from regbench.report.content import report_blocks
 from regbench.report.figures import FIGURES, draw_all
@@ -86,27 +90,50 @@ def build_report(
         raise ConfigError("no PATH given; valid: one or more folders holding run folders")
     runs, skipped = _load(roots)
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        grid = build_grid(runs)
-        grid.runs.to_csv(out / "runs.csv", index=False)
-        grid.groups.to_csv(out / "groups.csv")
-        written, figures_skipped = draw_all(grid, out, formats, figures)
+    grid = build_grid(runs)
+    with staging(out) as stage:
+        grid.runs.to_csv(stage / "runs.csv", index=False)
+        grid.groups.to_csv(stage / "groups.csv")
+        written, figures_skipped = draw_all(grid, stage, formats, figures)
         blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots])
-        markdown, page = write_report(blocks, out)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
+        write_report(blocks, stage)
     return ReportResult(
         table=grid.runs,
         groups=grid.groups,
         varied=grid.varied,
         skipped=skipped,
-        figures={name: path for name, (path, _) in written.items()},
+        figures={name: out / path.name for name, (path, _) in written.items()},
         figures_skipped=figures_skipped,
-        markdown=markdown,
-        html=page,
+        markdown=out / "report.md",
+        html=out / "report.html",
         notes=grid.notes,
     )
+
+
+@contextlib.contextmanager
+def staging(out: Path):
+    """Write the report into a hidden folder next to `out`, then rename each file into `out`.
+
+    A full disk or a read-only folder therefore never leaves a 0-byte or half-written report.md
+    or PNG in place of the previous one (rename is atomic and needs no space); the error is a
+    MachineFailure naming the path and the cause (exit 1).
+    """
+    stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        stage.mkdir(parents=True)
+        yield stage
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(stage.iterdir()):
+            os.replace(path, out / path.name)
+    except OSError as exc:
+        failure = machine_failure(exc)
+        if failure is None:
+            raise
+        target = out if exc.filename is None or str(stage) in str(exc.filename) else exc.filename
+        cause = f"{exc.strerror or exc} (errno {exc.errno})"
+        raise MachineFailure(f"cannot write the report to {target}: {cause}") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -154,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ConfigError(f"--figures {unknown[0]!r} is not valid; valid: {', '.join(FIGURES)}")
         result = build_report(args.paths, out, formats=_formats(args.format), figures=only)
-    except ConfigError as exc:
+    except (ConfigError, MachineFailure) as exc:
         print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     statuses = ", ".join(f"{s} {n}" for s, n in result.table["status"].value_counts().items())
