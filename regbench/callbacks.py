@@ -40,7 +40,8 @@ class SweepReport(Callback):
         try:
             result = build_report([sweep_dir], sweep_dir / "report")
         except MachineFailure as exc:  # disk full / read-only: the runs are complete, only the report is not
-            raise MachineFailure(f"{exc}; the runs are complete: free space, then `regbench report {sweep_dir}`") from None
+            hint = f"the runs are complete: free space, then `regbench report {sweep_dir}`"
+            raise MachineFailure(f"{exc}; {hint}") from None
         except Exception as exc:  # noqa: BLE001 - a report problem must not fail a finished sweep
             log.warning("could not write the sweep report (%s: %s); run `regbench report %s`",
                         type(exc).__name__, exc, sweep_dir)
