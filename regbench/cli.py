@@ -107,15 +107,23 @@ _NOT_IN_SWEEP_NAME = ("hydra.", "hydra/", "report=", "resume=", "logger=", "resu
 def default_sweep_name(args: list[str]) -> str:
     """The same grid gives the same sweep folder, so rerunning a sweep resumes it in place.
 
-    e.g. `dropout.p=0,0.5 seed=0,1 trainer.epochs=5` -> sweep-dropout.p+seed-<hash>; the hash is
-    over the sorted overrides (order does not matter) without the launcher / reporting ones.
+    e.g. `dropout=standard dropout.p=0,0.5 seed=0,1` -> sweep-standard-dropout.p+seed-<hash>, and
+    `+experiment=cnn_spatialdrop` -> sweep-cnn_spatialdrop-<hash>: the experiment, the config groups
+    chosen (so sweeps that differ in the dropout type differ in more than the hash), then the swept
+    keys. The hash is over the sorted overrides (order does not matter) without the launcher /
+    reporting ones.
     """
+    from regbench.config import group_names
+
     overrides = sorted(a for a in args if "=" in a and not a.startswith("-") and not a.startswith(_NOT_IN_SWEEP_NAME))
     flags = [a for a in args if "=" not in a or a.startswith("-")]  # --config-dir DIR ... changes the grid
-    swept = [a.split("=", 1)[0].lstrip("+~") for a in overrides if "," in a.split("=", 1)[1]]
+    pairs = [(a.split("=", 1)[0].lstrip("+~"), a.split("=", 1)[1]) for a in overrides]
+    experiments = [value for key, value in pairs if key == "experiment"]
+    groups = [value for key, value in pairs if key in group_names() and "," not in value]
+    swept = ["+".join(key for key, value in pairs if "," in value)]
     digest = hashlib.sha1("\0".join(flags + overrides).encode()).hexdigest()[:8]
-    keys = "+".join(swept)[:60].replace("/", "_") or "grid"
-    return f"sweep-{keys}-{digest}"
+    name = "-".join(filter(None, experiments + groups + swept))[:80].replace("/", "_") or "grid"
+    return f"sweep-{name}-{digest}"
 
 
 def run_command(args: list[str]) -> int:

@@ -145,6 +145,14 @@ def register_configs() -> None:
     cs.store(name="regbench_schema", node=Config)
 
 
+def group_names() -> list[str]:
+    """The config groups (dataset, model, dropout, optim, augment, trainer ...): the schema's sections."""
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(Config)
+            if callable(f.default_factory) and dataclasses.is_dataclass(f.default_factory)]
+
+
 def schema_keys(path: str = "") -> list[str]:
     """The valid keys at a dotted path of the schema ('' = top level, 'model' = ModelConfig)."""
     import dataclasses

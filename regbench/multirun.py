@@ -56,11 +56,31 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
     return counts
 
 
+def swept_keys(overrides: list[list[str]]) -> list[str]:
+    """The override keys whose value differs between the cells of a grid, in order of appearance."""
+    values = [dict(o.split("=", 1) for o in job if "=" in o) for job in overrides]
+    keys = dict.fromkeys(k for v in values for k in v)
+    return [k for k in keys if len({v.get(k) for v in values}) > 1]
+
+
 def cell_names(overrides: list[list[str]]) -> list[str]:
     """Each cell's overrides that differ between cells, e.g. 'dropout=spatial dropout.p_conv=0.3'."""
-    varying = {o.split("=", 1)[0] for job in overrides for o in job
-               if len({dict(x.split("=", 1) for x in j if "=" in x).get(o.split("=", 1)[0]) for j in overrides}) > 1}
+    varying = set(swept_keys(overrides))
     return [" ".join(o for o in job if o.split("=", 1)[0] in varying) or "(single cell)" for job in overrides]
+
+
+def announce_swept_keys(overrides: list[list[str]]) -> None:
+    """Tell this sweep's jobs (also those in other processes) which keys it varies: their run
+    folder names show them (results.run_label). An empty grid clears it."""
+    import os
+
+    from regbench.results import SWEPT_KEYS_ENV
+
+    keys = [k.lstrip("+~") for k in swept_keys(overrides)]
+    if keys:
+        os.environ[SWEPT_KEYS_ENV] = ",".join(keys)
+    else:
+        os.environ.pop(SWEPT_KEYS_ENV, None)
 
 
 def sweep_incomplete() -> bool:

@@ -115,14 +115,41 @@ def check_writable(results_dir: str) -> Path:
     return path
 
 
+# The config keys a sweep varies, comma-separated: set by the sweeper (regbench/multirun.py) for its
+# jobs, in the environment so that jobs in other processes (joblib, submitit) see it too.
+SWEPT_KEYS_ENV = "REGBENCH_SWEPT_KEYS"
+MAX_LABEL_CHARS = 120  # folder names stay readable (and far below the file system's 255)
+
+
+def _short(key: str) -> str:
+    """dropout.p_conv -> pconv, optim.weight_decay -> weightdecay, dropout.p_input -> pinput."""
+    return key.rsplit(".", 1)[-1].replace("_", "")
+
+
+def _value_text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if OmegaConf.is_list(value) or isinstance(value, (list, tuple)):
+        return "_".join(_value_text(v) for v in value)
+    return str(value)
+
+
 def run_label(cfg: DictConfig) -> str:
-    """Short human-readable part of the folder name, e.g. [name-]digits-mlp-standard-p0.5-s0."""
+    """Short human-readable part of the folder name, e.g. [name-]digits-mlp-standard-p0.5-s0; in a
+    sweep also every other swept key and value, e.g. ...-spatial-p0-pconv0.3-s0 (cnn_spatialdrop)."""
     label = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.dropout.name}"
     if cfg.dropout.name != "none":
         label += f"-p{cfg.dropout.p:g}"
+    shown = {"dataset", "model", "dropout", "seed", "dropout.p", "dataset.name", "model.name", "dropout.name"}
+    for key in filter(None, os.environ.get(SWEPT_KEYS_ENV, "").split(",")):
+        value = None if key in shown or key.startswith("hydra") else OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        # a swept config group (optim=sgd,adam) shows its choice; a swept value its short key and value
+        label += f"-{_value_text(value.name)}" if isinstance(value, DictConfig) else f"-{_short(key)}{_value_text(value)}"
     if cfg.get("name"):
         label = f"{cfg.name}-{label}"
-    return f"{label}-s{cfg.seed}".replace("/", "_").replace(" ", "_")
+    return f"{label[:MAX_LABEL_CHARS]}-s{cfg.seed}".replace("/", "_").replace(" ", "_")
 
 
 def create_run_dir(cfg: DictConfig) -> Path:

@@ -45,8 +45,10 @@ class RegbenchSweeper(BasicSweeper):
             from regbench import console
 
             console.sweep_started(sum(len(b) for b in self.overrides))
+            multirun.announce_swept_keys([list(job) for b in self.overrides for job in b])
 
     def sweep(self, arguments: list[str]) -> Any:
+        from regbench import multirun
         from regbench.multirun import composed, count_statuses, remove_if_only_sweep_record
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -63,5 +65,6 @@ class RegbenchSweeper(BasicSweeper):
             from regbench import console
 
             console.sweep_finished()
+            multirun.announce_swept_keys([])
         count_statuses(returns, str(sweep_dir))
         return returns
