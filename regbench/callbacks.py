@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -46,4 +47,8 @@ class SweepReport(Callback):
             log.warning("could not write the sweep report (%s: %s); run `regbench report %s`",
                         type(exc).__name__, exc, sweep_dir)
             return
+        from regbench.report import terminal_notes
+
+        for line in terminal_notes(result):
+            print(line, file=sys.stderr)
         print(f"report: {result.markdown}", flush=True)

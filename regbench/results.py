@@ -146,7 +146,8 @@ def run_label(cfg: DictConfig) -> str:
         if value is None:
             continue
         # a swept config group (optim=sgd,adam) shows its choice; a swept value its short key and value
-        label += f"-{_value_text(value.name)}" if isinstance(value, DictConfig) else f"-{_short(key)}{_value_text(value)}"
+        is_group = isinstance(value, DictConfig)
+        label += f"-{_value_text(value.name)}" if is_group else f"-{_short(key)}{_value_text(value)}"
     if cfg.get("name"):
         label = f"{cfg.name}-{label}"
     return f"{label[:MAX_LABEL_CHARS]}-s{cfg.seed}".replace("/", "_").replace(" ", "_")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from regbench.errors import ConfigError, MachineFailure, machine_failure
-from regbench.report.collect import Run, Skipped, load_run, scan
+from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
 from regbench.report.content import report_blocks
 from regbench.report.figures import FIGURES, draw_all
 from regbench.report.grid import build_grid
@@ -94,7 +94,12 @@ def build_report(
     with staging(out) as stage:
         grid.runs.to_csv(stage / "runs.csv", index=False)
         grid.groups.to_csv(stage / "groups.csv")
-        written, figures_skipped = draw_all(grid, stage, formats, figures)
+        written, figures_skipped = {}, {}
+        for panel, part in panels(runs).items():  # one set of figures per dataset/model: never overlaid
+            drawn, not_drawn = draw_all(grid if len(runs) == len(part) else build_grid(part), stage, formats,
+                                        figures, panel=panel)
+            written |= drawn
+            figures_skipped |= not_drawn
         blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots])
         write_report(blocks, stage)
     return ReportResult(
@@ -108,6 +113,17 @@ def build_report(
         html=out / "report.html",
         notes=grid.notes,
     )
+
+
+def panels(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by dataset and model ('' when all share one): each gets its own figures."""
+    def combo(run: Run) -> str:
+        return "-".join(str((run.config.get(k) or {}).get("name", "?")) for k in ("dataset", "model"))
+
+    by: dict[str, list[Run]] = {}
+    for run in runs:
+        by.setdefault(combo(run), []).append(run)
+    return by if len(by) > 1 else {"": runs}
 
 
 @contextlib.contextmanager
@@ -134,6 +150,14 @@ def staging(out: Path):
         raise MachineFailure(f"cannot write the report to {target}: {cause}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def terminal_notes(result: ReportResult) -> list[str]:
+    """One line per skipped folder and per run read with a damaged metrics.csv, for the terminal."""
+    lines = [f"skipped {s.path}: {s.reason}" for s in result.skipped]
+    for path, issues in zip(result.table["path"], result.table["issues"].fillna(""), strict=True):
+        lines += [f"warning: {path}: {issue}" for issue in str(issues).split("; ") if METRICS_FILE in issue]
+    return lines
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -185,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     statuses = ", ".join(f"{s} {n}" for s, n in result.table["status"].value_counts().items())
+    for line in terminal_notes(result):
+        print(line, file=sys.stderr)
     print(f"Report written to {result.html} and {result.markdown}")
     print(
         f"{len(result.table)} runs read ({statuses}), {len(result.skipped)} skipped; "

@@ -150,9 +150,15 @@ def _read_metrics(path: Path) -> tuple[pd.DataFrame, list[str]]:
         issues.append(f"{path.name}: dropped an incomplete last line")
         if not lines:
             raise BadFile(f"{path.name}: the header line is incomplete")
-    # pandas pads a short row with NaN silently; a row of the wrong width is corruption.
+    # pandas pads a short row with NaN silently; a row of the wrong width is corruption. A malformed
+    # *last* line (a writer that died, a stray append) costs that line only, with a caveat.
     widths = [(number, len(row)) for number, row in enumerate(csv.reader(lines), start=1) if row]
     bad = [(number, width) for number, width in widths if width != widths[0][1]]
+    if bad and bad[0][0] == len(lines) > 1 and len(bad) == 1:
+        lines.pop()
+        issues.append(f"{path.name}: dropped a malformed last line (line {bad[0][0]}: {bad[0][1]} fields, "
+                      f"the header has {widths[0][1]})")
+        bad = []
     if bad:
         raise BadFile(f"{path.name}: line {bad[0][0]} has {bad[0][1]} fields, the header has {widths[0][1]}")
     try:
@@ -164,6 +170,11 @@ def _read_metrics(path: Path) -> tuple[pd.DataFrame, list[str]]:
         raise BadFile(f"{path.name}: missing column(s) {', '.join(missing)}")
     # nan/inf are legitimate (a diverged run); text in a numeric column is corruption.
     not_numeric = [c for c in REQUIRED_COLUMNS if not pd.api.types.is_numeric_dtype(frame[c])]
+    if not_numeric and len(frame) > 1:  # only the last row holds the text? then it costs that row
+        head = pd.read_csv(io.StringIO("".join(lines[:-1])))
+        if all(pd.api.types.is_numeric_dtype(head[c]) for c in REQUIRED_COLUMNS):
+            frame, not_numeric = head, []
+            issues.append(f"{path.name}: dropped a malformed last line (text in a numeric column)")
     if not_numeric:
         raise BadFile(f"{path.name}: non-numeric values in column {not_numeric[0]}")
     if frame["epoch"].isna().any():
