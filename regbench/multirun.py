@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections import Counter
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -85,6 +88,28 @@ def announce_swept_keys(overrides: list[list[str]]) -> None:
 
 def sweep_incomplete() -> bool:
     return sum(last_counts.values()) > last_counts["completed"]
+
+
+@contextlib.contextmanager
+def keep_previous(record: Path):
+    """Hydra rewrites multirun.yaml in place (OmegaConf.save): on a full disk that leaves 0 bytes
+    where a rerun's record was. Move the old one aside first (a rename needs no space) and put it
+    back if the new one did not get written."""
+    previous = record.with_name(f".{record.name}.previous")
+    moved = False
+    with contextlib.suppress(OSError):
+        if record.is_file():
+            os.replace(record, previous)
+            moved = True
+    try:
+        yield
+    finally:
+        if moved:
+            with contextlib.suppress(OSError):
+                if record.is_file() and record.stat().st_size > 0:
+                    previous.unlink()
+                else:
+                    os.replace(previous, record)
 
 
 def remove_if_only_sweep_record(folder) -> None:

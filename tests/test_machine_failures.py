@@ -164,3 +164,17 @@ def test_a_reused_pid_is_not_alive(tmp_path):
     assert results.alive(run_dir)
     (run_dir / results.RUNNING).write_text(f"{me['host']} {me['pid']} 1{me['started']}\n")  # another start time
     assert not results.alive(run_dir)
+
+
+def test_rerun_of_a_sweep_on_a_full_disk_keeps_its_multirun_record(cli, tiny_fs):
+    root, fill = tiny_fs
+    args = ("run", "-m", *FAST, "seed=0,1", f"results_dir={root}", "sweep_name=full")
+    assert cli(*args)[0] == 0
+    record = root / "full" / "multirun.yaml"
+    before = record.read_bytes()
+    fill(0)
+    code, out, err = cli(*args)
+    assert code == 1, err
+    _one_error_line(err, "No space left on device")
+    assert record.read_bytes() == before  # not truncated to 0 bytes by Hydra's in-place rewrite
+    _no_partial_files(root)

@@ -54,7 +54,8 @@ class RegbenchSweeper(BasicSweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
         try:
-            returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
+            with multirun.keep_previous(sweep_dir / "multirun.yaml"):
+                returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
         except Exception:
             # Hydra wrote multirun.yaml before the preflight (or the launcher) failed: a sweep that
             # ran nothing leaves nothing.
