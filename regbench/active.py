@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -25,8 +27,10 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.config import Config
+from regbench.config import Config, hashable_dict
 from regbench.errors import ConfigError
+
+log = logging.getLogger("regbench")
 
 
 @dataclass(frozen=True)
@@ -197,3 +201,26 @@ def check_grid(cfgs: list[DictConfig]) -> None:
             cells = zip(cfgs, per_cell, strict=True)
             if all(key in other or _value(cfg, key) == default(key, cfg) for cfg, other in cells):
                 raise ConfigError(message + (" (in every cell of the sweep)" if len(cfgs) > 1 else ""))
+    _warn_repeated_cells(cfgs, per_cell)
+
+
+def _warn_repeated_cells(cfgs: list[DictConfig], per_cell: list[dict[str, str]]) -> None:
+    """`dropout=none,standard dropout.p=0.1,0.3` trains the no-dropout baseline twice: say so."""
+    seen: set[str] = set()
+    repeats, keys = 0, set()
+    for cfg, problems in zip(cfgs, per_cell, strict=True):
+        d = hashable_dict(cfg)
+        for key in problems:  # what the cell computes: ineffective keys back at their defaults
+            *parents, leaf = key.split(".")
+            node = d
+            for part in parents:
+                node = node[part]
+            node[leaf] = default(key, cfg)
+        blob = json.dumps(d, sort_keys=True, default=str)
+        repeats += blob in seen
+        keys |= set(problems) if blob in seen else set()
+        seen.add(blob)
+    if repeats:
+        log.warning("warning: %d cell(s) of this sweep train the same configuration as another cell (%s has no "
+                    "effect there); the report shows them as separate groups with equal numbers",
+                    repeats, ", ".join(sorted(keys)))

@@ -50,7 +50,8 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
         value = (r.return_value if r.status.name == "COMPLETED" else None) or {"status": "failed"}
         counts[value.get("status", "failed")] += 1
         cells.append(value)
-    print(console.sweep_table(list(zip(cell_names([list(r.overrides or []) for r in jobs]), cells, strict=True))))
+    rows = list(zip(cell_names([list(r.overrides or []) for r in jobs]), cells, strict=True))
+    print(console.sweep_table(sorted(rows, key=lambda row: _natural(row[0]))))
     parts = ", ".join(f"{counts[s]} {s}" for s in ("completed", "diverged", "interrupted", "failed") if counts[s])
     line = f"sweep finished: {sum(counts.values())} runs: {parts} -> {sweep_dir}"
     print(line, flush=True)
@@ -70,6 +71,17 @@ def cell_names(overrides: list[list[str]]) -> list[str]:
     """Each cell's overrides that differ between cells, e.g. 'dropout=spatial dropout.p_conv=0.3'."""
     varying = set(swept_keys(overrides))
     return [" ".join(o for o in job if o.split("=", 1)[0] in varying) or "(single cell)" for job in overrides]
+
+
+def _natural(name: str) -> list:
+    """Sort key for cell names: numbers numerically ('p=0.05' before 'p=0.1' before 'p=0.3')."""
+    key = []
+    for part in name.replace("=", " ").split():
+        try:
+            key.append((0, float(part), ""))
+        except ValueError:
+            key.append((1, 0.0, part))
+    return key
 
 
 def announce_swept_keys(overrides: list[list[str]]) -> None:

@@ -52,3 +52,10 @@ def test_cnn_conv_rate_and_1d_augment_params_are_active():
     cfg = _cfg("model=cnn", "dataset=mnist1d", "dropout=spatial", "dropout.p_conv=0.3", "augment=shift_noise",
                "augment.crop_pad=4", "augment.scale=0.2", "augment.noise_std=0.05")
     assert active.ineffective(cfg) == {}
+
+
+def test_grid_cells_that_repeat_another_are_named(caplog):
+    cells = [_cfg(f"dropout={d}", f"dropout.p={p}") for d in ("none", "standard") for p in (0.1, 0.3)]
+    with caplog.at_level("WARNING", logger="regbench"):
+        active.check_grid(cells)
+    assert "1 cell(s) of this sweep train the same configuration" in caplog.text and "dropout.p" in caplog.text
