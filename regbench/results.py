@@ -45,12 +45,13 @@ METRIC_COLUMNS = [
 
 
 @contextlib.contextmanager
-def writing(path: Path):
-    """Name the file in an OSError raised by a write to it (f.write() errors carry no filename)."""
+def writing(path: Path, tmp: Path | None = None):
+    """Name the file in an OSError raised by a write to it (f.write() errors carry no filename;
+    a failure on the temporary file of an atomic write is named after the file it stands for)."""
     try:
         yield
     except OSError as exc:
-        if exc.filename is None:
+        if exc.filename is None or (tmp is not None and exc.filename == str(tmp)):
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
@@ -60,7 +61,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     never a 0-byte or half-written one, and no temporary file behind."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with writing(path), open(tmp, "w") as f:
+        with writing(path, tmp), open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
