@@ -1,14 +1,27 @@
-"""Hydra callbacks: after a multirun, write the sweep's report next to its runs."""
+"""Hydra callbacks: the sweep bar advances per finished job; after a multirun, the sweep's report."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from regbench.errors import MachineFailure
+
 log = logging.getLogger("regbench")
+
+
+class SweepProgress(Callback):
+    """One step of the sweep bar (regbench/console.py) per finished job, with its outcome."""
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        from regbench import console
+
+        ok = job_return.status.name == "COMPLETED"
+        console.cell_done(((job_return.return_value if ok else None) or {}).get("status", "failed"))
 
 
 class SweepReport(Callback):
@@ -27,8 +40,15 @@ class SweepReport(Callback):
             return
         try:
             result = build_report([sweep_dir], sweep_dir / "report")
+        except MachineFailure as exc:  # disk full / read-only: the runs are complete, only the report is not
+            hint = f"the runs are complete: free space, then `regbench report {sweep_dir}`"
+            raise MachineFailure(f"{exc}; {hint}") from None
         except Exception as exc:  # noqa: BLE001 - a report problem must not fail a finished sweep
             log.warning("could not write the sweep report (%s: %s); run `regbench report %s`",
                         type(exc).__name__, exc, sweep_dir)
             return
+        from regbench.report import terminal_notes
+
+        for line in terminal_notes(result):
+            print(line, file=sys.stderr)
         print(f"report: {result.markdown}", flush=True)

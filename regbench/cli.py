@@ -15,7 +15,7 @@ import shlex
 import sys
 
 from regbench import __version__
-from regbench.errors import Abort, ConfigError, Interrupted, RunIncomplete
+from regbench.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
 
 USAGE = f"""regbench {__version__}: regularization ablations from the command line
 
@@ -54,14 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         return commands[command](rest)
     except ConfigError as exc:
         return _fail(str(exc))
+    except (MachineFailure, OSError) as exc:
+        failure = machine_failure(exc)
+        if failure is None:
+            raise
+        return _fail(str(failure), code=1)
     except (KeyboardInterrupt, Interrupted) as exc:
         print("regbench: interrupted; finished runs are complete, rerun the command to resume", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 2) -> int:
     print(f"regbench: error: {' '.join(message.split())}", file=sys.stderr)
-    return 2
+    return code
 
 
 # ---------------------------------------------------------------------------- run
@@ -71,11 +76,26 @@ def hydra_args(args: list[str]) -> list[str]:
     """Move -m/--multirun to the front and give a multirun its sweep folder name."""
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     args = [a for a in args if a not in MULTIRUN_FLAGS]
+    refuse_repeated_keys(args)
     if multirun:
         # Right after --multirun: Hydra flags that take a value (--cfg hydra) must not swallow it.
         named = [] if any(a.startswith("sweep_name=") for a in args) else [f"sweep_name={default_sweep_name(args)}"]
         args = ["--multirun", *named, *args]
     return args
+
+
+def refuse_repeated_keys(args: list[str]) -> None:
+    """`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets the last one win silently; refuse it instead."""
+    seen: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        takes_value = i and args[i - 1] in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
+        if "=" not in arg or arg.startswith("-") or takes_value:
+            continue
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key in seen:
+            raise ConfigError(f"{key} is given twice on the command line ({seen[key]} and {arg}); valid: each key "
+                              f"once, a sweep lists its values with commas ({key}=a,b,c)")
+        seen[key] = arg
 
 
 # Overrides that say how or where a sweep runs, not what it computes: they do not change its folder,
@@ -87,15 +107,23 @@ _NOT_IN_SWEEP_NAME = ("hydra.", "hydra/", "report=", "resume=", "logger=", "resu
 def default_sweep_name(args: list[str]) -> str:
     """The same grid gives the same sweep folder, so rerunning a sweep resumes it in place.
 
-    e.g. `dropout.p=0,0.5 seed=0,1 trainer.epochs=5` -> sweep-dropout.p+seed-<hash>; the hash is
-    over the sorted overrides (order does not matter) without the launcher / reporting ones.
+    e.g. `dropout=standard dropout.p=0,0.5 seed=0,1` -> sweep-standard-dropout.p+seed-<hash>, and
+    `+experiment=cnn_spatialdrop` -> sweep-cnn_spatialdrop-<hash>: the experiment, the config groups
+    chosen (so sweeps that differ in the dropout type differ in more than the hash), then the swept
+    keys. The hash is over the sorted overrides (order does not matter) without the launcher /
+    reporting ones.
     """
+    from regbench.config import group_names
+
     overrides = sorted(a for a in args if "=" in a and not a.startswith("-") and not a.startswith(_NOT_IN_SWEEP_NAME))
     flags = [a for a in args if "=" not in a or a.startswith("-")]  # --config-dir DIR ... changes the grid
-    swept = [a.split("=", 1)[0].lstrip("+~") for a in overrides if "," in a.split("=", 1)[1]]
+    pairs = [(a.split("=", 1)[0].lstrip("+~"), a.split("=", 1)[1]) for a in overrides]
+    experiments = [value for key, value in pairs if key == "experiment"]
+    groups = [value for key, value in pairs if key in group_names() and "," not in value]
+    swept = ["+".join(key for key, value in pairs if "," in value)]
     digest = hashlib.sha1("\0".join(flags + overrides).encode()).hexdigest()[:8]
-    keys = "+".join(swept)[:60].replace("/", "_") or "grid"
-    return f"sweep-{keys}-{digest}"
+    name = "-".join(filter(None, experiments + groups + swept))[:80].replace("/", "_") or "grid"
+    return f"sweep-{name}-{digest}"
 
 
 def run_command(args: list[str]) -> int:
@@ -123,6 +151,9 @@ def run_command(args: list[str]) -> int:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - Hydra composition errors -> one line
+        failure = machine_failure(exc)  # e.g. multirun.yaml in a read-only sweep folder
+        if failure is not None:
+            raise failure from None
         message = hydra_error_message(exc) or launcher_error_message(exc)
         if message is None:
             raise

@@ -145,6 +145,14 @@ def register_configs() -> None:
     cs.store(name="regbench_schema", node=Config)
 
 
+def group_names() -> list[str]:
+    """The config groups (dataset, model, dropout, optim, augment, trainer ...): the schema's sections."""
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(Config)
+            if callable(f.default_factory) and dataclasses.is_dataclass(f.default_factory)]
+
+
 def schema_keys(path: str = "") -> list[str]:
     """The valid keys at a dotted path of the schema ('' = top level, 'model' = ModelConfig)."""
     import dataclasses
@@ -169,6 +177,7 @@ EVAL_MODES = ("eval", "train")
 PLACEMENTS = ("after_activation", "before_norm")
 DROPBLOCK_SCHEDULES = ("constant", "linear")
 MASKS = ("batch", "sample")
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes [-2**63, 2**64); a negative seed aliases a positive one, so >= 0
 
 
 def _choice(key: str, value: Any, choices) -> None:
@@ -204,6 +213,11 @@ def validate(cfg: DictConfig) -> None:
 
     check_logger(cfg.logger)
 
+    for key in ("seed", "dataset.split_seed"):
+        seed = OmegaConf.select(cfg, key)
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"{key}={seed} is out of range; valid values: 0..{MAX_SEED} (the seeds torch accepts, "
+                              "without negative aliases)")
     _range("dataset.val_fraction", cfg.dataset.val_fraction, 0, 1, lo_open=True)
     if cfg.dataset.train_size is not None:
         _at_least("dataset.train_size", cfg.dataset.train_size, 1)

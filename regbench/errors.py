@@ -1,4 +1,6 @@
-"""Errors that the CLI turns into one line on stderr and exit code 2."""
+"""Errors that the CLI turns into one line on stderr: exit code 2 (bad input) or 1 (the machine)."""
+
+import errno
 
 
 class ConfigError(ValueError):
@@ -28,3 +30,32 @@ class Interrupted(BaseException):
     A BaseException, like KeyboardInterrupt: Hydra's job wrapper and a sweep's per-cell error
     handling catch Exception, and an interrupted sweep must stop, not go on to the next cell.
     """
+
+
+# errno values that mean the machine, not regbench or the config, stopped a write: no space,
+# no quota, read-only file system, no permission. Anything else is a bug and keeps its traceback.
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+class MachineFailure(BaseException):
+    """A write failed because of the machine (disk full, read-only folder, no permission).
+
+    The message names the path and the cause; the CLI prints it as one line and exits 1.
+    A BaseException like Abort: it must stop a sweep (the next cell would fail the same way)
+    and pass through Hydra's job wrapper without Hydra's multi-line report.
+    """
+
+    exit_code = 1
+
+
+def machine_failure(exc: BaseException) -> MachineFailure | None:
+    """The MachineFailure for an OSError of the machine (searched along its causes), else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, MachineFailure):
+            return seen
+        if isinstance(seen, OSError) and seen.errno in MACHINE_ERRNOS:
+            path = seen.filename if seen.filename is not None else "a file"
+            return MachineFailure(f"cannot write {path}: {seen.strerror or seen} (errno {seen.errno})")
+        seen = seen.__cause__ or seen.__context__
+    return None

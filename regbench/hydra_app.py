@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import shlex
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from regbench import launchers
-from regbench.config import register_configs
-from regbench.errors import Abort, ConfigError, RunIncomplete
+from regbench import console, launchers
+from regbench.active import check_effective
+from regbench.config import register_configs, validate
+from regbench.errors import Abort, ConfigError, RunIncomplete, machine_failure
 
 register_configs()
 log = logging.getLogger("regbench")
@@ -30,17 +32,29 @@ def entry(cfg: DictConfig) -> dict:
     overrides = [o for o in hc.overrides.task if not o.startswith(PLACEMENT_KEYS)]
     command = shlex.join(["regbench", "run", *overrides])
     try:
+        if hc.mode != RunMode.MULTIRUN:  # a sweep's grid was checked as a whole by its preflight
+            validate(cfg)  # ranges and names first: they name the bad value more precisely
+            check_effective(cfg)
         summary = resume_or_run(cfg, command, overrides)
     except ConfigError as exc:
         raise Abort(str(exc)) from None
     except Exception as exc:  # noqa: BLE001
+        failure = machine_failure(exc)
+        if failure is not None:  # disk full / read-only: the next cell would fail the same way, so stop
+            raise failure from None
         if hc.mode != RunMode.MULTIRUN:
             raise
         # In a sweep one broken cell must not end the grid: record it and go on (the sweeper counts).
         log.error("run failed (%s: %s): %s", type(exc).__name__, exc, command)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     incomplete = summary["status"] != "completed"
-    print(f"results: {summary['run_dir']}" + (f"  [{summary['status']}: {summary.get('error')}]" if incomplete else ""))
+    # One line per run: what it reached; a single run also names its folder (a sweep's table follows).
+    label = Path(summary["run_dir"]).name
+    said = console.final_line(summary)
+    console.say(f"{label}: " + (f"skipped, already {said} (resume=false trains it again)" if summary.get("skipped")
+                                else said + (f" [{summary.get('error')}]" if incomplete else "")))
+    if hc.mode != RunMode.MULTIRUN:
+        console.say(f"results: {summary['run_dir']}")
     if incomplete and hc.mode != RunMode.MULTIRUN:
         raise RunIncomplete(summary["status"])
     return summary

@@ -7,6 +7,7 @@ written to a temporary file and renamed over the target (atomic on POSIX).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -43,13 +44,31 @@ METRIC_COLUMNS = [
 ]
 
 
+@contextlib.contextmanager
+def writing(path: Path, tmp: Path | None = None):
+    """Name the file in an OSError raised by a write to it (f.write() errors carry no filename;
+    a failure on the temporary file of an atomic write is named after the file it stands for)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or (tmp is not None and exc.filename == str(tmp)):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write a temporary file and rename it over `path`: a full disk leaves the old file (or none),
+    never a 0-byte or half-written one, and no temporary file behind."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with writing(path, tmp), open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -97,14 +116,42 @@ def check_writable(results_dir: str) -> Path:
     return path
 
 
+# The config keys a sweep varies, comma-separated: set by the sweeper (regbench/multirun.py) for its
+# jobs, in the environment so that jobs in other processes (joblib, submitit) see it too.
+SWEPT_KEYS_ENV = "REGBENCH_SWEPT_KEYS"
+MAX_LABEL_CHARS = 120  # folder names stay readable (and far below the file system's 255)
+
+
+def _short(key: str) -> str:
+    """dropout.p_conv -> pconv, optim.weight_decay -> weightdecay, dropout.p_input -> pinput."""
+    return key.rsplit(".", 1)[-1].replace("_", "")
+
+
+def _value_text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if OmegaConf.is_list(value) or isinstance(value, (list, tuple)):
+        return "_".join(_value_text(v) for v in value)
+    return str(value)
+
+
 def run_label(cfg: DictConfig) -> str:
-    """Short human-readable part of the folder name, e.g. [name-]digits-mlp-standard-p0.5-s0."""
+    """Short human-readable part of the folder name, e.g. [name-]digits-mlp-standard-p0.5-s0; in a
+    sweep also every other swept key and value, e.g. ...-spatial-p0-pconv0.3-s0 (cnn_spatialdrop)."""
     label = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.dropout.name}"
     if cfg.dropout.name != "none":
         label += f"-p{cfg.dropout.p:g}"
+    shown = {"dataset", "model", "dropout", "seed", "dropout.p", "dataset.name", "model.name", "dropout.name"}
+    for key in filter(None, os.environ.get(SWEPT_KEYS_ENV, "").split(",")):
+        value = None if key in shown or key.startswith("hydra") else OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        # a swept config group (optim=sgd,adam) shows its choice; a swept value its short key and value
+        is_group = isinstance(value, DictConfig)
+        label += f"-{_value_text(value.name)}" if is_group else f"-{_short(key)}{_value_text(value)}"
     if cfg.get("name"):
         label = f"{cfg.name}-{label}"
-    return f"{label}-s{cfg.seed}".replace("/", "_").replace(" ", "_")
+    return f"{label[:MAX_LABEL_CHARS]}-s{cfg.seed}".replace("/", "_").replace(" ", "_")
 
 
 def create_run_dir(cfg: DictConfig) -> Path:
@@ -138,22 +185,48 @@ class MetricsWriter:
     def __init__(self, path: Path, columns: Iterable[str]):
         self.path = path
         self.columns = list(columns)
-        self._f = open(path, "a", newline="")
-        if self._f.tell() == 0:
+        with writing(path):
+            self._f = open(path, "a", newline="")
+        self._good = self._f.tell()  # bytes known to hold whole rows
+        if self._good == 0:
             self._write(self.columns)
 
     def _write(self, values: list) -> None:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerow(values)
-        self._f.write(buf.getvalue())  # one write call per row: a kill never leaves half a row mid-file
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        try:
+            with writing(self.path):
+                self._f.write(buf.getvalue())  # one write call per row: a kill never leaves half a row mid-file
+                self._f.flush()
+                os.fsync(self._f.fileno())
+        except OSError:
+            self._roll_back()
+            raise
+        self._good = self._f.tell()
+
+    def _roll_back(self) -> None:
+        """A failed write (disk full) may have put part of a row on disk: cut back to the last whole
+        row (truncating needs no space), and remove a file that never got its header."""
+        with contextlib.suppress(OSError):
+            self._f.close()
+        with contextlib.suppress(OSError):
+            if self._good == 0:
+                self.path.unlink(missing_ok=True)
+            else:
+                os.truncate(self.path, self._good)
 
     def append(self, row: dict) -> None:
         self._write([_fmt(row.get(c, "")) for c in self.columns])
 
     def close(self) -> None:
-        self._f.close()
+        if self._f.closed:
+            return
+        try:
+            with writing(self.path):
+                self._f.close()
+        except OSError:
+            self._roll_back()
+            raise
 
 
 def _fmt(v):
@@ -201,42 +274,103 @@ def git_commit() -> str | None:
 # ---------------------------------------------------------------------------- index and resume
 
 INDEX = ".regbench-index.jsonl"  # in results_dir: one JSON line per run start / end, appended under a lock
-RUNNING = ".running"  # in a run folder while its process lives: "<host> <pid>"
+RUNNING = ".running"  # in a run folder while its process lives: "<host> <pid> <process start time>"
+FAILED = ".failed"  # the .running marker renamed when the run failed and summary.json could not be written
 
 
 def _append_index(results_dir: Path, entry: dict) -> None:
     """Append one line under an exclusive lock: parallel jobs never interleave or lose a line.
 
     filelock takes an OS lock on `<index>.lock` (fcntl on Unix, msvcrt on Windows); the lock file
-    stays in results_dir, which is how filelock keeps the lock safe between processes.
+    stays in results_dir, which is how filelock keeps the lock safe between processes. A failed
+    write (disk full) is cut back, so the next append does not land on half a line.
     """
     from filelock import FileLock
 
     line = json.dumps(entry, sort_keys=True) + "\n"
-    index = Path(results_dir) / INDEX
-    with FileLock(f"{index}.lock"), open(index, "a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    path = Path(results_dir) / INDEX
+    with writing(path), FileLock(f"{path}.lock"), open(path, "a") as f:
+        size = f.seek(0, os.SEEK_END)
+        try:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                if size == 0:  # the first line: leave no empty index (a writer racing this first line is
+                    path.unlink()  # not worth guarding: the disk is full, its write fails too)
+                else:
+                    os.truncate(path, size)
+            raise
+
+
+def _process_start(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22): a pid the
+    system reused for another process has another start time. '-' where /proc is unavailable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "-"
+
+
+def process_identity() -> dict:
+    """host, pid and start time of this process: enough to tell later whether it still runs."""
+    return {"host": platform.node(), "pid": os.getpid(), "started": _process_start(os.getpid())}
 
 
 def mark_started(results_dir: str, run_dir: Path, cfg_hash: str) -> None:
-    (run_dir / RUNNING).write_text(f"{platform.node()} {os.getpid()}\n")
+    me = process_identity()
+    atomic_write_text(run_dir / RUNNING, f"{me['host']} {me['pid']} {me['started']}\n")
     rel = os.path.relpath(run_dir, results_dir)
-    _append_index(Path(results_dir), {"config_hash": cfg_hash, "run_dir": rel, "status": "running"})
+    _append_index(Path(results_dir), {"config_hash": cfg_hash, "run_dir": rel, "status": "running", **me})
 
 
-def mark_finished(results_dir: str, run_dir: Path, summary: dict) -> None:
+def mark_finished(results_dir: str, run_dir: Path, summary: dict, summary_written: bool = True) -> None:
+    """Close the run in the index; the .running marker goes, or becomes .failed when summary.json
+    could not be written (a rename needs no free space), so a rerun says `failed`, not `killed`."""
     rel = os.path.relpath(run_dir, results_dir)
-    _append_index(Path(results_dir), {"config_hash": summary["config_hash"], "run_dir": rel,
-                                      "status": summary["status"]})
-    (run_dir / RUNNING).unlink(missing_ok=True)
-
-
-def _alive(run_dir: Path) -> bool:
-    """Is the process that started this run still running (on this host)?"""
     try:
-        host, pid = (run_dir / RUNNING).read_text().split()
+        _append_index(Path(results_dir), {"config_hash": summary["config_hash"], "run_dir": rel,
+                                          "status": summary["status"]})
+    finally:
+        if summary_written:
+            (run_dir / RUNNING).unlink(missing_ok=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.replace(run_dir / RUNNING, run_dir / FAILED)
+
+
+def close_run(results_dir: str, run_dir: Path, summary: dict, steps: list) -> OSError | None:
+    """The end of a run: each closing step (None = skip; one of them writes summary.json), then the
+    index entry, each tried even when an earlier one failed. A failed write (disk full, read-only,
+    permission) makes the run `failed`, and summary.json is written again to say so; the first
+    such error is returned for the caller to raise."""
+    first: OSError | None = None
+
+    def attempt(step) -> bool:
+        nonlocal first
+        try:
+            step()
+            return True
+        except OSError as exc:
+            first = first or exc
+            summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            return False
+
+    for step in steps:
+        if step is not None:
+            attempt(step)
+    written = first is None or attempt(lambda: write_json(run_dir / "summary.json", summary))
+    attempt(lambda: mark_finished(results_dir, run_dir, summary, summary_written=written))
+    return first
+
+
+def alive(run_dir: Path) -> bool:
+    """Is the process that started this run still running? Checked on this host by pid and start
+    time (a reused pid is another process); a job of another host is assumed alive."""
+    try:
+        host, pid, *started = (run_dir / RUNNING).read_text().split()
     except (OSError, ValueError):
         return False
     if host != platform.node():
@@ -246,8 +380,15 @@ def _alive(run_dir: Path) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass  # exists, owned by someone else
+    return not started or started[0] == "-" or _process_start(int(pid)) == started[0]
+
+
+def unfinished_status(run_dir: Path) -> str:
+    """Status of a run folder without summary.json: running, failed (summary.json unwritable) or killed."""
+    if (run_dir / FAILED).exists():
+        return "failed"
+    return "running" if alive(run_dir) else "killed"
 
 
 def previous_runs(results_dir: str, cfg_hash: str, sweep_name: str | None = None) -> list[tuple[Path, str]]:
@@ -284,7 +425,7 @@ def previous_runs(results_dir: str, cfg_hash: str, sweep_name: str | None = None
             if summary.get("superseded_by"):
                 status = None
         except (OSError, ValueError, KeyError):
-            status = "running" if _alive(run_dir) else "killed"
+            status = unfinished_status(run_dir)
         if status:
             found.append((run_dir, status))
     return found
@@ -308,7 +449,7 @@ def mark_superseded(run_dir: Path, by: str) -> None:
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):
-        summary = {"status": "killed"}
+        summary = {"status": unfinished_status(run_dir)}
     summary["superseded_by"] = by
     write_json(path, summary)
 

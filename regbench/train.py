@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,9 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
-from regbench import checkpoint, results, uncertainty
+from regbench import checkpoint, console, results, uncertainty
 from regbench.config import config_hash, hashable_dict, validate
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
@@ -103,12 +103,23 @@ def check_config(cfg: DictConfig, data=None):
     results.check_writable(cfg.results_dir)
     if data is None:
         data = build_splits(cfg.dataset, device)
+        warn_small_split(cfg, data)
     build_augment(cfg.augment, data.kind, data.num_classes)
     build_model(cfg, data.input_shape, data.num_classes)
     if cfg.trainer.channels_last and not (cfg.model.name == "cnn" and data.kind == "image"):
         raise ConfigError(f"trainer.channels_last=true needs a 2-D CNN (model=cnn on image data), not "
                           f"model={cfg.model.name} on {data.kind} data; valid: trainer.channels_last=false")
     return device, data
+
+
+MIN_PER_CLASS = 5  # fewer training examples per class than this: a warning (the numbers are mostly noise)
+
+
+def warn_small_split(cfg: DictConfig, data) -> None:
+    n, k = len(data.y_train), data.num_classes
+    if n < MIN_PER_CLASS * k:
+        log.warning("warning: the training split has %d examples for %d classes (%.1f per class, fewer than %d); "
+                    "raise dataset.train_size for meaningful numbers", n, k, n / k, MIN_PER_CLASS)
 
 
 # Below this many multiply-accumulates per example a model runs on one CPU thread unless
@@ -168,8 +179,12 @@ def start_run(cfg: DictConfig, device, data, model, command: str, overrides, **e
     """
     cfg_hash = config_hash(cfg)
     run_dir = results.create_run_dir(cfg)
-    results.save_config(run_dir, cfg)
-    results.mark_started(cfg.results_dir, run_dir, cfg_hash)
+    try:
+        results.save_config(run_dir, cfg)
+        results.mark_started(cfg.results_dir, run_dir, cfg_hash)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # e.g. disk full: no half-made run folder is left
+        raise
     summary = {
         "status": "running",
         "run_id": run_dir.name,
@@ -235,7 +250,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     uncertainty.warn_ineffective(model, cfg.eval)
     mc_epoch = cfg.eval.mc_every_epoch and cfg.eval.mc_samples > 0  # extra columns only when enabled
     columns = results.METRIC_COLUMNS + (uncertainty.EPOCH_COLUMNS if mc_epoch else [])
-    writer = results.MetricsWriter(run_dir / "metrics.csv", columns)
+    writer = None  # opened inside the try below: a full disk there still ends the run as `failed`
 
     # A fixed training subset, measured in eval mode each epoch, gives the train side of the gap.
     n_sub = min(tr.train_eval_size, len(data.x_train))
@@ -244,16 +259,17 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     scheduled = [m for m in model.modules() if hasattr(m, "set_progress")]  # DropBlock's linear ramp
     n_batches = steps_per_epoch(len(data.x_train), tr.batch_size)
     total_steps = tr.epochs * n_batches
-    logger = make_logger(cfg.logger, run_dir, flat_hparams(hashable_dict(cfg)))
+    logger = None
 
     # The compiled module shares the model's parameters; state_dicts and evaluation use `model`.
     forward = torch.compile(model) if tr.compile else model
     layout = torch.channels_last if tr.channels_last else torch.contiguous_format
 
     started = time.perf_counter()
-    bar = tqdm(range(progress.epoch + 1, tr.epochs + 1), desc=run_dir.name[-40:], leave=False, file=sys.stderr,
-               disable=None if tr.progress else True, initial=progress.epoch, total=tr.epochs)
+    bar = console.run_bar(tr.epochs, progress.epoch, run_dir.name.split("_", 1)[-1][-40:], tr.progress)
     try:
+        writer = results.MetricsWriter(run_dir / "metrics.csv", columns)
+        logger = make_logger(cfg.logger, run_dir, flat_hparams(hashable_dict(cfg)))
         with _sigterm_raises():
             for epoch in bar:
                 t0 = time.perf_counter()
@@ -335,11 +351,13 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     finally:
         with _sigterm_deferred():  # a SIGTERM now waits until summary.json is written
             bar.close()
-            writer.close()
-            _finish(summary, model, data, autocast, progress, tr, started, run_dir, cfg.eval)
-            if logger is not None:
-                logger.close(summary)
-            results.mark_finished(cfg.results_dir, run_dir, summary)
+            failure = results.close_run(cfg.results_dir, run_dir, summary, [
+                writer.close if writer is not None else None,
+                lambda: _finish(summary, model, data, autocast, progress, tr, started, run_dir, cfg.eval),
+                (lambda: logger.close(summary)) if logger is not None else None,
+            ])
+            if failure is not None and sys.exc_info()[1] is None:  # else the error already in flight wins
+                raise failure
     summary["run_dir"] = str(run_dir)  # for the caller only; not in summary.json (folders move)
     return summary
 
@@ -370,6 +388,8 @@ def _finish(summary, model, data, autocast, progress: Progress, tr, started, run
             summary.update(blocks)
             if convergence:
                 results.write_rows(run_dir / "mc_convergence.csv", uncertainty.CONVERGENCE_COLUMNS, convergence)
+        except OSError:
+            raise  # the machine (disk full ...): the run fails, results.close_run records it
         except Exception as exc:  # summary.json must still be written
             log.exception("calibration / MC evaluation failed")
             summary["uncertainty_error"] = f"{type(exc).__name__}: {exc}"

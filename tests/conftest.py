@@ -28,6 +28,12 @@ def make_cfg():
     return _make
 
 
+def without_overridden_fast(args: list[str]) -> list[str]:
+    """Drop a FAST default that a later argument sets again: the CLI refuses a key given twice."""
+    key = lambda a: a.split("=", 1)[0].lstrip("+~")  # noqa: E731
+    return [a for i, a in enumerate(args) if a not in FAST or key(a) not in {key(b) for b in args[i + 1:]}]
+
+
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):
     """cli(*args) -> (exit code, stdout, stderr), run in-process in a fresh working directory."""
@@ -36,7 +42,7 @@ def cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
 
     def _run(*args: str):
-        code = main(list(args))
+        code = main(without_overridden_fast(list(args)))
         out, err = capsys.readouterr()
         return code, out, err
 

@@ -162,5 +162,53 @@ def test_more_run_bad_input(cli, tmp_path, overrides, expected):
     assert list(tmp_path.iterdir()) == []
 
 
+# Issue 13: settings that cannot take effect (regbench/active.py), repeated keys, seeds.
+NO_EFFECT_BAD_INPUT = [
+    (["dropout.p=0.3"], ["dropout.p=0.3", "no effect", "dropout=none", "dropout=", "standard"]),
+    (["-m", "dropout.p=0,0.1,0.3"], ["dropout.p=0.1", "dropout=none", "standard", "every cell"]),
+    (["dropout.p_input=0.2"], ["dropout.p_input=0.2", "dropout=none"]),
+    (["dropout.per_layer=[0.1]"], ["dropout.per_layer=[0.1]", "dropout=none"]),
+    (["dropout=standard", "dropout.p_conv=0.2"], ["dropout.p_conv=0.2", "model=mlp", "model=cnn"]),
+    (["dropout=standard", "dropout.block_size=5"], ["dropout.block_size=5", "dropout=dropblock"]),
+    (["dropout=standard", "dropout.schedule=linear"], ["dropout.schedule=linear", "dropout=dropblock"]),
+    (["dropout=standard", "dropout.mask=sample"], ["dropout.mask=sample", "dropout=dropconnect"]),
+    (["dropout=dropconnect", "dropout.p_input=0.2"], ["dropout.p_input=0.2", "dropconnect", "standard"]),
+    (["dropout=standard", "dropout.placement=before_norm"], ["placement=before_norm", "model.batchnorm=true"]),
+    (["dropout=standard", "dropout.p=0.3", "dropout.per_layer=[0.1]"], ["dropout.p=0.3", "per_layer"]),
+    (["model.channels=[8]"], ["model.channels=[8]", "model=mlp", "model=cnn"]),
+    (["model.kernel_size=5"], ["model.kernel_size=5", "model=cnn"]),
+    (["optim.momentum=0.5"], ["optim.momentum=0.5", "optim=adam", "optim=sgd"]),
+    (["optim.nesterov=true"], ["optim.nesterov=true", "optim=sgd"]),
+    (["optim=sgd", "optim.momentum=0", "optim.nesterov=true"], ["optim.nesterov=true", "momentum"]),
+    (["optim.decoupled=true"], ["optim.decoupled=true", "optim=sgd"]),
+    (["optim.gamma=0.5"], ["optim.gamma=0.5", "optim.schedule=none", "optim.schedule=step"]),
+    (["optim.schedule=cosine", "optim.step_size=3"], ["optim.step_size=3", "cosine", "step"]),
+    (["optim.decay_norm_and_bias=true"], ["decay_norm_and_bias=true", "weight_decay"]),
+    (["augment.crop_pad=3"], ["augment.crop_pad=3", "augment=crop"]),
+    (["augment=flip", "augment.cutout_size=2"], ["augment.cutout_size=2", "[flip]", "cutout"]),
+    (["augment.mixup_alpha=0.4"], ["augment.mixup_alpha=0.4", "mixup"]),
+    (["dataset.num_samples=500"], ["dataset.num_samples=500", "dataset=digits", "mnist1d", "synthetic"]),
+    (["dataset.noise=2"], ["dataset.noise=2", "synthetic"]),
+    (["dataset.download=true"], ["dataset.download=true", "mnist", "cifar10"]),
+    (["eval.mc_every_epoch=true"], ["eval.mc_every_epoch=true", "eval.mc_samples"]),
+    (["trainer.min_delta=0.01"], ["trainer.min_delta=0.01", "trainer.patience"]),
+    # a key given twice: Hydra would let the last one win
+    (["-m", "dropout=standard", "dropout.p=0.1,0.2", "dropout.p=0.3"], ["dropout.p", "twice", "dropout.p=0.3"]),
+    (["seed=1", "seed=2"], ["seed", "twice"]),
+    (["dropout=standard", "+dropout.p=0.3", "dropout.p=0.1"], ["dropout.p", "twice"]),
+    # seeds torch cannot take (or would alias)
+    (["seed=-1"], ["seed=-1", "0..18446744073709551615"]),
+    (["seed=18446744073709551616"], ["seed=18446744073709551616", "0.."]),
+    (["dataset.split_seed=-3"], ["dataset.split_seed=-3", "0.."]),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", NO_EFFECT_BAD_INPUT, ids=[" ".join(o) for o, _ in NO_EFFECT_BAD_INPUT])
+def test_no_effect_bad_input(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_report_without_a_path_is_one_line(cli):
     _assert_one_line(*cli("report"), ["PATH", "usage: regbench report"])

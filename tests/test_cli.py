@@ -48,7 +48,7 @@ def test_multirun_flag_anywhere_runs_the_grid_into_one_sweep_folder(cli, tmp_pat
     assert code == 0, err
     runs = run_dirs(tmp_path / "runs")
     assert len(runs) == 4
-    assert len({r.parent for r in runs}) == 1 and runs[0].parent.name.startswith("sweep-dropout.p+seed-")
+    assert len({r.parent for r in runs}) == 1 and runs[0].parent.name.startswith("sweep-standard-dropout.p+seed-")
     combos = {(read_summary(r)["seed"], yaml.safe_load((r / "config.yaml").read_text())["dropout"]["p"]) for r in runs}
     assert combos == {(0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5)}
     assert "sweep finished: 4 runs: 4 completed" in out
@@ -119,3 +119,18 @@ def test_sweep_folder_ignores_override_order_and_launcher_options():
     a = default_sweep_name(["seed=0,1", "trainer.epochs=1"])
     assert a == default_sweep_name(["trainer.epochs=1", "seed=0,1", "hydra/launcher=vectorized", "report=false"])
     assert a != default_sweep_name(["seed=0,1", "trainer.epochs=2"])
+
+
+def test_folder_names_carry_the_experiment_groups_and_swept_values(cli, tmp_path):
+    from regbench.cli import default_sweep_name
+
+    assert default_sweep_name(["+experiment=cnn_spatialdrop"]).startswith("sweep-cnn_spatialdrop-")
+    a = default_sweep_name(["dropout=standard", "dropout.p=0,0.5"])
+    b = default_sweep_name(["dropout=gaussian", "dropout.p=0,0.5"])
+    assert a.startswith("sweep-standard-dropout.p-") and b.startswith("sweep-gaussian-dropout.p-")
+    code, out, err = cli("run", "-m", *FAST, "model=cnn", "dataset=mnist1d", "dataset.num_samples=200",
+                         "dropout=spatial", "dropout.p=0", "dropout.p_conv=0.1,0.3", "optim=adam,sgd")
+    assert code == 0, err
+    names = sorted(r.name.split("_", 1)[1].rsplit("_", 1)[0] for r in run_dirs(tmp_path / "runs"))
+    assert names == sorted(f"mnist1d-cnn-spatial-p0-pconv{p}-{o}-s0" for p in ("0.1", "0.3") for o in ("adam", "sgd"))
+    assert "cell" in out and "dropout.p_conv=0.3 optim=sgd" in out  # the closing table names the cells

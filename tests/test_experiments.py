@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from regbench.active import check_grid
 from regbench.catalog import config_names
 from regbench.train import check_config
 
@@ -35,8 +36,10 @@ def test_experiment_header_and_grid(name):
         # seeds cannot make a cell invalid: check the grid of everything else
         overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items() if k != "seed"])
         [cells] = BasicSweeper.split_arguments(overrides, None)
-        data = {}
+        data, cfgs = {}, []
         for cell in cells:
             cfg = compose(config_name="config", overrides=[f"+experiment={name}", *cell])
             key = repr(sorted(cfg.dataset.items()))
             _, data[key] = check_config(cfg, data.get(key))  # raises ConfigError for an invalid cell
+            cfgs.append(cfg)
+        check_grid(cfgs)  # no setting of the experiment is a no-op in every cell

@@ -316,7 +316,7 @@ def test_corrupt_runs_are_skipped_and_unfinished_runs_kept(tmp_path):
     assert reasons["orphan"] == "has metrics.csv but no config.yaml"
     table = result.table.set_index("seed")
     assert len(table) == 5  # two good runs, the unfinished, the diverged and the superseded one
-    assert table.at[4, "status"] == "incomplete" and table.at[4, "epochs_completed"] == 3
+    assert table.at[4, "status"] == "killed" and table.at[4, "epochs_completed"] == 3  # no marker: its process is gone
     assert "dropped an incomplete last line" in table.at[4, "issues"] and "killed" in table.at[4, "issues"]
     assert table.at[6, "status"] == "superseded" and "superseded by new-folder" in table.at[6, "issues"]
     assert table.at[4, "final.val_acc"] == pytest.approx(live_metrics["val_acc"].iloc[-1])
@@ -325,7 +325,7 @@ def test_corrupt_runs_are_skipped_and_unfinished_runs_kept(tmp_path):
     assert result.groups["n"].tolist() == [2]
     assert "curves" in result.figures
     md = result.markdown.read_text()
-    for text in (str(live), "incomplete", "diverged", "3/5", "invalid JSON", "Skipped folders"):
+    for text in (str(live), "killed", "diverged", "3/5", "invalid JSON", "Skipped folders"):
         assert text in md, text
 
 

@@ -41,14 +41,21 @@ class RegbenchSweeper(BasicSweeper):
         multirun.preflight(self.config, cfgs)
         multirun.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
+        if self.batch_index == 1:  # the first batch: start the sweep bar over the whole grid
+            from regbench import console
+
+            console.sweep_started(sum(len(b) for b in self.overrides))
+            multirun.announce_swept_keys([list(job) for b in self.overrides for job in b])
 
     def sweep(self, arguments: list[str]) -> Any:
+        from regbench import multirun
         from regbench.multirun import composed, count_statuses, remove_if_only_sweep_record
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
         try:
-            returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
+            with multirun.keep_previous(sweep_dir / "multirun.yaml"):
+                returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
         except BaseException:
             # Hydra wrote multirun.yaml before the preflight (or the launcher: Abort, a BaseException)
             # failed: a sweep that ran nothing leaves nothing.
@@ -56,5 +63,9 @@ class RegbenchSweeper(BasicSweeper):
             raise
         finally:
             composed.clear()  # what the launcher did not take (Hydra's basic launcher composes itself)
+            from regbench import console
+
+            console.sweep_finished()
+            multirun.announce_swept_keys([])
         count_statuses(returns, str(sweep_dir))
         return returns

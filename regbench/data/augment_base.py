@@ -28,12 +28,15 @@ AugmentOp = Callable[[torch.Tensor, torch.Tensor, AugmentContext], tuple]
 AUGMENTS: Registry[AugmentOp] = Registry("augmentation")
 # Which data kinds each op supports: ops valid for images only are refused on 1-D signals.
 KINDS: dict[str, tuple[str, ...]] = {}
+# The augment.* keys each op reads: a parameter of an op not in augment.ops is refused (regbench/active.py).
+PARAMS: dict[str, tuple[str, ...]] = {}
 
 
-def register(name: str, kinds: tuple[str, ...] = ("image", "sequence")):
+def register(name: str, kinds: tuple[str, ...] = ("image", "sequence"), params: tuple[str, ...] = ()):
     def deco(fn):
         AUGMENTS.register(name)(fn)
         KINDS[name] = kinds
+        PARAMS[name] = params
         return fn
 
     return deco

@@ -106,7 +106,7 @@ def flip(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     return torch.where(per_sample(coin, x), _tvf().horizontal_flip(x), x), y
 
 
-@register("crop")
+@register("crop", params=("crop_pad",))
 def crop(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """Random translation by up to `crop_pad` per spatial dim: zero-pad, crop back at a per-sample offset.
 
@@ -139,7 +139,7 @@ def crop(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     return xp, y
 
 
-@register("rotate", kinds=("image",))
+@register("rotate", kinds=("image",), params=("rotate_degrees",))
 def rotate(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """Rotation by a per-sample angle ~ U[-rotate_degrees, rotate_degrees] about the image centre.
 
@@ -169,7 +169,7 @@ def _factor(n: int, strength: float, x: torch.Tensor) -> torch.Tensor:
     return per_sample(uniform(n, max(0.0, 1.0 - strength), 1.0 + strength, x), x)
 
 
-@register("color_jitter", kinds=("image",))
+@register("color_jitter", kinds=("image",), params=("brightness", "contrast", "saturation"))
 def color_jitter(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """Per-sample brightness, contrast and (3-channel images only) saturation, in that fixed order.
 
@@ -194,7 +194,7 @@ def color_jitter(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple
     return x, y
 
 
-@register("cutout")
+@register("cutout", params=("cutout_size",))
 def cutout(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """Cutout (DeVries & Taylor, 2017): zero one `cutout_size` square per image (segment per signal).
 
@@ -209,7 +209,7 @@ def cutout(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     return x.masked_fill(mask.unsqueeze(1), 0.0), y
 
 
-@register("noise")
+@register("noise", params=("noise_std",))
 def noise(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """Add N(0, noise_std^2) to every element of the normalised input (std in units of the channel std)."""
     std = float(ctx.cfg.noise_std)
@@ -218,7 +218,7 @@ def noise(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     return _tvf().gaussian_noise(x, mean=0.0, sigma=std, clip=False), y
 
 
-@register("scale", kinds=("sequence",))
+@register("scale", kinds=("sequence",), params=("scale",))
 def scale(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """1-D amplitude scaling: multiply each signal by a per-sample factor ~ U[1-scale, 1+scale]."""
     s = float(ctx.cfg.scale)

@@ -41,6 +41,9 @@ class DropoutSpec:
     needs_conv: bool = False  # True: only meaningful on conv feature maps (model=cnn); check() rejects mlp
     rate_keys: tuple[str, ...] = RATE_KEYS  # dropout.* keys that set its strength; () = no regularization
     colour: str | None = None  # its colour in every report figure (None: one derived from the name)
+    # What the type reads besides its rates, so a setting it ignores is refused (regbench/active.py):
+    activation_slots: bool = True  # modules in activation slots, so p_input and placement act (DropConnect: no)
+    keys: tuple[str, ...] = ()  # dropout.* keys only this type reads, e.g. dropblock: block_size, schedule
 
     def check(self, cfg) -> None:  # cfg: the whole run config
         pass

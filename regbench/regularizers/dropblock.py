@@ -111,6 +111,7 @@ class DropBlockSpec(ConvDropoutSpec):
     name = "dropblock"
     colour = "#9467bd"  # in report figures
     why = "it drops blocks of conv feature maps"
+    keys = ("block_size", "schedule")
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:
         return DropBlock(p, cfg.dropout.block_size, cfg.dropout.schedule)

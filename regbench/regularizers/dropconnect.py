@@ -109,6 +109,8 @@ class DropConnect(nn.Module):
 class DropConnectSpec(DropoutSpec):
     name = "dropconnect"
     colour = "#d62728"  # in report figures
+    activation_slots = False  # it wraps weight layers: no input slot, nothing to place before BatchNorm
+    keys = ("mask",)
 
     def wrap_layer(self, layer: nn.Module, p: float, cfg) -> nn.Module:
         return DropConnect(layer, p, cfg.dropout.mask) if p > 0 else layer

@@ -45,7 +45,7 @@ def sample_beta(alpha: float, n: int, x: torch.Tensor) -> torch.Tensor:
     return torch.distributions.Beta(conc, conc).sample().to(x.device, x.dtype)
 
 
-@register("mixup")
+@register("mixup", params=("mixup_alpha",))
 def mixup(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """Convex combination of each example (and its target) with a random partner; one lam per sample."""
     alpha = float(ctx.cfg.mixup_alpha)
@@ -59,7 +59,7 @@ def mixup(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     return x, torch.lerp(t[perm], t, lam[:, None])
 
 
-@register("cutmix")
+@register("cutmix", params=("cutmix_alpha",))
 def cutmix(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """Paste a random box (1-D: segment) of a random partner into each example; targets by pasted area."""
     alpha = float(ctx.cfg.cutmix_alpha)

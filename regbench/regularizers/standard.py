@@ -15,6 +15,7 @@ class NoDropout(DropoutSpec):
     name = "none"
     colour = "#4d4d4d"  # in report figures
     rate_keys = ()  # the baseline: nothing to set
+    activation_slots = False
 
 
 @register

@@ -12,6 +12,10 @@ be reported" is an error (ConfigError: one line on stderr, exit 2).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import secrets
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from regbench.errors import ConfigError
-from regbench.report.collect import Run, Skipped, load_run, scan
+from regbench.errors import ConfigError, MachineFailure, machine_failure
+from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
 from regbench.report.content import report_blocks
 from regbench.report.figures import FIGURES, draw_all
 from regbench.report.grid import build_grid
@@ -86,27 +90,74 @@ def build_report(
         raise ConfigError("no PATH given; valid: one or more folders holding run folders")
     runs, skipped = _load(roots)
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        grid = build_grid(runs)
-        grid.runs.to_csv(out / "runs.csv", index=False)
-        grid.groups.to_csv(out / "groups.csv")
-        written, figures_skipped = draw_all(grid, out, formats, figures)
+    grid = build_grid(runs)
+    with staging(out) as stage:
+        grid.runs.to_csv(stage / "runs.csv", index=False)
+        grid.groups.to_csv(stage / "groups.csv")
+        written, figures_skipped = {}, {}
+        for panel, part in panels(runs).items():  # one set of figures per dataset/model: never overlaid
+            drawn, not_drawn = draw_all(grid if len(runs) == len(part) else build_grid(part), stage, formats,
+                                        figures, panel=panel)
+            written |= drawn
+            figures_skipped |= not_drawn
         blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots])
-        markdown, page = write_report(blocks, out)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
+        write_report(blocks, stage)
     return ReportResult(
         table=grid.runs,
         groups=grid.groups,
         varied=grid.varied,
         skipped=skipped,
-        figures={name: path for name, (path, _) in written.items()},
+        figures={name: out / path.name for name, (path, _) in written.items()},
         figures_skipped=figures_skipped,
-        markdown=markdown,
-        html=page,
+        markdown=out / "report.md",
+        html=out / "report.html",
         notes=grid.notes,
     )
+
+
+def panels(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by dataset and model ('' when all share one): each gets its own figures."""
+    def combo(run: Run) -> str:
+        return "-".join(str((run.config.get(k) or {}).get("name", "?")) for k in ("dataset", "model"))
+
+    by: dict[str, list[Run]] = {}
+    for run in runs:
+        by.setdefault(combo(run), []).append(run)
+    return by if len(by) > 1 else {"": runs}
+
+
+@contextlib.contextmanager
+def staging(out: Path):
+    """Write the report into a hidden folder next to `out`, then rename each file into `out`.
+
+    A full disk or a read-only folder therefore never leaves a 0-byte or half-written report.md
+    or PNG in place of the previous one (rename is atomic and needs no space); the error is a
+    MachineFailure naming the path and the cause (exit 1).
+    """
+    stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        stage.mkdir(parents=True)
+        yield stage
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(stage.iterdir()):
+            os.replace(path, out / path.name)
+    except OSError as exc:
+        failure = machine_failure(exc)
+        if failure is None:
+            raise
+        target = out if exc.filename is None or str(stage) in str(exc.filename) else exc.filename
+        cause = f"{exc.strerror or exc} (errno {exc.errno})"
+        raise MachineFailure(f"cannot write the report to {target}: {cause}") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def terminal_notes(result: ReportResult) -> list[str]:
+    """One line per skipped folder and per run read with a damaged metrics.csv, for the terminal."""
+    lines = [f"skipped {s.path}: {s.reason}" for s in result.skipped]
+    for path, issues in zip(result.table["path"], result.table["issues"].fillna(""), strict=True):
+        lines += [f"warning: {path}: {issue}" for issue in str(issues).split("; ") if METRICS_FILE in issue]
+    return lines
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -154,10 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ConfigError(f"--figures {unknown[0]!r} is not valid; valid: {', '.join(FIGURES)}")
         result = build_report(args.paths, out, formats=_formats(args.format), figures=only)
-    except ConfigError as exc:
+    except (ConfigError, MachineFailure) as exc:
         print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     statuses = ", ".join(f"{s} {n}" for s, n in result.table["status"].value_counts().items())
+    for line in terminal_notes(result):
+        print(line, file=sys.stderr)
     print(f"Report written to {result.html} and {result.markdown}")
     print(
         f"{len(result.table)} runs read ({statuses}), {len(result.skipped)} skipped; "

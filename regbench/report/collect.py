@@ -18,11 +18,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from regbench.results import unfinished_status
+
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 RUN_MARKERS = frozenset({METRICS_FILE, SUMMARY_FILE})
-RUNNING_MARKER = ".running"
 REQUIRED_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc", "lr", "seconds")
 MAX_REASON_CHARS = 160  # keep reasons to one readable line in the report
 
@@ -42,6 +43,7 @@ class Run:
     summary: dict[str, Any] | None  # None while the run is in progress, or when it was killed
     metrics: pd.DataFrame  # one row per finished epoch, sorted by epoch; may be empty
     issues: list[str] = field(default_factory=list)  # caveats shown next to the run in the report
+    status: str | None = None  # without summary.json: running | killed | failed (from the run's markers)
 
 
 class BadFile(Exception):
@@ -89,13 +91,17 @@ def load_run(folder: Path) -> Run | Skipped:
         metrics, issues = _read_metrics(metrics_path) if metrics_path.exists() else (_empty_metrics(), [])
     except BadFile as exc:
         return Skipped(str(folder), one_line(exc))
+    status = None
     if summary is None:
-        # results.py keeps this marker while the training process lives; it is a hint, not contract.
-        alive = (folder / RUNNING_MARKER).exists()
-        issues.append("in progress" if alive else "no summary.json and no .running marker: the process was killed")
+        # results.py's markers say whether the training process still lives (pid + start time) or
+        # failed without being able to write summary.json; a hint, not the contract.
+        status = unfinished_status(folder)
+        issues.append({"running": "in progress",
+                       "failed": "failed before summary.json could be written (disk full or read-only?)",
+                       "killed": "no summary.json and its process is gone: it was killed"}[status])
         if metrics.empty:
             issues.append("no finished epoch yet")
-    return Run(str(folder), config, summary, metrics, issues)
+    return Run(str(folder), config, summary, metrics, issues, status)
 
 
 def _read_text(path: Path) -> str:
@@ -144,9 +150,15 @@ def _read_metrics(path: Path) -> tuple[pd.DataFrame, list[str]]:
         issues.append(f"{path.name}: dropped an incomplete last line")
         if not lines:
             raise BadFile(f"{path.name}: the header line is incomplete")
-    # pandas pads a short row with NaN silently; a row of the wrong width is corruption.
+    # pandas pads a short row with NaN silently; a row of the wrong width is corruption. A malformed
+    # *last* line (a writer that died, a stray append) costs that line only, with a caveat.
     widths = [(number, len(row)) for number, row in enumerate(csv.reader(lines), start=1) if row]
     bad = [(number, width) for number, width in widths if width != widths[0][1]]
+    if bad and bad[0][0] == len(lines) > 1 and len(bad) == 1:
+        lines.pop()
+        issues.append(f"{path.name}: dropped a malformed last line (line {bad[0][0]}: {bad[0][1]} fields, "
+                      f"the header has {widths[0][1]})")
+        bad = []
     if bad:
         raise BadFile(f"{path.name}: line {bad[0][0]} has {bad[0][1]} fields, the header has {widths[0][1]}")
     try:
@@ -158,6 +170,11 @@ def _read_metrics(path: Path) -> tuple[pd.DataFrame, list[str]]:
         raise BadFile(f"{path.name}: missing column(s) {', '.join(missing)}")
     # nan/inf are legitimate (a diverged run); text in a numeric column is corruption.
     not_numeric = [c for c in REQUIRED_COLUMNS if not pd.api.types.is_numeric_dtype(frame[c])]
+    if not_numeric and len(frame) > 1:  # only the last row holds the text? then it costs that row
+        head = pd.read_csv(io.StringIO("".join(lines[:-1])))
+        if all(pd.api.types.is_numeric_dtype(head[c]) for c in REQUIRED_COLUMNS):
+            frame, not_numeric = head, []
+            issues.append(f"{path.name}: dropped a malformed last line (text in a numeric column)")
     if not_numeric:
         raise BadFile(f"{path.name}: non-numeric values in column {not_numeric[0]}")
     if frame["epoch"].isna().any():

@@ -15,7 +15,7 @@ import pandas as pd
 from regbench.report.collect import Skipped
 from regbench.report.commands import multirun_command, run_commands
 from regbench.report.grid import Grid
-from regbench.report.table import COMPLETED, fmt_value
+from regbench.report.table import COMPLETED, fmt_value, sort_key
 
 PCT = 100.0
 # Fixed settings worth stating next to the varied ones, when they are the same for all runs.
@@ -101,6 +101,12 @@ def pm(groups: pd.DataFrame, metric: str, scale: float, digits: int) -> pd.Serie
     return text.where(std.isna() | mean.isna(), text + std.map(lambda s: f" ± {s:.{digits}f}"))
 
 
+def _time_digits(seconds: pd.Series) -> int:
+    """Decimals that keep two significant digits of a typical run time (0.4 s must not read 0 ± 0)."""
+    typical = seconds.median()
+    return 0 if not np.isfinite(typical) or typical >= 10 else 1 if typical >= 1 else 2
+
+
 def results_frame(grid: Grid) -> pd.DataFrame:
     g = grid.groups
     columns: dict[str, Any] = {grid.names[k]: g[k].map(fmt_value) for k in grid.varied} or {"group": g["label"]}
@@ -114,7 +120,7 @@ def results_frame(grid: Grid) -> pd.DataFrame:
         "gap loss (nats)": pm(g, "final.gap_loss", 1.0, 3),
         "best val acc (%)": pm(g, "best.val_acc", PCT, 1),
         "best epoch": pm(g, "best_epoch", 1.0, 1),
-        "time (s)": pm(g, "seconds", 1.0, 0),
+        "time (s)": pm(g, "seconds", 1.0, _time_digits(g["seconds.mean"])),
     }
     if not g["statuses"].eq(g["n_runs"].map(lambda n: f"{COMPLETED} {n}")).all():
         columns["runs"] = g["statuses"]
@@ -147,7 +153,11 @@ def _describe(grid: Grid, group: Any) -> str:
 
 def grid_section(grid: Grid, skipped: list[Skipped]) -> list[Block]:
     runs = grid.runs
-    varied = [f"`{k}` ∈ {{{', '.join(fmt_value(v) for v in runs[k].drop_duplicates())}}}" for k in grid.varied]
+    def values(key: str) -> str:  # sorted as the groups are: numbers numerically, dropout types baseline first
+        unique = runs[key].drop_duplicates()
+        return ", ".join(fmt_value(v) for v in unique.iloc[sort_key(unique).argsort(kind="stable")])
+
+    varied = [f"`{k}` ∈ {{{values(k)}}}" for k in grid.varied]
     constant = {
         k: runs[k].iloc[0] for k in HEADLINE_KEYS if k in runs and k not in grid.varied and runs[k].nunique() == 1
     }
@@ -201,7 +211,9 @@ def results_section(grid: Grid) -> list[Block]:
 def figures_section(written: dict[str, tuple[Path, str]], skipped: dict[str, str]) -> list[Block]:
     blocks: list[Block] = [Heading("Figures")]
     for name, (path, caption) in written.items():
-        blocks += [Heading(FIGURE_TITLES.get(name, name), 3), Image(path, FIGURE_TITLES.get(name, name), caption)]
+        base, _, panel = name.partition(":")  # "gap:mnist1d-cnn" when the report spans datasets / models
+        title = FIGURE_TITLES.get(base, base) + (f" — {panel}" if panel else "")
+        blocks += [Heading(title, 3), Image(path, title, caption)]
     if skipped:
         blocks += [Heading("Not drawn", 3), Bullets(tuple(f"`{name}`: {reason}" for name, reason in skipped.items()))]
     return blocks

@@ -35,6 +35,7 @@ from regbench.report.style import (
     NotSupported,
     band,
     group_styles,
+    outside_legend,
     save,
     share_limits,
 )
@@ -118,7 +119,7 @@ def gap(grid: Grid) -> Drawn:
         ax.axhline(0.0, **REFERENCE)
         ax.set(xlabel=EPOCH, ylabel=unit, title=f"Generalization {title} (mean ± std over seeds)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.legend(*acc_ax.get_legend_handles_labels(), loc="outside right upper", frameon=False)
+    outside_legend(fig, *acc_ax.get_legend_handles_labels())
     caption = (
         "Generalization gap per epoch for every group: train − validation accuracy (pp, left) and "
         "validation − train loss (nats, right); a smaller gap means less overfitting."
@@ -138,9 +139,12 @@ FIGURES: dict[str, FigureFn] = {
 
 
 def draw_all(
-    grid: Grid, out_dir: Path, formats: Iterable[str], only: Iterable[str] | None = None
+    grid: Grid, out_dir: Path, formats: Iterable[str], only: Iterable[str] | None = None, panel: str = ""
 ) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
-    """Draw each supported figure: ({name: (png path, caption)}, {name: reason it was skipped})."""
+    """Draw each supported figure: ({name: (png path, caption)}, {name: reason it was skipped}).
+
+    panel: the dataset/model the grid holds when a report spans several (figures never overlay
+    them); names become `gap:<panel>` and files `gap-<panel>.png`."""
     wanted = list(FIGURES) if only is None else [name for name in FIGURES if name in set(only)]
     written: dict[str, tuple[Path, str]] = {}
     skipped: dict[str, str] = {}
@@ -148,9 +152,10 @@ def draw_all(
         for name in wanted:
             try:
                 fig, caption = FIGURES[name](grid)
-                written[name] = (save(fig, out_dir, name, formats), caption)
+                key = f"{name}:{panel}" if panel else name
+                written[key] = (save(fig, out_dir, f"{name}-{panel}" if panel else name, formats), caption)
             except NotSupported as exc:
-                skipped[name] = str(exc)
+                skipped[f"{name}:{panel}" if panel else name] = str(exc)
             except Exception as exc:  # noqa: BLE001 - a report with five figures beats no report
-                skipped[name] = f"could not be drawn ({type(exc).__name__}: {exc})"
+                skipped[f"{name}:{panel}" if panel else name] = f"could not be drawn ({type(exc).__name__}: {exc})"
     return written, skipped

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from regbench.regularizers.base import RATE_KEYS as BASE_RATE_KEYS
 from regbench.report.grid import Grid
 from regbench.report.style import (
     ACC,
@@ -26,10 +27,13 @@ from regbench.report.style import (
     Drawn,
     NotSupported,
     group_styles,
+    outside_legend,
 )
-from regbench.report.table import MAIN_RATE, fmt_value, make_label
+from regbench.report.table import fmt_value, make_label
 
-RATE = MAIN_RATE
+# Rate slots (the registry's rate keys), preferred as the x axis in this order.
+RATE_KEYS = tuple(f"dropout.{k}" for k in BASE_RATE_KEYS)
+LOG_SPAN = 100.0  # x values spanning more than this ratio (e.g. weight decay 1e-4..0.1) are drawn evenly spaced
 RATE_SIZE = (9.5, 3.6)
 MARKERS = ("o", "s", "^", "D", "v", "P")
 DODGE = 0.012  # sideways shift between rate-sweep series, as a fraction of the rate range
@@ -55,16 +59,31 @@ def _std(groups: pd.DataFrame, metric: str) -> pd.Series:
 # ---------------------------------------------------------------------------- rate sweep
 
 
+def swept_numeric_key(grid: Grid) -> str | None:
+    """The key a rate sweep puts on its x axis: a varied dropout rate slot (p, p_conv, p_input),
+    else any other varied numeric key (weight decay, L1, block size, lr ...); None if none varies."""
+    numeric = [k for k in _numeric_varied(grid) if k != "seed" and grid.runs[k].dropna().nunique() > 1]
+    return next((k for k in RATE_KEYS if k in numeric), numeric[0] if numeric else None)
+
+
+def _positions(values: list[float]) -> dict[float, float]:
+    """x position of each value: the value itself, or its rank when values span orders of magnitude."""
+    positive = [v for v in values if v > 0]
+    if len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN:
+        return {v: float(i) for i, v in enumerate(values)}
+    return {v: float(v) for v in values}
+
+
 def rate_sweep(grid: Grid) -> Drawn:
-    """Final val accuracy and final accuracy gap vs dropout rate, one line per dropout type
-    (and per value of any other varied key)."""
-    if RATE not in grid.runs:
-        raise NotSupported("the run configs have no dropout.p")
-    if RATE not in grid.varied:
-        only = fmt_value(grid.runs[RATE].dropna().iloc[0]) if grid.runs[RATE].notna().any() else "unset"
-        raise NotSupported(f"dropout.p takes a single value ({only}); a rate sweep needs at least two rates")
+    """Final val accuracy and final accuracy gap vs the swept rate (or other numeric key), one line
+    per dropout type (and per value of any other varied key)."""
+    rate = swept_numeric_key(grid)
+    if rate is None:
+        raise NotSupported("no numeric config value varies across the runs (a rate sweep needs at least two "
+                           "values of dropout.p, dropout.p_conv, dropout.p_input or another numeric key)")
     groups = _with_results(grid)
-    series_keys = [k for k in grid.varied if k != RATE]
+    groups = groups[groups[rate].notna()]
+    series_keys = [k for k in grid.varied if k != rate]
     series = groups.groupby(series_keys, sort=False, dropna=False).ngroup() if series_keys else 0
     groups = groups.assign(series=series)
     heads = groups.drop_duplicates("series").set_index("series")
@@ -73,31 +92,34 @@ def rate_sweep(grid: Grid) -> Drawn:
 
     fig = Figure(figsize=RATE_SIZE, layout="constrained")
     acc_ax, gap_ax = fig.subplots(1, 2, sharex=True)
-    rates = sorted(groups[RATE].dropna().unique())
+    rates = sorted(groups[rate].dropna().unique())
+    where = _positions(rates)
+    span = where[rates[-1]] - where[rates[0]] if len(rates) > 1 else 0.0
     # Nudge series sideways a little so error bars at the same rate do not hide each other.
-    dodge = DODGE * (rates[-1] - rates[0]) if len(rates) > 1 else 0.0
+    dodge = DODGE * span
     for rank, (sid, part) in enumerate(groups.groupby("series", sort=False)):
-        part = part.sort_values(RATE)
-        x = part[RATE] + dodge * (rank - (len(heads) - 1) / 2)
+        part = part.sort_values(rate)
+        x = part[rate].map(where) + dodge * (rank - (len(heads) - 1) / 2)
         head = heads.loc[sid]
         label = make_label(head, names) if names else f"dropout={fmt_value(head['dropout'])}"
         marker = MARKERS[rank % len(MARKERS)]  # shades of one type's colour need a second cue
         line: dict[str, Any] = {"marker": marker, "markersize": MARKER_SIZE, "capsize": CAPSIZE, **styles[sid]}
         acc_ax.errorbar(x, part["final.val_acc.mean"] * PCT, yerr=_std(part, "final.val_acc"), label=label, **line)
         gap_ax.errorbar(x, part["final.gap_acc.mean"] * PCT, yerr=_std(part, "final.gap_acc"), **line)
-    acc_ax.set(ylabel=f"final validation {ACC}", title="Validation accuracy vs dropout rate")
-    gap_ax.set(ylabel=f"final {GAP_ACC}", title="Generalization gap vs dropout rate")
+    what = "dropout rate" if rate in RATE_KEYS else grid.names.get(rate, rate)
+    acc_ax.set(ylabel=f"final validation {ACC}", title=f"Validation accuracy vs {what}")
+    gap_ax.set(ylabel=f"final {GAP_ACC}", title=f"Generalization gap vs {what}")
     gap_ax.axhline(0.0, **REFERENCE)
     for ax in (acc_ax, gap_ax):
-        ax.set_xticks(rates, [fmt_value(r) for r in rates])
-        ax.set_xlabel("dropout rate p (dropout.p)")
-    fig.legend(*acc_ax.get_legend_handles_labels(), loc="outside right upper", frameon=False)
+        ax.set_xticks([where[r] for r in rates], [fmt_value(r) for r in rates])
+        ax.set_xlabel(f"{what} ({rate})" + (", evenly spaced" if where[rates[-1]] != rates[-1] else ""))
+    outside_legend(fig, *acc_ax.get_legend_handles_labels())
     caption = (
-        "Final validation accuracy (%) and final accuracy gap (pp) against the dropout rate; points are means over "
+        f"Final validation accuracy (%) and final accuracy gap (pp) against {rate}; points are means over "
         "seeds, error bars ±1 std."
     )
-    if groups["dropout"].eq("none").any():
-        caption += " dropout=none ignores p, so its line is the no-dropout reference."
+    if rate in RATE_KEYS and groups["dropout"].eq("none").any():
+        caption += f" dropout=none ignores {rate}, so its line is the no-dropout reference."
     return fig, caption
 
 
@@ -176,7 +198,7 @@ def heatmap(grid: Grid) -> Drawn:
     if len(numeric) != 2:
         found = f" ({', '.join(numeric)})" if numeric else ""
         raise NotSupported(f"needs exactly two numeric config values that vary; found {len(numeric)}{found}")
-    x_key = RATE if RATE in numeric else numeric[1]
+    x_key = next((k for k in RATE_KEYS if k in numeric), numeric[1])
     y_key = next(k for k in numeric if k != x_key)
     facet_keys = [k for k in grid.varied if k not in numeric]
     groups = grid.groups

@@ -13,7 +13,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from regbench.report.grid import Grid
-from regbench.report.style import CAPSIZE, MARKER_SIZE, NEUTRAL, PCT, REFERENCE, Drawn, NotSupported, group_styles
+from regbench.report.style import (
+    CAPSIZE,
+    MARKER_SIZE,
+    NEUTRAL,
+    PCT,
+    REFERENCE,
+    Drawn,
+    NotSupported,
+    group_styles,
+    outside_legend,
+)
 
 MAX_GROUPS = 8  # reliability curves beyond this overlap into noise
 KIND_STYLE = {"MC dropout": "-", "deterministic": "--"}
@@ -32,7 +42,7 @@ def _pooled(bins: pd.DataFrame) -> pd.DataFrame:
 
 def _split(grid: Grid) -> str:
     """Report the test split when the runs measured it, else validation."""
-    has_test = [c for c in grid.groups if c.startswith("mc.test.") and c.endswith(".mean")]
+    has_test = [c for c in grid.groups if c.startswith(("mc.test.", "calibration.test.")) and c.endswith(".mean")]
     return "test" if has_test and grid.groups[has_test].notna().any().any() else "val"
 
 
@@ -115,11 +125,18 @@ def calibration(grid: Grid) -> Drawn:
             ax.tick_params(labelleft=False)
     if ece or spread:
         fig.axes[1].invert_yaxis()  # first group on top, as in the tables (shared by both bar panels)
-    fig.legend(handles=group_handles + kind_handles, loc="outside right upper", frameon=False)
+    handles = group_handles + kind_handles
+    outside_legend(fig, handles, [h.get_label() for h in handles])
+    kinds = [k for k in KIND_STYLE if k in pooled.index.unique("kind")]
+    styles_said = " and ".join(f"{k} {'solid' if KIND_STYLE[k] == '-' else 'dashed'}" for k in kinds)
+    bin_splits = sorted(set(grid.calibration.get("split", pd.Series(dtype=str)).dropna())) or ["unrecorded"]
     caption = (
-        f"Reliability diagram (bins pooled over seeds, weighted by count), MC dropout solid and deterministic dashed, "
-        f"with ECE and MC-dropout uncertainty on the {split} split (mean ± std over seeds)."
+        f"Reliability diagram (bins from the {'/'.join(bin_splits)} split, pooled over seeds, weighted by count), "
+        f"{styles_said}, with ECE" + (" and MC-dropout uncertainty" if spread else "")
+        + f" on the {split} split (mean ± std over seeds)."
     )
+    if "MC dropout" not in kinds:
+        caption += " No run made MC-dropout passes (eval.mc_samples=0), so only deterministic curves are drawn."
     if len(shown) < pooled.index.unique("group").size:
         caption += f" Only the first {len(shown)} groups are drawn."
     return fig, caption

@@ -144,7 +144,8 @@ def calibration_table(runs: list[Run], table: pd.DataFrame) -> pd.DataFrame:
                 )
             except (KeyError, ValueError, TypeError):  # ragged or missing bins: leave this run out of the figure
                 continue
-            frames.append(frame.rename_axis("bin").reset_index().assign(run=i, group=table.at[i, "group"], kind=kind))
+            frames.append(frame.rename_axis("bin").reset_index().assign(run=i, group=table.at[i, "group"], kind=kind,
+                                                                         split=bins.get("split")))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

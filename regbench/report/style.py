@@ -115,3 +115,24 @@ def save(fig: Figure, out_dir: Path, name: str, formats: Iterable[str]) -> Path:
     for fmt in dict.fromkeys(["png", *formats]):
         fig.savefig(out_dir / f"{name}.{fmt}", dpi=DPI, metadata=UNDATED.get(fmt))
     return out_dir / f"{name}.png"
+
+
+
+MAX_LEGEND_COLUMNS = 8  # beyond this a legend is unreadable anyway; the tables list every group
+
+
+def outside_legend(fig: Figure, handles, labels) -> None:
+    """A legend right of the axes that never squeezes them: more columns until it fits the figure's
+    height, and the figure widened by the legend's measured width (constrained layout would
+    otherwise shrink the axes to make room, down to nothing with many or long labels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    width, height = fig.get_size_inches()
+    for ncols in range(1, MAX_LEGEND_COLUMNS + 1):
+        legend = fig.legend(handles, labels, loc="outside right upper", ncols=ncols, frameon=False)
+        box = legend.get_window_extent(renderer)
+        if box.height <= 0.95 * height * fig.dpi or ncols == MAX_LEGEND_COLUMNS:
+            break
+        legend.remove()
+    fig.set_size_inches(width + box.width / fig.dpi, height)

@@ -133,7 +133,8 @@ def run_row(run: Run) -> dict[str, Any]:
     final = summary.get("final") if isinstance(summary.get("final"), Mapping) else final_m
     best = summary.get("best") if isinstance(summary.get("best"), Mapping) else best_m
     overrides = summary.get("overrides")
-    status = str(summary.get("status", "unknown")) if run.summary is not None else INCOMPLETE
+    unfinished = INCOMPLETE if run.status in (None, "running") else run.status  # killed | failed
+    status = str(summary.get("status", "unknown")) if run.summary is not None else unfinished
     row: dict[str, Any] = {
         "path": run.path,
         "run_id": summary.get("run_id") or Path(run.path).name,

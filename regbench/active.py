@@ -1,0 +1,229 @@
+"""Which config keys act under which condition, and the refusal of settings that cannot take effect.
+
+`regbench run -m dropout.p=0,0.1,0.3` with the default `dropout=none` would train the same
+baseline three times and look like a sweep. Every key that only acts under some condition is
+declared once in RULES; `ineffective(cfg)` derives the check from it. The conditions are read
+from what the components declare about themselves, not restated here: a dropout type's
+`rates` / `activation_slots` / `keys` (regularizers/base.py), an augmentation op's `PARAMS`
+(data/augment.py), a dataset loader's signature (data/base.py).
+
+A key counts as *set* when its value differs from its default: the value in the chosen group
+file (`conf/dropout/standard.yaml` sets `p: 0.5`) or else the schema default (config.py). A
+default value cannot have been given on purpose, so it is never refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.config import Config, hashable_dict
+from regbench.errors import ConfigError
+
+log = logging.getLogger("regbench")
+
+
+@dataclass(frozen=True)
+class Rule:
+    keys: tuple[str, ...]  # dotted config keys governed by this rule
+    active: Callable[[DictConfig, str], bool]  # (cfg, key) -> does the key act in this config?
+    why: Callable[[DictConfig, str], str]  # (cfg, key) -> "with X; valid: Y" (the end of the one-line error)
+
+
+def _dropout(cfg):
+    from regbench.regularizers import DROPOUTS
+
+    return DROPOUTS.get(cfg.dropout.name)
+
+
+def _types(pred) -> str:
+    from regbench.regularizers import DROPOUTS
+
+    return "|".join(n for n in DROPOUTS.names() if pred(DROPOUTS.get(n)))
+
+
+def _dropout_key_owners(key: str) -> str:
+    return _types(lambda spec: key in spec.keys)
+
+
+def _dataset_params(name: str) -> set[str]:
+    from regbench.data import DATASETS
+
+    return set(inspect.signature(DATASETS.get(name)).parameters)
+
+
+def _loader_keys() -> tuple[str, ...]:
+    """dataset.* keys that only some datasets' loaders read (split_seed is also the split's seed)."""
+    from regbench.data import DATASETS
+
+    keys = set().union(*(_dataset_params(n) for n in DATASETS.names())) - {"split_seed"}
+    return tuple(f"dataset.{k}" for k in sorted(keys))
+
+
+def _augment_keys() -> tuple[str, ...]:
+    from regbench.data.augment import PARAMS
+
+    return tuple(f"augment.{k}" for k in sorted(set().union(*PARAMS.values())))
+
+
+def _augment_owner(key: str) -> str:
+    from regbench.data.augment import PARAMS
+
+    return "|".join(op for op, params in sorted(PARAMS.items()) if key.split(".")[1] in params)
+
+
+def _rules() -> list[Rule]:
+    from regbench.regularizers.base import RATE_KEYS
+
+    leaf = lambda key: key.split(".", 1)[1]  # noqa: E731 - "dropout.p" -> "p"
+    return [
+        Rule((*(f"dropout.{k}" for k in RATE_KEYS), "dropout.placement"),
+             lambda c, k: bool(_dropout(c).rate_keys),
+             lambda c, k: f"with dropout={c.dropout.name}; "
+                          f"choose a type: dropout={_types(lambda s: bool(s.rate_keys))}"),
+        Rule(("dropout.block_size", "dropout.schedule", "dropout.mask"),
+             lambda c, k: leaf(k) in _dropout(c).keys,
+             lambda c, k: f"with dropout={c.dropout.name}; valid: dropout={_dropout_key_owners(leaf(k))}"),
+        Rule(("dropout.p_input", "dropout.placement"),
+             lambda c, k: _dropout(c).activation_slots or not bool(_dropout(c).rate_keys),
+             lambda c, k: f"with dropout={c.dropout.name} (it drops weights, not activations); "
+                          f"valid: dropout={_types(lambda s: s.activation_slots)}"),
+        Rule(("dropout.p_conv",), lambda c, k: c.model.name == "cnn",
+             lambda c, k: f"with model={c.model.name} (no conv stages); "
+                          "valid: model=cnn, or dropout.p for hidden layers"),
+        Rule(("dropout.p",),  # per_layer sets every hidden rate; p still sets the conv rate when p_conv is unset
+             lambda c, k: c.dropout.per_layer is None or (c.model.name == "cnn" and c.dropout.p_conv is None),
+             lambda c, k: "with dropout.per_layer set (it gives every hidden layer its rate); "
+                          "valid: dropout.p or dropout.per_layer, not both"),
+        Rule(("dropout.placement",), lambda c, k: c.model.batchnorm,
+             lambda c, k: "with model.batchnorm=false (nothing to place dropout before); valid: model.batchnorm=true"),
+        Rule(("model.channels", "model.kernel_size"), lambda c, k: c.model.name == "cnn",
+             lambda c, k: f"with model={c.model.name}; valid: model=cnn"),
+        Rule(("optim.momentum", "optim.nesterov", "optim.decoupled"), lambda c, k: c.optim.name == "sgd",
+             lambda c, k: f"with optim={c.optim.name}; valid: optim=sgd"),
+        Rule(("optim.nesterov",), lambda c, k: c.optim.momentum > 0,
+             lambda c, k: "with optim.momentum=0; valid: optim.momentum > 0"),
+        Rule(("optim.step_size", "optim.gamma"), lambda c, k: c.optim.schedule == "step",
+             lambda c, k: f"with optim.schedule={c.optim.schedule}; valid: optim.schedule=step"),
+        Rule(("optim.decay_norm_and_bias",), lambda c, k: c.optim.weight_decay > 0,
+             lambda c, k: "with optim.weight_decay=0; valid: optim.weight_decay > 0"),
+        Rule(_augment_keys(), lambda c, k: any(leaf(k) in _params(op) for op in c.augment.ops),
+             lambda c, k: f"with augment.ops={_fmt(list(c.augment.ops))}; valid: an augmentation that uses it "
+                          f"(augment={_augment_owner(k)}, or add it to augment.ops)"),
+        Rule(_loader_keys(), lambda c, k: leaf(k) in _dataset_params(c.dataset.name),
+             lambda c, k: f"with dataset={c.dataset.name}; valid: a dataset that reads it "
+                          f"(dataset={'|'.join(_datasets_reading(leaf(k)))})"),
+        Rule(("eval.mc_every_epoch",), lambda c, k: c.eval.mc_samples > 0,
+             lambda c, k: "with eval.mc_samples=0 (MC dropout off); valid: eval.mc_samples > 0, e.g. 30"),
+        Rule(("trainer.min_delta",), lambda c, k: c.trainer.patience is not None,
+             lambda c, k: "without early stopping (trainer.patience=null); valid: trainer.patience=N"),
+    ]
+
+
+def _params(op: str) -> tuple[str, ...]:
+    from regbench.data.augment import PARAMS
+
+    return PARAMS.get(op, ())
+
+
+def _datasets_reading(param: str) -> list[str]:
+    from regbench.data import DATASETS
+
+    return [n for n in DATASETS.names() if param in _dataset_params(n)]
+
+
+@functools.cache
+def _group_file(group: str, name: str) -> dict:
+    """The values a shipped group file sets, e.g. ('dropout', 'standard') -> {'name': 'standard', 'p': 0.5}."""
+    path = resources.files("regbench.conf").joinpath(f"{group}/{name}.yaml")
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def default(key: str, cfg: DictConfig | None = None) -> Any:
+    """The default of a dotted key: what the chosen group file sets (the group's `name` names its
+    file: dropout.name=standard -> conf/dropout/standard.yaml), else the schema default."""
+    group, leaf = key.split(".", 1) if "." in key else ("", key)
+    if cfg is not None and group and isinstance(cfg.get(group), DictConfig) and "name" in cfg[group]:
+        chosen = _group_file(group, str(cfg[group].name))
+        if leaf in chosen:
+            return chosen[leaf]
+    node: Any = Config()
+    for part in key.split("."):
+        node = getattr(node, part)
+    return dataclasses.asdict(node) if dataclasses.is_dataclass(node) else node
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    value = OmegaConf.select(cfg, key)
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(map(str, value)) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def ineffective(cfg: DictConfig) -> dict[str, str]:
+    """{key: one-line message} for every key set away from its default that cannot act in `cfg`."""
+    found: dict[str, str] = {}
+    for rule in _rules():
+        for key in rule.keys:
+            value = _value(cfg, key)
+            if key in found or value == default(key, cfg) or rule.active(cfg, key):
+                continue
+            found[key] = f"{key}={_fmt(value)} has no effect {rule.why(cfg, key)}"
+    return found
+
+
+def check_effective(cfg: DictConfig) -> None:
+    """A single run: refuse the first setting that cannot take effect."""
+    problems = ineffective(cfg)
+    if problems:
+        raise ConfigError(next(iter(problems.values())))
+
+
+def check_grid(cfgs: list[DictConfig]) -> None:
+    """A sweep: refuse a key that is set but acts in no cell of the grid (`dropout.p=0,0.3` with
+    dropout=none). A key that acts in some cells and not others (`dropout=none,standard
+    dropout.p=0.3`: the baseline cell ignores p) is an ordinary shared setting and passes."""
+    per_cell = [ineffective(cfg) for cfg in cfgs]
+    for problems in per_cell:
+        for key, message in problems.items():
+            # inactive in every cell where it is set, and no cell where it acts
+            cells = zip(cfgs, per_cell, strict=True)
+            if all(key in other or _value(cfg, key) == default(key, cfg) for cfg, other in cells):
+                raise ConfigError(message + (" (in every cell of the sweep)" if len(cfgs) > 1 else ""))
+    _warn_repeated_cells(cfgs, per_cell)
+
+
+def _warn_repeated_cells(cfgs: list[DictConfig], per_cell: list[dict[str, str]]) -> None:
+    """`dropout=none,standard dropout.p=0.1,0.3` trains the no-dropout baseline twice: say so."""
+    seen: set[str] = set()
+    repeats, keys = 0, set()
+    for cfg, problems in zip(cfgs, per_cell, strict=True):
+        d = hashable_dict(cfg)
+        for key in problems:  # what the cell computes: ineffective keys back at their defaults
+            *parents, leaf = key.split(".")
+            node = d
+            for part in parents:
+                node = node[part]
+            node[leaf] = default(key, cfg)
+        blob = json.dumps(d, sort_keys=True, default=str)
+        repeats += blob in seen
+        keys |= set(problems) if blob in seen else set()
+        seen.add(blob)
+    if repeats:
+        log.warning("warning: %d cell(s) of this sweep train the same configuration as another cell (%s has no "
+                    "effect there); the report shows them as separate groups with equal numbers",
+                    repeats, ", ".join(sorted(keys)))

@@ -1,0 +1,184 @@
+"""Failures of the machine are failures, not tracebacks: a real tiny tmpfs as results_dir (disk
+full), a read-only bind mount, and kill -9 of a real training process. Mounting needs root; where
+it is not permitted these tests skip (CI runs as root, so there they run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAST, without_overridden_fast
+
+from regbench import results
+
+PAGE = 4096  # tmpfs allocates whole pages
+EPOCHS = 40  # metrics.csv rows of ~230 bytes: more than one page
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 300 KiB tmpfs; fill(n) leaves about n pages free."""
+    root = tmp_path / "fs"
+    root.mkdir()
+    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=300k", "tmpfs", str(root)):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+
+    def fill(pages: int) -> Path:
+        filler = tmp_path / "fs" / "filler"
+        free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
+        filler.write_bytes(b"x" * max(0, free - pages * PAGE))
+        return filler
+
+    yield root, fill
+    subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and p.name != "filler"]
+
+
+# Empty by design: the .failed marker, and the index's lock file (filelock keeps it between runs).
+EMPTY_BY_DESIGN = (".failed", ".regbench-index.jsonl.lock")
+
+
+def _no_partial_files(root: Path) -> None:
+    for p in _files(root):
+        assert p.stat().st_size > 0 or p.name in EMPTY_BY_DESIGN, f"0-byte file left: {p}"
+        assert not p.name.endswith(".tmp"), f"temporary file left: {p}"
+
+
+def _one_error_line(err: str, *texts: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regbench: error: "), err
+    for text in texts:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def _index(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / results.INDEX).read_text().splitlines()]
+
+
+def test_disk_full_during_a_run_fails_cleanly_and_the_rerun_says_failed(cli, tiny_fs):
+    root, fill = tiny_fs
+    filler = fill(4)  # room for config.yaml, the marker, the index and a page of metrics.csv
+    code, out, err = cli("run", *FAST, f"trainer.epochs={EPOCHS}", f"results_dir={root}")
+    assert code == 1, err
+    _one_error_line(err, "No space left on device", "metrics.csv")
+    assert "Traceback" not in out + err
+    _no_partial_files(root)
+    [run_dir] = [p for p in root.iterdir() if p.is_dir()]
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,") and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
+    assert _index(root)[-1]["status"] == "failed" or (run_dir / results.FAILED).exists()
+    assert results.unfinished_status(run_dir) == "failed" or json.loads(
+        (run_dir / "summary.json").read_text())["status"] == "failed"
+    assert not (run_dir / results.RUNNING).exists()
+
+    filler.unlink()  # space freed: the rerun trains it again and records the old folder as failed
+    code, out, err = cli("run", *FAST, f"trainer.epochs={EPOCHS}", f"results_dir={root}")
+    assert code == 0, err
+    old = json.loads((run_dir / "summary.json").read_text())
+    assert old["status"] == "failed" and old["superseded_by"]
+
+
+def test_report_on_a_full_disk_leaves_no_empty_files(cli, tiny_fs):
+    root, fill = tiny_fs
+    assert cli("run", *FAST, f"results_dir={root}")[0] == 0
+    fill(1)
+    code, out, err = cli("report", str(root))
+    assert code == 1, err
+    _one_error_line(err, "No space left on device", "report")
+    _no_partial_files(root)
+    assert not (root / "report").exists() or not any((root / "report").iterdir())
+
+
+def test_sweep_on_a_full_disk_stops_with_one_line(cli, tiny_fs):
+    root, fill = tiny_fs
+    fill(4)
+    code, out, err = cli("run", "-m", *FAST, f"trainer.epochs={EPOCHS}", "seed=0,1,2", f"results_dir={root}")
+    assert code == 1, err
+    _one_error_line(err, "No space left on device")
+    assert "Traceback" not in out + err
+    _no_partial_files(root)
+
+
+def test_rerun_of_a_sweep_in_a_read_only_folder(cli, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    root = tmp_path / "runs"
+    args = ("run", "-m", *FAST, "seed=0,1", f"results_dir={root}", "sweep_name=ro")
+    assert cli(*args)[0] == 0
+    sweep = root / "ro"
+    before = {p: p.read_bytes() for p in _files(sweep)}
+    if not (_mount("--bind", str(sweep), str(sweep)) and _mount("-o", "remount,bind,ro", str(sweep))):
+        subprocess.run(["umount", str(sweep)], capture_output=True)
+        pytest.skip("cannot bind-mount read-only here")
+    try:
+        code, out, err = cli(*args)
+        assert code == 1, err
+        _one_error_line(err, "Read-only file system", str(sweep))
+        assert "Traceback" not in out + err
+    finally:
+        subprocess.run(["umount", str(sweep)], capture_output=True)
+    assert {p: p.read_bytes() for p in _files(sweep)} == before  # nothing changed, nothing half-written
+
+
+def test_kill_9_mid_run_is_killed_in_report_and_rerun(cli, tmp_path):
+    root = tmp_path / "runs"
+    exe = Path(sys.executable).with_name("regbench")
+    args = without_overridden_fast(["run", *FAST, "trainer.epochs=100000", f"results_dir={root}"])
+    proc = subprocess.Popen([str(exe), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = lambda: next(root.glob("*/metrics.csv"), None)  # noqa: E731
+        while metrics() is None or len(metrics().read_text().splitlines()) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None, "the run did not start"
+            time.sleep(0.2)
+        [run_dir] = [p for p in root.iterdir() if p.is_dir()]
+        assert results.alive(run_dir)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not results.alive(run_dir) and results.unfinished_status(run_dir) == "killed"
+    code, out, err = cli("report", str(root), "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "killed" in md and "in progress" not in md
+    code, out, err = cli("run", *FAST, f"results_dir={root}")  # another config: the killed one stays killed
+    assert results.previous_runs(str(root), _index(root)[0]["config_hash"])[0][1] == "killed"
+
+
+def test_a_reused_pid_is_not_alive(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    me = results.process_identity()
+    (run_dir / results.RUNNING).write_text(f"{me['host']} {me['pid']} {me['started']}\n")
+    assert results.alive(run_dir)
+    (run_dir / results.RUNNING).write_text(f"{me['host']} {me['pid']} 1{me['started']}\n")  # another start time
+    assert not results.alive(run_dir)
+
+
+def test_rerun_of_a_sweep_on_a_full_disk_keeps_its_multirun_record(cli, tiny_fs):
+    root, fill = tiny_fs
+    args = ("run", "-m", *FAST, "seed=0,1", f"results_dir={root}", "sweep_name=full")
+    assert cli(*args)[0] == 0
+    record = root / "full" / "multirun.yaml"
+    before = record.read_bytes()
+    fill(0)
+    code, out, err = cli(*args)
+    assert code == 1, err
+    _one_error_line(err, "No space left on device")
+    assert record.read_bytes() == before  # not truncated to 0 bytes by Hydra's in-place rewrite
+    _no_partial_files(root)
