@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,12 @@ def cli(tmp_path, monkeypatch, capsys):
 
 
 def run_dirs(root: Path) -> list[Path]:
-    """Every run folder (holding config.yaml) below root."""
-    return sorted(p.parent for p in Path(root).rglob("config.yaml"))
+    """Every run folder (holding config.yaml) below root.
+
+    Safe to call while a sweep runs: os.walk skips a folder that vanishes mid-scan (the writability
+    probe, a report's staging folder), where Path.rglob raises FileNotFoundError.
+    """
+    return sorted(Path(d) for d, _, files in os.walk(root) if "config.yaml" in files)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
