@@ -1,14 +1,28 @@
-"""What the sweeper plugin does around Hydra's grid: validate all cells first, count outcomes after."""
+"""What the plugins do around Hydra's grid: validate all cells first, run each job without
+re-composing or deep-copying its config, count outcomes after."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (
+    JobReturn,
+    JobRuntime,
+    JobStatus,
+    configure_log,
+    env_override,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from regbench.active import check_grid
 from regbench.errors import ConfigError
@@ -21,8 +35,8 @@ log = logging.getLogger("regbench")
 last_counts: Counter = Counter()
 
 
-# Job configs the sweeper composed for its preflight, keyed by the job's overrides: the vectorized
-# launcher takes them from here instead of composing every cell a second time (~0.1-0.3 s each).
+# Job configs the sweeper composed for its preflight (regbench/compose.py), keyed by the job's
+# overrides: the launchers pop them from here instead of composing every cell a second time.
 composed: dict[tuple[str, ...], DictConfig] = {}
 
 
@@ -134,3 +148,99 @@ def remove_if_only_sweep_record(folder) -> None:
     files = [p for p in Path(folder).rglob("*") if p.is_file()]
     if all(p.name == "multirun.yaml" for p in files):
         shutil.rmtree(folder)
+
+
+# ---------------------------------------------------------------------------- running jobs
+
+
+def job_config(launcher, overrides: Sequence[str], job_num: int) -> DictConfig:
+    """A job's config as Hydra's BasicLauncher builds it (id = num = its index in the sweep), taken
+    from the sweeper's composition when there is one (a launcher used without our sweeper composes)."""
+    cfg = composed.pop(tuple(overrides), None)
+    if cfg is None:
+        from regbench.compose import CellComposer
+
+        if getattr(launcher, "composer", None) is None:
+            launcher.composer = CellComposer(launcher.hydra_context.config_loader, launcher.config)
+        cfg = launcher.composer.compose(overrides)
+    with open_dict(cfg):
+        cfg.hydra.job.id = cfg.hydra.job.num = job_num
+    return cfg
+
+
+def launch_in_process(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Hydra's BasicLauncher.launch, with configs from job_config and jobs run by run_cell_job."""
+    setup_globals()
+    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info("Launching %d jobs locally", len(job_overrides))
+    returns = []
+    for n, overrides in enumerate(job_overrides):
+        num = initial_job_idx + n
+        log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+        cfg = job_config(launcher, overrides, num)
+        returns.append(run_cell_job(launcher.hydra_context, launcher.task_function, cfg))
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    return returns
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """The job's config without its hydra node, as Hydra's run_job hands it to the task function.
+
+    run_job deep-copies the whole config, hydra node included, then deletes that node; here the
+    hydra node is set aside for the copy (OmegaConf has no public "copy all but one key" that
+    keeps the root's schema type and flags), so only the task part is copied (~2 of ~7 ms).
+    """
+    content = config.__dict__["_content"]  # the root's child nodes, in order
+    children = dict(content)
+    del content["hydra"]
+    try:
+        return copy.deepcopy(config)
+    finally:
+        content.clear()
+        content.update(children)
+
+
+def run_cell_job(hydra_context, task_function, config: DictConfig) -> JobReturn:
+    """Hydra's `run_job` for a sweep job (a config this process owns), without its deep copies.
+
+    Same steps and results: output dir, HydraConfig, job logging, env_set, callbacks, the
+    JobReturn fields. run_job also copies the whole config and the hydra node once more
+    (~20 ms per job with our schema); a composed cell is used by this job only, so its
+    hydra node is the one HydraConfig copies anyway. A job that changes directory or writes
+    Hydra's .hydra/ files (hydra.job.chdir, hydra.output_subdir) goes through run_job itself.
+    """
+    hc = config.hydra
+    if hc.job.chdir or hc.output_subdir is not None:
+        return run_job(hydra_context=hydra_context, task_function=task_function, config=config,
+                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    callbacks = hydra_context.callbacks
+    previous = HydraConfig.instance().cfg
+    output_dir = os.path.join(str(hc.sweep.dir), str(hc.sweep.subdir))
+    with read_write(hc.runtime), open_dict(hc.runtime):
+        hc.runtime.output_dir = os.path.abspath(output_dir)
+    HydraConfig.instance().set_config(config)
+    try:
+        ret = JobReturn(overrides=OmegaConf.to_container(hc.overrides.task), cfg=task_config(config),
+                        hydra_cfg=HydraConfig.instance().cfg, working_dir=os.getcwd())
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        configure_log(hc.job_logging, hc.verbose)
+        with env_override(OmegaConf.to_container(hc.job.env_set)):
+            callbacks.on_job_start(config=config, task_function=task_function)
+            try:
+                ret.return_value = task_function(ret.cfg)
+                ret.status = JobStatus.COMPLETED
+            except Exception as exc:  # as run_job: the sweeper raises it when it reads return_value
+                ret.return_value = exc
+                ret.status = JobStatus.FAILED
+        ret.task_name = JobRuntime.instance().get("name")
+        for handler in logging._handlerList:  # what run_job's _flush_loggers does (no public API)
+            try:
+                handler().flush()
+            except Exception:  # noqa: BLE001, S110 - a dead handler must not fail the job
+                pass
+        callbacks.on_job_end(config=config, job_return=ret)
+        return ret
+    finally:
+        HydraConfig.instance().cfg = previous

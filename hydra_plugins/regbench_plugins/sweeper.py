@@ -29,15 +29,21 @@ ConfigStore.instance().store(group="hydra/sweeper", name="regbench", node=Regben
 
 class RegbenchSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch) -> None:
-        """Hydra composes every job of a batch before launching it; we also validate each one.
+        """Compose every job of a batch before launching it (as Hydra does), and validate each one.
 
+        Composition goes through regbench/compose.py: Hydra composes once per distinct
+        config-group selection, plain values are applied to a copy (same configs as Hydra's
+        per-cell composition). The launchers take the configs from multirun.composed.
         With max_batch_size unset the whole grid is one batch, so nothing runs until every
         cell has passed `regbench.train.check_config`.
         """
         from regbench import multirun
+        from regbench.compose import CellComposer
 
-        loader = self.hydra_context.config_loader
-        cfgs = [loader.load_sweep_config(self.config, list(job)) for job in batch]
+        composer = CellComposer(self.hydra_context.config_loader, self.config)
+        cfgs = [composer.compose(job) for job in batch]
+        log.debug("composed %d jobs: %d from %d templates, %d by Hydra", len(batch), composer.fast,
+                  composer.templates, composer.slow)
         multirun.preflight(self.config, cfgs)
         multirun.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
@@ -62,7 +68,7 @@ class RegbenchSweeper(BasicSweeper):
             remove_if_only_sweep_record(fresh)
             raise
         finally:
-            composed.clear()  # what the launcher did not take (Hydra's basic launcher composes itself)
+            composed.clear()  # what the launcher did not take (e.g. hydra/launcher=basic composes itself)
             from regbench import console
 
             console.sweep_finished()

@@ -1,0 +1,34 @@
+"""`hydra/launcher=regbench` (the default): Hydra's basic launcher without the per-job composition.
+
+Hydra's BasicLauncher composes every job's config again (the sweeper already did, for its
+preflight) and runs it through run_job, which deep-copies the whole config twice. This one
+takes each job's config from the sweeper (regbench.multirun.composed, built by
+regbench/compose.py) and runs it with regbench.multirun.run_cell_job: the same jobs, configs,
+callbacks and JobReturns, one after another in this process. `hydra/launcher=basic` still
+selects Hydra's own.
+(No `from __future__ import annotations` here: Hydra's plugin scan breaks on it.)
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn
+
+
+@dataclass
+class RegbenchLauncherConf:
+    _target_: str = "hydra_plugins.regbench_plugins.basic_launcher.RegbenchBasicLauncher"
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="regbench", node=RegbenchLauncherConf, provider="regbench")
+
+
+class RegbenchBasicLauncher(BasicLauncher):
+    composer = None  # a CellComposer, made on first use when a job was not composed by our sweeper
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from regbench.multirun import launch_in_process
+
+        return launch_in_process(self, job_overrides, initial_job_idx)
