@@ -98,10 +98,13 @@ def refuse_repeated_keys(args: list[str]) -> None:
         seen[key] = arg
 
 
-# Overrides that say how or where a sweep runs, not what it computes: they do not change its folder,
-# so the same grid resumes in place whichever launcher or reporting option the rerun uses.
-_NOT_IN_SWEEP_NAME = ("hydra.", "hydra/", "report=", "resume=", "logger=", "results_dir=", "trainer.progress=",
-                      "trainer.checkpoint=")
+def _not_in_sweep_name() -> tuple[str, ...]:
+    """Overrides that say how or where a sweep runs, not what it computes (Hydra's own and the
+    schema's NOT_HASHED_KEYS): they do not change its folder, so the same grid resumes in place
+    whichever launcher or reporting option the rerun uses."""
+    from regbench.config import NOT_HASHED_KEYS
+
+    return ("hydra.", "hydra/", *(f"{key}=" for key in sorted(NOT_HASHED_KEYS)))
 
 
 def default_sweep_name(args: list[str]) -> str:
@@ -115,7 +118,8 @@ def default_sweep_name(args: list[str]) -> str:
     """
     from regbench.config import group_names
 
-    overrides = sorted(a for a in args if "=" in a and not a.startswith("-") and not a.startswith(_NOT_IN_SWEEP_NAME))
+    skip = _not_in_sweep_name()
+    overrides = sorted(a for a in args if "=" in a and not a.startswith("-") and not a.startswith(skip))
     flags = [a for a in args if "=" not in a or a.startswith("-")]  # --config-dir DIR ... changes the grid
     pairs = [(a.split("=", 1)[0].lstrip("+~"), a.split("=", 1)[1]) for a in overrides]
     experiments = [value for key, value in pairs if key == "experiment"]

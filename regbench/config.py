@@ -4,10 +4,19 @@ The YAML files in conf/ fill these dataclasses. Because every group is typed, Hy
 rejects an unknown key or a value of the wrong type while composing; `validate`
 then checks ranges, names against the registries and incompatible combinations,
 and raises ConfigError (one line, exit 2) before anything is written.
+
+Each key also has a *role*, declared once here on its field and read by everything that
+treats keys differently (config_hash, the sweep folder name, the report's grouping, the
+stacked engine): `structural` (the default: hashed; cells trained as one stack must agree),
+`per_cell` (hashed; may differ between the cells of one stack: rates, lr, decay, seed, ...)
+or `not_hashed` (says where or how visibly a run is written, not what it computes). Keys
+marked `compared=False` are hashed but do not make two runs different configurations in a
+comparison (the seed: trials; the device, threads, data folder: where a run ran).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -18,12 +27,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.errors import ConfigError
 
+STRUCTURAL = "structural"  # hashed; the cells of one stack must agree (every key not declared otherwise)
+PER_CELL = "per_cell"  # hashed; may differ between the cells of one stack (the engine holds it per cell)
+NOT_HASHED = "not_hashed"  # where or how visibly a run is written: not hashed, not part of a sweep's folder name
+ROLES = (STRUCTURAL, PER_CELL, NOT_HASHED)
+
+
+def _key(default: Any, role: str = STRUCTURAL, compared: bool = True) -> Any:
+    """A schema field with its role (module docstring); compared=False: not a configuration difference."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {ROLES}")
+    return field(default=default, metadata={"role": role, "compared": compared})
+
 
 @dataclass
 class DatasetConfig:
     name: str = "digits"  # registry key: digits, mnist1d, synthetic, mnist, cifar10, ...
-    root: str = "data"  # folder holding torchvision datasets in their usual layout
-    download: bool = False  # let torchvision fetch missing files (needs internet)
+    # hashed: another folder may hold other files; not compared: where the data lives, not which data
+    root: str = _key("data", compared=False)  # folder holding torchvision datasets in their usual layout
+    # hashed only because it always was (unhashing it would change every existing config hash)
+    download: bool = _key(False, compared=False)  # let torchvision fetch missing files (needs internet)
     val_fraction: float = 0.2  # share of the training split held out for validation
     train_size: int | None = None  # subsample the training part to this many (None = all)
     split_seed: int = 0  # fixes the train/val split and subsample, independent of `seed`
@@ -46,10 +69,10 @@ class ModelConfig:
 @dataclass
 class DropoutConfig:
     name: str = "none"  # registry key: none, standard, ... (see `regbench list`)
-    p: float = 0.0  # drop rate in hidden / fully-connected slots
-    p_input: float = 0.0  # drop rate on the input
-    p_conv: float | None = None  # drop rate after conv stages (None = same as p)
-    per_layer: list[float] | None = None  # one rate per hidden slot, overrides p (per-layer rates)
+    p: float = _key(0.0, PER_CELL)  # drop rate in hidden / fully-connected slots
+    p_input: float = _key(0.0, PER_CELL)  # drop rate on the input
+    p_conv: float | None = _key(None, PER_CELL)  # drop rate after conv stages (None = same as p)
+    per_layer: list[float] | None = _key(None, PER_CELL)  # one rate per hidden slot, overrides p (per-layer rates)
     placement: str = "after_activation"  # after_activation | before_norm (dropout before BatchNorm)
     block_size: int = 3  # dropblock: odd side of the dropped square (segment for 1-D)
     schedule: str = "constant"  # dropblock: constant | linear (ramp the rate from 0 over training)
@@ -59,10 +82,10 @@ class DropoutConfig:
 @dataclass
 class OptimConfig:
     name: str = "adam"  # sgd | adam | adamw
-    lr: float = 1e-3  # peak learning rate
-    momentum: float = 0.9  # SGD momentum (ignored by Adam/AdamW)
+    lr: float = _key(1e-3, PER_CELL)  # peak learning rate
+    momentum: float = _key(0.9, PER_CELL)  # SGD momentum (ignored by Adam/AdamW)
     nesterov: bool = False  # SGD Nesterov momentum
-    weight_decay: float = 0.0  # L2 in the gradient for sgd/adam, decoupled for adamw
+    weight_decay: float = _key(0.0, PER_CELL)  # L2 in the gradient for sgd/adam, decoupled for adamw
     decoupled: bool = False  # sgd: decoupled weight decay (SGDW, Loshchilov & Hutter) instead of L2
     decay_norm_and_bias: bool = False  # also decay 1-D params (biases, norm scales)
     schedule: str = "none"  # none | cosine | step
@@ -83,15 +106,15 @@ class AugmentConfig:
     cutout_size: int = 4  # cutout: side of the zeroed square (segment length for 1-D)
     noise_std: float = 0.1  # noise: std of Gaussian noise added to the normalised input
     scale: float = 0.1  # scale (1-D): amplitude factor in [1-s, 1+s]
-    mixup_alpha: float = 0.2  # mixup: Beta(a, a) mixing weight
-    cutmix_alpha: float = 1.0  # cutmix: Beta(a, a) area ratio
+    mixup_alpha: float = _key(0.2, PER_CELL)  # mixup: Beta(a, a) mixing weight
+    cutmix_alpha: float = _key(1.0, PER_CELL)  # cutmix: Beta(a, a) area ratio
 
 
 @dataclass
 class RegConfig:
-    label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
-    l1: float = 0.0  # L1 penalty coefficient on weights (>= 2 dims) added to the loss
-    max_norm: float | None = None  # max-norm constraint c on each unit's incoming weights (None = off)
+    label_smoothing: float = _key(0.0, PER_CELL)  # cross-entropy label smoothing in [0, 1)
+    l1: float = _key(0.0, PER_CELL)  # L1 penalty coefficient on weights (>= 2 dims) added to the loss
+    max_norm: float | None = _key(None, PER_CELL)  # max-norm constraint c on each unit's incoming weights (None = off)
 
 
 @dataclass
@@ -106,18 +129,24 @@ class EvalConfig:
 class TrainerConfig:
     epochs: int = 30  # maximum number of epochs
     batch_size: int = 64  # examples per optimizer step
-    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    # The process-wide execution settings below are structural and hashed: each changes the numbers a
+    # run produces (device: other kernels, bf16 autocast on CUDA; threads: CPU reduction order;
+    # deterministic: other CUDA algorithms; channels_last / compile: other kernels), so a run with
+    # another value is not reused by resume, and one stack shares one setting. Not compared: they say
+    # how a run ran, so a report puts runs that differ only in them into one configuration.
+    device: str = _key("auto", compared=False)  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     amp: bool = True  # bf16 autocast on CUDA (no effect elsewhere)
     patience: int | None = None  # early stopping on val loss after this many bad epochs (None = off)
     min_delta: float = 0.0  # an improvement of val loss smaller than this does not count
     restore_best: bool = True  # evaluate the test set with the best-val-loss weights
     train_eval_size: int = 1000  # fixed training subset measured in eval mode for the gap
-    threads: int | None = None  # CPU threads for torch (None: 1 for small models on CPU, else torch's default)
-    progress: bool = True  # tqdm bar per run (hidden automatically when not on a terminal)
-    checkpoint: bool = False  # save a checkpoint each epoch so an interrupted run continues exactly
-    deterministic: bool = False  # deterministic torch algorithms + cuDNN settings (bit-reproducible on CUDA)
-    channels_last: bool = False  # NHWC memory layout for 2-D CNNs (13% faster per step on the project's CPU)
-    compile: bool = False  # torch.compile the training forward (on the project's 2-core CPU: slower, +19 s)
+    threads: int | None = _key(None, compared=False)  # CPU threads (None: 1 for small models on CPU, else torch's)
+    progress: bool = _key(True, NOT_HASHED)  # tqdm bar per run (hidden automatically when not on a terminal)
+    # not hashed: a checkpointed run computes exactly what an uninterrupted one does (tests/test_resume.py)
+    checkpoint: bool = _key(False, NOT_HASHED)  # save a checkpoint each epoch so an interrupted run continues exactly
+    deterministic: bool = _key(False, compared=False)  # deterministic algorithms, cuDNN flags (reproducible on CUDA)
+    channels_last: bool = _key(False, compared=False)  # NHWC layout for 2-D CNNs (13% faster per step on our CPU)
+    compile: bool = _key(False, compared=False)  # torch.compile the training forward (our 2-core CPU: slower, +19 s)
 
 
 @dataclass
@@ -130,13 +159,14 @@ class Config:
     reg: RegConfig = field(default_factory=RegConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    seed: int = 0  # init, data order, dropout masks; 0 is a valid seed
-    results_dir: str = "runs"  # run folders are created under here
-    sweep_name: str | None = None  # set by `regbench run -m`: runs of one sweep share a folder
-    name: str | None = None  # optional label for the run folder (experiments set it)
-    resume: bool = True  # skip a config that already completed under results_dir (matched by config hash)
-    report: bool = True  # after a multirun, write <sweep folder>/report (tables, figures, report.md/html)
-    logger: str = "csv"  # csv | tensorboard (also mirrors each epoch to <run>/tensorboard/)
+    # per cell; not compared: runs that differ only in the seed are trials of one configuration
+    seed: int = _key(0, PER_CELL, compared=False)  # init, data order, dropout masks; 0 is a valid seed
+    results_dir: str = _key("runs", NOT_HASHED)  # run folders are created under here
+    sweep_name: str | None = _key(None, NOT_HASHED)  # set by `regbench run -m`: runs of one sweep share a folder
+    name: str | None = _key(None, NOT_HASHED)  # optional label for the run folder (experiments set it)
+    resume: bool = _key(True, NOT_HASHED)  # skip a config that already completed under results_dir (by config hash)
+    report: bool = _key(True, NOT_HASHED)  # after a multirun, write <sweep folder>/report (tables, figures, report.md)
+    logger: str = _key("csv", NOT_HASHED)  # csv | tensorboard (also mirrors each epoch to <run>/tensorboard/)
 
 
 def register_configs() -> None:
@@ -147,24 +177,53 @@ def register_configs() -> None:
 
 def group_names() -> list[str]:
     """The config groups (dataset, model, dropout, optim, augment, trainer ...): the schema's sections."""
-    import dataclasses
-
     return [f.name for f in dataclasses.fields(Config)
             if callable(f.default_factory) and dataclasses.is_dataclass(f.default_factory)]
 
 
-def schema_keys(path: str = "") -> list[str]:
-    """The valid keys at a dotted path of the schema ('' = top level, 'model' = ModelConfig)."""
-    import dataclasses
-
+def _schema_node(path: str):
+    """The dataclass at a dotted path of the schema ('' = Config), or None if there is none."""
     node = Config
     for part in filter(None, path.split(".")):
-        types = {f.name: f.default_factory for f in dataclasses.fields(node)}
-        factory = types.get(part)
+        factory = {f.name: f.default_factory for f in dataclasses.fields(node)}.get(part)
         if not (callable(factory) and dataclasses.is_dataclass(factory)):
-            return []
+            return None
         node = factory
-    return [f.name for f in dataclasses.fields(node)]
+    return node
+
+
+def schema_keys(path: str = "") -> list[str]:
+    """The valid keys at a dotted path of the schema ('' = top level, 'model' = ModelConfig)."""
+    node = _schema_node(path)
+    return [f.name for f in dataclasses.fields(node)] if node is not None else []
+
+
+def _leaf_fields(node=Config, prefix: str = ""):
+    """(dotted key, dataclass field) for every value key of the schema, e.g. ('dropout.p', Field)."""
+    for f in dataclasses.fields(node):
+        if callable(f.default_factory) and dataclasses.is_dataclass(f.default_factory):
+            yield from _leaf_fields(f.default_factory, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f
+
+
+def key_roles() -> dict[str, str]:
+    """Every schema key (dotted) -> its role (STRUCTURAL unless its field declares another)."""
+    return {key: f.metadata.get("role", STRUCTURAL) for key, f in _leaf_fields()}
+
+
+def keys_with_role(role: str) -> frozenset[str]:
+    """The dotted schema keys of one role, e.g. keys_with_role(PER_CELL) -> {'seed', 'optim.lr', ...}."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {ROLES}")
+    return frozenset(key for key, r in key_roles().items() if r == role)
+
+
+STRUCTURAL_KEYS = keys_with_role(STRUCTURAL)
+PER_CELL_KEYS = keys_with_role(PER_CELL)  # values the stacked engine may hold per cell
+NOT_HASHED_KEYS = keys_with_role(NOT_HASHED)  # left out of config_hash and of a sweep's folder name
+# Differences in these do not make two runs different configurations (the report's grouping).
+NOT_COMPARED_KEYS = NOT_HASHED_KEYS | {key for key, f in _leaf_fields() if not f.metadata.get("compared", True)}
 
 
 # ---------------------------------------------------------------------------- validation
@@ -285,15 +344,11 @@ def validate(cfg: DictConfig) -> None:
 
 # ---------------------------------------------------------------------------- hashing
 
-# Keys that say where or how visibly a run is written, not what it computes.
-_NOT_HASHED = {"results_dir", "sweep_name", "name", "resume", "report", "logger",
-               "trainer.progress", "trainer.checkpoint"}
-
-
 def hashable_dict(cfg: DictConfig) -> dict:
+    """The resolved config without the hydra node and the NOT_HASHED_KEYS."""
     d = OmegaConf.to_container(cfg, resolve=True)
     d.pop("hydra", None)
-    for key in _NOT_HASHED:
+    for key in NOT_HASHED_KEYS:
         *parents, leaf = key.split(".")
         node = d
         for p in parents:

@@ -15,24 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regbench.config import NOT_COMPARED_KEYS
 from regbench.regularizers.base import RATE_KEYS
 from regbench.report.collect import Run
 
-# Keys that say where, how visibly or on what hardware a run was written, not what it
-# computes; a difference in them does not make two runs different configurations.
-RUN_ONLY_KEYS = frozenset(
-    {
-        "seed",
-        "results_dir",
-        "sweep_name",
-        "name",
-        "trainer.progress",
-        "trainer.device",
-        "trainer.threads",
-        "dataset.root",
-        "dataset.download",
-    }
-)
+# Keys whose differences do not make two runs different configurations (the schema's declaration:
+# the not-hashed keys, the seed, and where a run ran).
+RUN_ONLY_KEYS = NOT_COMPARED_KEYS
 MAIN_RATE = f"dropout.{RATE_KEYS[0]}"  # the config key of a dropout type's main rate (the rate-sweep axis)
 # Varied keys are listed in this order first (labels then read "dataset=…, dropout=…, p=…").
 KEY_PRIORITY = ("dataset.name", "model.name", "dropout.name", MAIN_RATE)

@@ -1,9 +1,10 @@
 """Which sweep cells can train together: buckets of equal structure, differing only in values.
 
 A bucket key is the cell's resolved config minus the keys the stacked model carries per
-cell (CONTINUOUS) and minus the keys that only say where or how visibly results go. Two
-cells with the same key have the same data, shapes, dropout placement, optimizer rule,
-schedule, batch size and epochs, so their steps line up one to one.
+cell (CONTINUOUS: the schema's per-cell keys this loop stacks) and minus the keys that only
+say where or how visibly results go (the schema's not-hashed keys). Two cells with the same
+key have the same data, shapes, dropout placement, optimizer rule, schedule, batch size and
+epochs, so their steps line up one to one.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ import os
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from regbench.config import NOT_HASHED_KEYS, PER_CELL_KEYS
+
+# Per-cell keys (regbench/config.py) this stacked loop still reads from a bucket's first cell: cells
+# must agree on them (label smoothing; mixing runs in the sequential loop).
+NOT_STACKED_YET = frozenset({"reg.label_smoothing", "augment.mixup_alpha", "augment.cutmix_alpha"})
 # Values the stacked model / optimizer hold per cell: (M,) tensors.
-CONTINUOUS = ("seed", "optim.lr", "optim.weight_decay", "optim.momentum", "dropout.p", "dropout.p_input",
-              "dropout.per_layer", "reg.l1", "reg.max_norm")
+CONTINUOUS = tuple(sorted(PER_CELL_KEYS - NOT_STACKED_YET))
+# Fields an MLP with standard / Gaussian dropout never reads.
+UNUSED_BY_MLP = ("model.channels", "model.kernel_size", "dropout.p_conv", "dropout.block_size", "dropout.schedule",
+                 "dropout.mask")
 # Where or how visibly a run is written (each cell keeps its own), or fields the MLP never reads.
-PER_CELL = ("results_dir", "sweep_name", "name", "resume", "report", "trainer.progress", "hydra",
-            "model.channels", "model.kernel_size", "dropout.p_conv", "dropout.block_size", "dropout.schedule",
-            "dropout.mask")
+PER_CELL = (*sorted(NOT_HASHED_KEYS), "hydra", *UNUSED_BY_MLP)
 # Dropout types with a stacked form, and the noise family they share a bucket by (none = standard at p=0).
 STACKABLE_DROPOUT = {"none": "bernoulli", "standard": "bernoulli", "gaussian": "gaussian"}
 DEFAULT_MEMORY_FRACTION = 0.5  # of the free device memory (CPU: MemAvailable) a bucket may plan for
