@@ -48,6 +48,7 @@ class CellComposer:
         self.master = master
         self.parser = OverridesParser.create(config_loader=config_loader)
         self._parsed: dict[str, Override] = {}
+        self._is_group: dict[str, bool] = {}  # key_or_group -> is a config group (a file-system lookup)
         self._templates: dict[tuple[str, ...], bytes] = {}  # selection -> pickled composed template
         # groups may come from hydra.searchpath entries this loader's repository does not hold
         self.enabled = not OmegaConf.select(master, "hydra.searchpath", default=None)
@@ -84,13 +85,14 @@ class CellComposer:
 
     def _split(self, overrides: list[str]) -> tuple[tuple[str, ...], list[Override], list[Override]] | None:
         """(selection, plain value overrides, all parsed), or None if the cell needs Hydra."""
-        repo = self.loader.repository
         parsed = [self._parse(line) for line in overrides]
         selection, plain = [], []
         for o in parsed:
             if o.is_sweep_override():
                 return None
-            group = repo.group_exists(o.key_or_group) and not isinstance(o.value(), dict)
+            if o.key_or_group not in self._is_group:
+                self._is_group[o.key_or_group] = self.loader.repository.group_exists(o.key_or_group)
+            group = self._is_group[o.key_or_group] and not isinstance(o.value(), dict)
             if o.is_hydra_override() or group:
                 selection.append(o.input_line)
             elif o.is_add() or o.is_force_add() or o.is_delete() or o.package is not None \

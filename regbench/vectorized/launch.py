@@ -1,25 +1,25 @@
 """What `hydra/launcher=vectorized` does with a batch of sweep jobs.
 
-1. compose every job's config (as Hydra's BasicLauncher does: job id/num = its index);
+1. take every job's config from the sweeper (multirun.job_config; job id/num = its index);
 2. skip configs that already completed under results_dir (resume, as hydra_app.resume_or_run);
 3. group the rest into buckets (buckets.bucket_key); cells without a stacked form go to the
    ordinary task function one by one, with one log line per group saying why;
 4. split a bucket that would not fit (hydra.launcher.max_cells, memory estimate) and train
    each part with loop.train_bucket;
-5. return one JobReturn per job, in job order, through hydra's run_job so callbacks,
-   HydraConfig and the return value look exactly like a sequential job's.
+5. return one JobReturn per job, in job order, through multirun.run_cell_job (Hydra's run_job
+   without its deep copies) so callbacks, HydraConfig and the return value look exactly like a
+   sequential job's.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import shlex
 from collections import defaultdict
 from pathlib import Path
 
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import DictConfig, open_dict, read_write
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
+from omegaconf import DictConfig
 
 from regbench import multirun, results
 from regbench.config import config_hash, validate
@@ -37,19 +37,13 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Launching %d jobs (vectorized)", len(job_overrides))
-    jobs: list[DictConfig] = []
-    for n, overrides in enumerate(job_overrides):
-        job = multirun.composed.pop(tuple(overrides), None)  # composed by our sweeper's preflight
-        if job is None:
-            job = ctx.config_loader.load_sweep_config(config, list(overrides))
-        with open_dict(job):
-            job.hydra.job.id = job.hydra.job.num = initial_job_idx + n
-        jobs.append(job)
+    # composed by our sweeper's preflight (regbench/compose.py), else composed here the same way
+    jobs = [multirun.job_config(launcher, overrides, initial_job_idx + n) for n, overrides in enumerate(job_overrides)]
 
     values: dict[int, dict] = {}  # job position -> return value of the vectorized / skipped jobs
     sequential: dict[tuple, list[int]] = defaultdict(list)  # (what, why) -> job positions
     buckets: dict[str, list[int]] = defaultdict(list)
-    cfgs = [task_config(job) for job in jobs]  # deep copies are slow (~30 ms each): made once per job
+    cfgs = [multirun.task_config(job) for job in jobs]  # made once per job
     for i, cfg in enumerate(cfgs):
         reason = fallback_reason(cfg)
         if reason:
@@ -65,22 +59,13 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
             log.info("vectorized: %d cell%s of %s run sequentially (%s)", len(idx), "s"[: len(idx) != 1], *key)
             for i in idx:
                 log.info("\t#%d : %s", jobs[i].hydra.job.num, " ".join(filter_overrides(job_overrides[i])))
-                returns[i] = run_job(hydra_context=ctx, task_function=launcher.task_function, config=jobs[i],
-                                     job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+                returns[i] = multirun.run_cell_job(ctx, launcher.task_function, jobs[i])
                 configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         else:
             values.update(_run_bucket(launcher, jobs, cfgs, buckets[key]))
             for i in buckets[key]:
                 returns[i] = _job_return(launcher, jobs[i], values[i])
     return [returns[i] for i in range(len(jobs))]
-
-
-def task_config(job: DictConfig) -> DictConfig:
-    """The config the task function receives: the job's config without the hydra node (as run_job makes it)."""
-    cfg = copy.deepcopy(job)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def _command(job: DictConfig) -> tuple[str, list[str]]:
@@ -178,7 +163,6 @@ def _job_return(launcher, job: DictConfig, value: dict) -> JobReturn:
             print(f"results: {value['run_dir']}" + note)
         return value
 
-    ret = run_job(hydra_context=launcher.hydra_context, task_function=task, config=job,
-                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    ret = multirun.run_cell_job(launcher.hydra_context, task, job)
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     return ret
