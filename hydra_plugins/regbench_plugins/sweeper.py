@@ -40,10 +40,12 @@ class RegbenchSweeper(BasicSweeper):
         from regbench import multirun
         from regbench.compose import CellComposer
 
-        composer = CellComposer(self.hydra_context.config_loader, self.config)
+        if getattr(self, "composer", None) is None:  # one per sweep: templates are reused across batches
+            self.composer = CellComposer(self.hydra_context.config_loader, self.config)
+        composer = self.composer
         cfgs = [composer.compose(job) for job in batch]
-        log.debug("composed %d jobs: %d from %d templates, %d by Hydra", len(batch), composer.fast,
-                  composer.templates, composer.slow)
+        log.debug("composed %d jobs (this sweep so far: %d from %d templates, %d by Hydra)", len(batch),
+                  composer.fast, composer.templates, composer.slow)
         multirun.preflight(self.config, cfgs)
         multirun.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
