@@ -190,7 +190,8 @@ def task_config(config: DictConfig) -> DictConfig:
 
     run_job deep-copies the whole config, hydra node included, then deletes that node; here the
     hydra node is set aside for the copy (OmegaConf has no public "copy all but one key" that
-    keeps the root's schema type and flags), so only the task part is copied (~2 of ~7 ms).
+    keeps the root's schema type and flags), so only the task part is copied (the hydra node is
+    the larger part).
     """
     content = config.__dict__["_content"]  # the root's child nodes, in order
     children = dict(content)
@@ -206,10 +207,12 @@ def run_cell_job(hydra_context, task_function, config: DictConfig) -> JobReturn:
     """Hydra's `run_job` for a sweep job (a config this process owns), without its deep copies.
 
     Same steps and results: output dir, HydraConfig, job logging, env_set, callbacks, the
-    JobReturn fields. run_job also copies the whole config and the hydra node once more
-    (~20 ms per job with our schema); a composed cell is used by this job only, so its
-    hydra node is the one HydraConfig copies anyway. A job that changes directory or writes
-    Hydra's .hydra/ files (hydra.job.chdir, hydra.output_subdir) goes through run_job itself.
+    JobReturn fields. run_job sets HydraConfig twice (each a copy of the hydra node),
+    deep-copies the whole config for the task and HydraConfig's copy again for the JobReturn;
+    here HydraConfig is set once, the task gets a copy of its part only (task_config) and the
+    JobReturn keeps HydraConfig's copy (the job's config belongs to this job alone). A job that
+    changes directory or writes Hydra's .hydra/ files (hydra.job.chdir, hydra.output_subdir)
+    goes through run_job itself.
     """
     hc = config.hydra
     if hc.job.chdir or hc.output_subdir is not None:
