@@ -123,11 +123,23 @@ def default_sweep_name(args: list[str]) -> str:
     flags = [a for a in args if "=" not in a or a.startswith("-")]  # --config-dir DIR ... changes the grid
     pairs = [(a.split("=", 1)[0].lstrip("+~"), a.split("=", 1)[1]) for a in overrides]
     experiments = [value for key, value in pairs if key == "experiment"]
-    groups = [value for key, value in pairs if key in group_names() and "," not in value]
-    swept = ["+".join(key for key, value in pairs if "," in value)]
+    sweeps = [_is_sweep(a) for a in overrides]
+    groups = [value for (key, value), sw in zip(pairs, sweeps, strict=True) if key in group_names() and not sw]
+    swept = ["+".join(key for (key, _), sw in zip(pairs, sweeps, strict=True) if sw)]
     digest = hashlib.sha1("\0".join(flags + overrides).encode()).hexdigest()[:8]
     name = "-".join(filter(None, experiments + groups + swept))[:80].replace("/", "_") or "grid"
     return f"sweep-{name}-{digest}"
+
+
+def _is_sweep(override: str) -> bool:
+    """Does this override sweep (`p=0,0.5`, `range(..)`, `choice(..)`)? Hydra's own parser decides, so a
+    list value (`model.hidden=[100,100]`) is one value; a line it cannot parse is left for Hydra to refuse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(override).is_sweep_override()
+    except Exception:  # noqa: BLE001 - Hydra reports the bad override itself, with its message
+        return "," in override.split("=", 1)[1]
 
 
 def run_command(args: list[str]) -> int:

@@ -128,6 +128,9 @@ def test_folder_names_carry_the_experiment_groups_and_swept_values(cli, tmp_path
     a = default_sweep_name(["dropout=standard", "dropout.p=0,0.5"])
     b = default_sweep_name(["dropout=gaussian", "dropout.p=0,0.5"])
     assert a.startswith("sweep-standard-dropout.p-") and b.startswith("sweep-gaussian-dropout.p-")
+    # a list value is one value, not a swept key; Hydra's sweep syntaxes are swept keys
+    assert default_sweep_name(["model.hidden=[100,100]", "seed=0,1"]).startswith("sweep-seed-")
+    assert default_sweep_name(["seed=range(3)", "dropout=choice(none,standard)"]).startswith("sweep-dropout+seed-")
     code, out, err = cli("run", "-m", *FAST, "model=cnn", "dataset=mnist1d", "dataset.num_samples=200",
                          "dropout=spatial", "dropout.p=0", "dropout.p_conv=0.1,0.3", "optim=adam,sgd")
     assert code == 0, err
