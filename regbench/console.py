@@ -87,6 +87,19 @@ def final_line(summary: dict) -> str:
             f"train {_pct(final, 'train_acc')} val {_pct(final, 'val_acc')} test {_pct(test, 'acc')} gap {gap_text}")
 
 
+def run_done(summary: dict, single: bool) -> None:
+    """The one line per run: what it reached; a single run also names its folder (a sweep's table follows)."""
+    from pathlib import Path
+
+    incomplete = summary["status"] != "completed"
+    said = final_line(summary)
+    say(f"{Path(summary['run_dir']).name}: " + (f"skipped, already {said} (resume=false trains it again)"
+                                                if summary.get("skipped")
+                                                else said + (f" [{summary.get('error')}]" if incomplete else "")))
+    if single:
+        say(f"results: {summary['run_dir']}")
+
+
 def sweep_table(cells: list[tuple[str, dict]]) -> str:
     """A short table of a sweep's cells: (overrides that distinguish it, its summary or failure dict)."""
     width = min(60, max([len(name) for name, _ in cells] + [4]))

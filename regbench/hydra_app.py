@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,12 +14,11 @@ from regbench import console, launchers
 from regbench.active import check_effective
 from regbench.config import register_configs, validate
 from regbench.errors import Abort, ConfigError, RunIncomplete, machine_failure
+from regbench.multirun import PLACEMENT_KEYS, STACK_KEY
 
 register_configs()
 log = logging.getLogger("regbench")
 
-# Overrides that choose where a run is written, not what it computes: left out of the rerun command.
-PLACEMENT_KEYS = ("sweep_name=",)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -29,6 +27,10 @@ def entry(cfg: DictConfig) -> dict:
     # Parallel launchers (joblib, submitit): cap this job's CPU threads and pin its GPU before
     # anything touches CUDA; nothing happens under the basic launcher (regbench/launchers.py).
     launchers.setup_job(cfg, hc)
+    if STACK_KEY in cfg:  # a stack job (hydra.sweeper.cells_per_job > 1)
+        from regbench.engine.jobs import stack_job
+
+        return stack_job(cfg, hc)
     overrides = [o for o in hc.overrides.task if not o.startswith(PLACEMENT_KEYS)]
     command = shlex.join(["regbench", "run", *overrides])
     try:
@@ -48,13 +50,7 @@ def entry(cfg: DictConfig) -> dict:
         log.error("run failed (%s: %s): %s", type(exc).__name__, exc, command)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     incomplete = summary["status"] != "completed"
-    # One line per run: what it reached; a single run also names its folder (a sweep's table follows).
-    label = Path(summary["run_dir"]).name
-    said = console.final_line(summary)
-    console.say(f"{label}: " + (f"skipped, already {said} (resume=false trains it again)" if summary.get("skipped")
-                                else said + (f" [{summary.get('error')}]" if incomplete else "")))
-    if hc.mode != RunMode.MULTIRUN:
-        console.say(f"results: {summary['run_dir']}")
+    console.run_done(summary, single=hc.mode != RunMode.MULTIRUN)
     if incomplete and hc.mode != RunMode.MULTIRUN:
         raise RunIncomplete(summary["status"])
     return summary

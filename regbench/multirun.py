@@ -3,8 +3,10 @@ re-composing or deep-copying its config, count outcomes after."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
+import json
 import logging
 import os
 from collections import Counter
@@ -30,6 +32,11 @@ from regbench.errors import ConfigError
 log = logging.getLogger("regbench")
 
 
+# Overrides that choose where a run is written, not what it computes: left out of the rerun command.
+PLACEMENT_KEYS = ("sweep_name=",)
+# The job override `+stack_cells='...'` that lists a stack job's other cells (regbench/engine/jobs.py).
+STACK_KEY = "stack_cells"
+
 # Outcome counts of the last sweep in this process: the CLI exits 1 unless all completed.
 # (Raising from the sweeper would skip Hydra's on_multirun_end callbacks, i.e. the report.)
 last_counts: Counter = Counter()
@@ -53,18 +60,34 @@ def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
     check_grid(job_cfgs)
 
 
+def encode_cells(cells: list[list[str]]) -> str:
+    """A stack job's other cells (their override lists) as one override value: base64 of JSON,
+    which Hydra's override grammar passes through untouched inside quotes."""
+    return base64.urlsafe_b64encode(json.dumps(cells).encode()).decode()
+
+
+def decode_cells(text: str) -> list[list[str]]:
+    return json.loads(base64.urlsafe_b64decode(text.encode()))
+
+
 def count_statuses(returns, sweep_dir: str) -> Counter:
     """The sweep's closing table (a row per cell) and its one-line count of outcomes."""
     from regbench import console
 
     counts: Counter = Counter()
-    cells = []
-    jobs = [r for batch in returns for r in batch]
-    for r in jobs:
+    cells, names = [], []
+    for r in (r for batch in returns for r in batch):
         value = (r.return_value if r.status.name == "COMPLETED" else None) or {"status": "failed"}
-        counts[value.get("status", "failed")] += 1
-        cells.append(value)
-    rows = list(zip(cell_names([list(r.overrides or []) for r in jobs]), cells, strict=True))
+        overrides = list(r.overrides or [])
+        stacked = [o for o in overrides if o.startswith(f"+{STACK_KEY}=")]
+        own = [o for o in overrides if o not in stacked]
+        job_cells = [own, *(decode_cells(stacked[0].split("=", 1)[1].strip("'")) if stacked else [])]
+        values = value.get("cells") or [value] * len(job_cells)  # a stack job returns one value per cell
+        for cell_overrides, cell in zip(job_cells, values, strict=True):
+            counts[cell.get("status", "failed")] += 1
+            names.append(cell_overrides)
+            cells.append(cell)
+    rows = list(zip(cell_names(names), cells, strict=True))
     print(console.sweep_table(sorted(rows, key=lambda row: _natural(row[0]))))
     parts = ", ".join(f"{counts[s]} {s}" for s in ("completed", "diverged", "interrupted", "failed") if counts[s])
     line = f"sweep finished: {sum(counts.values())} runs: {parts} -> {sweep_dir}"

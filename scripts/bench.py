@@ -1,39 +1,45 @@
-"""regbench speed, as ratios measured in one process (docs/architecture.md, "Performance").
+"""regbench speed as ratios measured in one run of this script (issue #12's targets).
 
-    .venv/bin/python scripts/bench.py [--quick] [--out results/bench] [--threads 1]
+    .venv/bin/python scripts/bench.py [--quick] [--out results/bench]
 
-1. single run: regbench's epoch time vs a plain PyTorch reference of the same model
-   (torch Dataset + DataLoader, per-sample torchvision v2 RandomHorizontalFlip + RandomCrop
-   in __getitem__), MLP and CNN on MNIST-shaped synthetic data with flip+crop augmentation.
-   An epoch is what regbench times: one pass of training plus the evaluation of the train
-   subset and the validation split (the reference does the same evaluation, plainly batched).
-2. sweep: a dropout-rate x seed grid on mnist1d (MLP), whole-sweep wall time through the CLI,
-   hydra/launcher=vectorized vs Hydra's basic launcher (sequential), same epochs.
-3. scaling: vectorised time per cell-epoch for 1, 4, 16, 64, 256 cells (mnist1d's default MLP
-   [256, 256], and a small [32] one whose single run is bound by per-step overhead).
+Every time is the wall time of a whole process (start-up, data, training, evaluation, files),
+run one after another:
+- plain: a PyTorch script this file writes itself (TensorDataset + DataLoader, one model after
+  another, evaluation of the train subset and validation each epoch, no files), same grid;
+- basic: `regbench run -m ...` with Hydra's basic launcher (one cell after another);
+- stacked: `regbench run -m hydra/launcher=vectorized ...` (the cells as stacks);
+- bare: the stacked forward + backward + optimizer step of the same cells for the same steps,
+  in this process (engine.stack.Stacked on one fixed batch: the loop's arithmetic, nothing else),
+  next to the time the stacked sweep spent in its epochs (the runs' `seconds` columns summed).
 
-Writes results/bench/{single_run,sweep,cells}.csv and bench.png (device and torch version
-in each CSV row and in the plot title).
+Grids (mnist1d, batch 100, `epochs` each): an MLP [100, 100] with dropout=standard at 8 rates x
+4 seeds (32 cells), x 4 weight decays (128), x 8 decays (256); a CNN with dropout=spatial at 4
+rates x 4 seeds (16 cells). Writes <out>/bench.csv (one row per measurement, device named).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import io
-import logging
+import os
 import platform
-import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+RATES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7"  # 8 dropout rates
+SEEDS = "0,1,2,3"
+DECAYS = {32: None, 128: "0,1e-4,1e-3,1e-2", 256: "0,1e-5,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2"}
+COMMON = ["dataset=mnist1d", "trainer.batch_size=100", "trainer.progress=false", "trainer.device=cpu",
+          "report=false", "trainer.threads=1"]
+MLP = ["model=mlp", "model.hidden=[100,100]", "dropout=standard", f"dropout.p={RATES}"]
+CNN = ["model=cnn", "dropout=spatial", "dropout.p=0,0.1,0.2,0.3"]
 
 
 def device_name() -> str:
@@ -42,10 +48,88 @@ def device_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def wall(cmd: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd[:6])} ... failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return seconds
+
+
+def regbench_sweep(grid: list[str], epochs: int, launcher: str | None, tmp: Path, name: str) -> float:
+    exe = str(Path(sys.executable).with_name("regbench"))
+    args = [exe, "run", "-m", *COMMON, *grid, f"trainer.epochs={epochs}", f"results_dir={tmp / name}"]
+    return wall(args + ([f"hydra/launcher={launcher}"] if launcher else []), tmp)
+
+
+def epoch_seconds(results_dir: Path) -> float:
+    """Sum of every run's `seconds` column: a stack's cells share each epoch's wall time, so this is
+    the time the sweep spent in its epochs (training steps plus the per-epoch evaluation)."""
+    total = 0.0
+    for path in results_dir.rglob("metrics.csv"):
+        with open(path, newline="") as f:
+            total += sum(float(r["seconds"]) for r in csv.DictReader(f))
+    return total
+
+
+PLAIN = '''
+import sys, time, torch, torch.nn as nn, torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+torch.set_num_threads(1)
+d = torch.load(sys.argv[1])
+epochs, rates, seeds, decays = int(sys.argv[2]), eval(sys.argv[3]), eval(sys.argv[4]), eval(sys.argv[5])
+xtr, ytr, xva, yva = d["x_train"], d["y_train"], d["x_val"], d["y_val"]
+def build(p):
+    return nn.Sequential(nn.Flatten(), nn.Linear(xtr[0].numel(), 100), nn.ReLU(), nn.Dropout(p),
+                         nn.Linear(100, 100), nn.ReLU(), nn.Dropout(p), nn.Linear(100, 10))
+train = DataLoader(TensorDataset(xtr, ytr), batch_size=100, shuffle=True)
+evals = [DataLoader(TensorDataset(xtr[:1000], ytr[:1000]), batch_size=1000),
+         DataLoader(TensorDataset(xva, yva), batch_size=1000)]
+for wd in decays:
+    for p in rates:
+        for s in seeds:
+            torch.manual_seed(s)
+            net = build(p)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=wd)
+            for epoch in range(epochs):
+                net.train()
+                for xb, yb in train:
+                    loss = F.cross_entropy(net(xb), yb)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                net.eval()
+                with torch.no_grad():
+                    for loader in evals:
+                        for xb, yb in loader:
+                            F.cross_entropy(net(xb), yb).item(), (net(xb).argmax(1) == yb).float().mean().item()
+'''
+
+
+def plain(epochs: int, cells: int, tmp: Path) -> float:
+    """The MLP grid as a plain PyTorch script; its data: the same normalised mnist1d splits regbench trains on
+    (saved before the script starts, so the script pays no dataset generation)."""
+    from regbench.data import build_splits
+
+    data_file = tmp / "mnist1d.pt"
+    if not data_file.exists():
+        cfg = compose("dataset=mnist1d")
+        data = build_splits(cfg.dataset, "cpu")
+        torch.save({k: (data.normalize(v) if k.startswith("x") else v) for k, v in
+                    {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val,
+                     "y_val": data.y_val}.items()}, data_file)
+    script = tmp / "plain.py"
+    script.write_text(textwrap.dedent(PLAIN))
+    decays = DECAYS.get(cells) or "0"
+    return wall([sys.executable, str(script), str(data_file), str(epochs), f"[{RATES}]", f"[{SEEDS}]", f"[{decays}]"],
+                tmp)
 
 
 def compose(*overrides: str):
@@ -59,236 +143,86 @@ def compose(*overrides: str):
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-# ---------------------------------------------------------------------------- 1. single run
-
-
-def regbench_epoch(model: str, epochs: int, samples: int, ops: str, tmp: Path) -> float:
-    """Median epoch seconds (after the first) of `regbench run`'s loop."""
-    from regbench.train import run
-
-    cfg = compose("dataset=synthetic", "dataset.shape=[1,28,28]", f"dataset.num_samples={samples}", f"model={model}",
-                  f"augment.ops={ops}", f"trainer.epochs={epochs}", "trainer.progress=false", "trainer.device=cpu",
-                  "report=false", f"results_dir={tmp / 'single'}")
-    summary = run(cfg)
-    with open(Path(summary["run_dir"]) / "metrics.csv") as f:
-        seconds = [float(r["seconds"]) for r in csv.DictReader(f)]
-    return statistics.median(seconds[1:] or seconds)
-
-
-def reference_epoch(model: str, epochs: int, samples: int, augment: bool) -> float:
-    """The same model trained the plain way: Dataset + DataLoader with per-sample torchvision transforms."""
-    from torchvision.transforms import v2
-
+def bare(cells: int, epochs: int) -> float:
+    """Stacked forward + backward + step of `cells` MLP cells for the steps of `epochs` epochs, in process."""
     from regbench.data import build_splits
+    from regbench.engine.setup import steps_per_epoch
+    from regbench.engine.stack import Stacked
     from regbench.models import build_model
 
-    cfg = compose("dataset=synthetic", "dataset.shape=[1,28,28]", f"dataset.num_samples={samples}", f"model={model}")
-    data = build_splits(cfg.dataset, "cpu")  # the same uint8 images and split as regbench's run
-    mean, std = data.mean.flatten().tolist(), data.std.flatten().tolist()
-    to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    train_tf = v2.Compose(([v2.RandomHorizontalFlip(), v2.RandomCrop(28, padding=2)] if augment else []) + to_float)
-    eval_tf = v2.Compose(to_float)
-
-    class Images(torch.utils.data.Dataset):
-        def __init__(self, x, y, transform):
-            self.x, self.y, self.transform = x, y, transform
-
-        def __len__(self):
-            return len(self.y)
-
-        def __getitem__(self, i):
-            return self.transform(self.x[i]), self.y[i]
-
-    n_sub = min(1000, len(data.x_train))
-    loaders = {
-        "train": torch.utils.data.DataLoader(Images(data.x_train, data.y_train, train_tf), batch_size=64, shuffle=True),
-        "sub": torch.utils.data.DataLoader(Images(data.x_train[:n_sub], data.y_train[:n_sub], eval_tf), batch_size=256),
-        "val": torch.utils.data.DataLoader(Images(data.x_val, data.y_val, eval_tf), batch_size=256),
-    }
-    torch.manual_seed(0)
-    net = build_model(cfg, data.input_shape, data.num_classes)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    times = []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        net.train()
-        for xb, yb in loaders["train"]:
-            loss = F.cross_entropy(net(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            for name in ("sub", "val"):
-                for xb, yb in loaders[name]:
-                    F.cross_entropy(net(xb), yb, reduction="sum").item()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:] or times)
-
-
-# ---------------------------------------------------------------------------- 2. sweep
-
-
-def sweep_seconds(rates: list[float], seeds: int, epochs: int, vectorized: bool, tmp: Path) -> float:
-    """Whole-sweep wall time of `regbench run -m` in this process (dataset already cached)."""
-    from regbench.cli import main
-
-    args = ["run", "-m", "dataset=mnist1d", "dropout=standard", f"dropout.p={','.join(map(str, rates))}",
-            f"seed={','.join(map(str, range(seeds)))}", f"trainer.epochs={epochs}", "trainer.progress=false",
-            "trainer.device=cpu", "report=false", f"results_dir={tmp / ('vec' if vectorized else 'seq')}"]
-    if vectorized:
-        args.append("hydra/launcher=vectorized")
+    torch.set_num_threads(1)
+    rates = [float(r) for r in RATES.split(",")]
+    cfgs = [compose(*COMMON[:2], *MLP[:3], "dropout=standard", f"dropout.p={rates[i % len(rates)]}", f"seed={i}")
+            for i in range(cells)]
+    data = build_splits(cfgs[0].dataset, "cpu")
+    steps = steps_per_epoch(len(data.x_train), 100)
+    models = [build_model(c, data.input_shape, data.num_classes) for c in cfgs]
+    stack = Stacked(models, cfgs, steps, torch.device("cpu"))
+    x = data.normalize(data.x_train[:100]).expand(cells, -1, -1, -1).contiguous()  # (M, B, C, L)
+    y = data.y_train[:100].expand(cells, -1)
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        code = main(args)
-    if code != 0:
-        raise RuntimeError(f"sweep failed ({code}): {out.getvalue()[-2000:]}")
+    for _ in range(epochs * steps):
+        losses = stack.losses(stack.forward(x), y)
+        stack.zero_grad()
+        stack.objective(losses).backward()
+        stack.step()
     return time.perf_counter() - t0
 
 
-# ---------------------------------------------------------------------------- 3. scaling
-
-
-def bucket_seconds(cells: int, epochs: int, hidden: str, tmp: Path) -> tuple[float, float]:
-    """Wall time of one vectorised bucket of `cells` mnist1d MLPs (dropout rate x seed), all epochs, and the
-    part of it spent in the epochs (training + evaluation), without per-cell set-up and run-folder writes."""
-    from regbench.vectorized.loop import Cell, train_bucket
-
-    rates = [0.05 * (i % 10) for i in range(cells)]
-    cfgs = [compose("dataset=mnist1d", "dropout=standard", f"dropout.p={p}", f"seed={i}", f"trainer.epochs={epochs}",
-                    f"model.hidden={hidden}", "trainer.progress=false", "trainer.device=cpu",
-                    f"results_dir={tmp / f'cells{cells}'}")
-            for i, p in enumerate(rates)]
-    cells_ = [Cell(cfg=c, command="", overrides=[]) for c in cfgs]
-    t0 = time.perf_counter()
-    train_bucket(cells_)
-    total = time.perf_counter() - t0
-    with open(Path(cells_[0].summary["run_dir"]) / "metrics.csv") as f:  # `seconds`: epoch wall time / cells
-        train_only = sum(float(r["seconds"]) for r in csv.DictReader(f)) * cells
-    return total, train_only
-
-
-# ---------------------------------------------------------------------------- main
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: fewer samples, epochs and cells (< 1 minute)")
-    ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for every measurement (both sides)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: single,sweep,cells")
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 epochs, 32/128 cells only (a smoke run)")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    logging.disable(logging.WARNING)  # run logs would drown the numbers
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    skip = set(filter(None, args.skip.split(",")))
-    q = args.quick
-    env = {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    print(f"device: {env['device']}, torch {env['torch']}", flush=True)
+    epochs = 2 if args.quick else 10
+    cnn_epochs = 1 if args.quick else 5
+    rows: list[dict] = []
 
-    from regbench.data import build_splits
+    def record(what: str, cells: int, ep: int, seconds: float) -> float:
+        rows.append({"what": what, "cells": cells, "epochs": ep, "seconds": round(seconds, 3)})
+        print(f"{what:>22} {cells:>4} cells {ep:>2} epochs: {seconds:7.2f} s", flush=True)
+        return seconds
 
-    tables: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        # 1. single run vs plain PyTorch
-        if "single" not in skip:
-            samples, epochs = (1200, 2) if q else (6000, 4)
-            rows = []
-            for model in ("mlp", "cnn"):
-                ours = regbench_epoch(model, epochs, samples, "[flip,crop]", tmp)
-                ref = reference_epoch(model, epochs, samples, augment=True)
-                rows.append({"model": model, "augment": "flip+crop", "samples": samples, "regbench_s": ours,
-                             "reference_s": ref, "speedup": ref / ours, **env})
-                print(f"single run {model}: regbench {ours:.3f} s/epoch, plain PyTorch {ref:.3f} s/epoch "
-                      f"-> {ref / ours:.2f}x", flush=True)
-            write_csv(out / "single_run.csv", rows)
-            tables["single"] = rows
-        # 2. sweep: vectorised vs sequential
-        if "sweep" not in skip:
-            rates = [0.0, 0.3] if q else [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
-            seeds, epochs = (2, 1) if q else (4, 5)
-            build_splits(compose("dataset=mnist1d").dataset, "cpu")  # generate mnist1d once, outside the timings
-            for vectorized in (True, False):  # warm-up: Hydra's first sweep in a process pays its start-up
-                sweep_seconds([0.0], 1, 1, vectorized, tmp / "warmup")
-            vec = sweep_seconds(rates, seeds, epochs, True, tmp)
-            seq = sweep_seconds(rates, seeds, epochs, False, tmp)
-            cells = len(rates) * seeds
-            rows = [{"cells": cells, "epochs": epochs, "sequential_s": seq, "vectorized_s": vec, "speedup": seq / vec,
-                     **env}]
-            print(f"sweep of {cells} cells x {epochs} epochs (mnist1d MLP): sequential {seq:.1f} s, "
-                  f"vectorized {vec:.1f} s -> {seq / vec:.1f}x", flush=True)
-            write_csv(out / "sweep.csv", rows)
-            tables["sweep"] = rows
-        # 3. time per cell-epoch vs cells
-        if "cells" not in skip:
-            counts = [1, 4, 16] if q else [1, 4, 16, 64, 256]
-            epochs = 1 if q else 2
-            rows = []
-            for hidden in ("[256,256]", "[32]"):  # the dataset's default MLP, and a small one (overhead-bound)
-                series = []
-                for m in counts:
-                    s, train = bucket_seconds(m, epochs, hidden, tmp)
-                    series.append({"hidden": hidden, "cells": m, "epochs": epochs, "seconds": s,
-                                   "per_cell_epoch_s": s / (m * epochs), "epochs_only_s": train,
-                                   "per_cell_epoch_epochs_only_s": train / (m * epochs), **env})
-                    print(f"MLP {hidden}: bucket of {m:>3} cells: {s:.2f} s, {s / (m * epochs) * 1000:.1f} ms "
-                          f"per cell-epoch ({train / (m * epochs) * 1000:.1f} ms in the epochs themselves)", flush=True)
-                for r in series:
-                    r["speedup_vs_1"] = series[0]["per_cell_epoch_s"] / r["per_cell_epoch_s"]
-                rows += series
-            write_csv(out / "cells.csv", rows)
-            tables["cells"] = rows
-    plot(tables, env, out / "bench.png")
-    print(f"wrote {out}", flush=True)
-    return 0
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        t = {}
+        mlp = [*MLP, f"seed={SEEDS}"]
+        t["plain32"] = record("plain mlp", 32, epochs, plain(epochs, 32, tmp))
+        t["basic32"] = record("basic mlp", 32, epochs, regbench_sweep(mlp, epochs, None, tmp, "basic32"))
+        for n in (32, 128) if args.quick else (32, 128, 256):
+            grid = mlp + ([f"optim.weight_decay={DECAYS[n]}"] if DECAYS[n] else [])
+            t[f"stacked{n}"] = record("stacked mlp", n, epochs, regbench_sweep(grid, epochs, "vectorized", tmp,
+                                                                               f"stacked{n}"))
+        t["plain128"] = record("plain mlp", 128, epochs, plain(epochs, 128, tmp))
+        t["bare32"] = record("bare stacked mlp", 32, epochs, bare(32, epochs))
+        t["epochs32"] = record("epochs in stacked mlp", 32, epochs, epoch_seconds(tmp / "stacked32"))
+        cnn = [*CNN, f"seed={SEEDS}"]
+        t["cnn_basic"] = record("basic cnn", 16, cnn_epochs, regbench_sweep(cnn, cnn_epochs, None, tmp, "cb"))
+        t["cnn_stacked"] = record("stacked cnn", 16, cnn_epochs, regbench_sweep(cnn, cnn_epochs, "vectorized", tmp,
+                                                                                "cs"))
 
-
-def plot(tables: dict, env: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    if "single" in tables:
-        rows = tables["single"]
-        x = range(len(rows))
-        axes[0].bar([i - 0.2 for i in x], [r["reference_s"] for r in rows], 0.4, label="plain PyTorch (DataLoader)")
-        axes[0].bar([i + 0.2 for i in x], [r["regbench_s"] for r in rows], 0.4, label="regbench")
-        axes[0].set_xticks(list(x), [f"{r['model']}\n{r['speedup']:.1f}x" for r in rows])
-        axes[0].set_ylabel("seconds per epoch")
-        axes[0].set_title("single run, flip+crop augmentation")
-        axes[0].legend()
-    if "sweep" in tables:
-        r = tables["sweep"][0]
-        axes[1].bar(["sequential", "vectorized"], [r["sequential_s"], r["vectorized_s"]], color=["C0", "C1"])
-        axes[1].set_ylabel("sweep wall time (s)")
-        axes[1].set_title(f"{r['cells']}-cell mnist1d sweep, {r['epochs']} epochs: {r['speedup']:.1f}x")
-    if "cells" in tables:
-        for hidden in dict.fromkeys(r["hidden"] for r in tables["cells"]):
-            rows = [r for r in tables["cells"] if r["hidden"] == hidden]
-            line, = axes[2].loglog([r["cells"] for r in rows], [r["per_cell_epoch_s"] * 1000 for r in rows], "o-",
-                                   label=f"hidden={hidden}: whole bucket")
-            axes[2].loglog([r["cells"] for r in rows], [r["per_cell_epoch_epochs_only_s"] * 1000 for r in rows], "o--",
-                           color=line.get_color(), label=f"hidden={hidden}: epochs only")
-        axes[2].legend(fontsize=7)
-        axes[2].set_xlabel("cells in the bucket")
-        axes[2].set_ylabel("ms per cell-epoch")
-        axes[2].set_title("vectorized scaling (mnist1d MLP)")
-    fig.suptitle(f"regbench bench: {env['device']}, torch {env['torch']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ratios = [
+        ("plain / stacked, 32 mlp cells (target >= 4)", t["plain32"] / t["stacked32"]),
+        ("plain / stacked, 128 mlp cells (target >= 6)", t["plain128"] / t["stacked128"]),
+        ("plain / basic, 32 mlp cells (target >= 1)", t["plain32"] / t["basic32"]),
+        ("basic / stacked, 16 cnn cells (target >= 2)", t["cnn_basic"] / t["cnn_stacked"]),
+        ("epochs in the stacked sweep / bare stacked, 32 cells (target <= 2)", t["epochs32"] / t["bare32"]),
+        ("whole stacked sweep / bare stacked, 32 cells", t["stacked32"] / t["bare32"]),
+    ]
+    if "stacked256" in t:  # same model, 8x the cells: 8x the arithmetic
+        ratios.append(("time(256) / time(32) / 8, mlp (target <= 1.2)", t["stacked256"] / t["stacked32"] / 8))
+    print(f"\n{device_name()}, torch {torch.__version__}")
+    for name, value in ratios:
+        print(f"{name:>68}: {value:5.2f}")
+        rows.append({"what": name, "cells": "", "epochs": "", "seconds": round(value, 3)})
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "bench.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["what", "cells", "epochs", "seconds", "device", "torch"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "device": device_name(), "torch": torch.__version__})
+    print(f"wrote {args.out / 'bench.csv'}")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    sys.exit(main())
+    main()

@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from regbench.vectorized import buckets
 
 from regbench import config
 from regbench.cli import default_sweep_name
 from regbench.config import NOT_COMPARED_KEYS, NOT_HASHED_KEYS, PER_CELL_KEYS, ROLES, config_hash, keys_with_role
 from regbench.report.table import flatten, varied_keys
-from regbench.vectorized import buckets
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 

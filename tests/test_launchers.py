@@ -161,7 +161,10 @@ def sweeps(tmp_path_factory) -> dict[str, Path]:
     out = {}
     threads = torch.get_num_threads()
     for name, extra in [("basic", []), ("joblib", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]),
-                        ("submitit_local", ["hydra/launcher=submitit_local"])]:
+                        ("submitit_local", ["hydra/launcher=submitit_local"]),
+                        # absolute: joblib's worker processes outlive the sweep above, in its folder
+                        ("joblib_stacks", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                           "hydra.sweeper.cells_per_job=2", f"results_dir={root}/joblib_stacks/runs"])]:
         (root / name).mkdir()
         with pytest.MonkeyPatch.context() as mp:
             mp.chdir(root / name)
@@ -229,3 +232,24 @@ def test_same_sweep_same_runs_through_every_launcher(sweeps):
             assert other[h]["config"] == run["config"], name
             assert other[h]["metrics"] == run["metrics"], name  # all but the `seconds` column
         assert _report_rows(sweeps[name]) == _report_rows(sweeps["basic"]), name
+
+
+@pytest.mark.slow
+def test_cells_per_job_hands_each_launcher_job_a_stack(sweeps):
+    runs = _runs(sweeps["joblib_stacks"])
+    basic = _runs(sweeps["basic"])
+    assert runs.keys() == basic.keys()  # the same cells, each in its own run folder
+    for h, run in runs.items():
+        assert run["summary"]["stack_cells"] == 2 and run["summary"]["status"] == "completed"
+        placed = f"results_dir={sweeps['joblib_stacks'].parent}"  # this sweep's absolute results_dir
+        assert run["config"].replace(f"results_dir: {sweeps['joblib_stacks'].parent}", "results_dir: runs") == \
+            basic[h]["config"]
+        assert run["summary"]["command"].replace(" " + placed, "") == basic[h]["summary"]["command"]  # no stack trace
+        for a, b in zip(run["metrics"], basic[h]["metrics"], strict=True):  # no dropout: equal up to rounding
+            assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), abs=1e-5)
+    assert (sweeps["joblib_stacks"] / "report" / "report.md").exists()
+
+
+def test_cells_per_job_below_one_is_refused(cli):
+    code, out, err = cli("run", "-m", "seed=0,1", "hydra.sweeper.cells_per_job=0", "trainer.epochs=1", "report=false")
+    assert code == 2 and "hydra.sweeper.cells_per_job=0" in err and "valid" in err

@@ -129,3 +129,13 @@ def test_resources_no_node_has_are_refused():
     assert missing_resources(SimpleNamespace(num_cpus=4.0, num_gpus=0.0), {"CPU": 2.0}).startswith(
         "hydra.launcher.num_cpus=4 but the Ray cluster has 2 CPUs")
     assert missing_resources(ask, {"CPU": 2.0, "GPU": 8.0}) is None
+
+
+@pytest.mark.slow
+def test_cells_per_job_gives_each_ray_task_a_stack(cli, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", *SWEEP, *RAY, "hydra.sweeper.cells_per_job=2")
+    assert code == 0 and "sweep finished: 4 runs: 4 completed" in out, err
+    runs = _runs(tmp_path / "runs/s")
+    assert len(runs) == 4 and {r["summary"]["stack_cells"] for r in runs.values()} == {2}

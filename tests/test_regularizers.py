@@ -350,10 +350,11 @@ def test_spatial_drops_whole_feature_maps(dims):
 
 def test_spatial_uses_channel_dropout_on_maps_and_standard_dropout_in_the_head():
     net = build_model(cfg_for("spatial", "cnn2d", dict(p=0.5, p_conv=0.1, p_input=0.1)), INPUT_SHAPES["cnn2d"], 10)
-    kinds = [type(m) for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    # torch's classes, subclassed only so a stack of cells can hand them a tensor rate
+    kinds = [type(m).__mro__[1] for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
     assert kinds == [nn.Dropout2d, nn.Dropout2d, nn.Dropout2d, nn.Dropout]  # input, 2 conv stages, 1 hidden
     net = build_model(cfg_for("spatial", "cnn1d", dict(p=0.5, p_conv=0.1)), INPUT_SHAPES["cnn1d"], 10)
-    assert [type(m) for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)] == [
+    assert [type(m).__mro__[1] for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)] == [
         nn.Dropout1d, nn.Dropout1d, nn.Dropout]
 
 

@@ -14,9 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("regbench", "hydra_plugins/regbench_plugins")
-# The vectorized package is being replaced by the stacked training engine; its private uses of
-# train.py go away with it. Nothing else is exempt.
-EXEMPT_PRIVATE = ("regbench.vectorized",)
+EXEMPT_PRIVATE: tuple[str, ...] = ()  # nothing is exempt
 
 
 def modules() -> dict[str, Path]:

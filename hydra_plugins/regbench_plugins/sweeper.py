@@ -4,6 +4,11 @@ Before any job starts, every cell of the grid is composed and validated, so a ba
 anywhere in the grid (`dropout.p=0.5,1.5`) stops the sweep with the one-line error and
 nothing written. After the sweep, one line counts completed / diverged / failed runs; if
 any did not complete the command exits 1 (regbench.multirun.last_counts).
+
+`hydra.sweeper.cells_per_job=K` (K > 1) hands every launcher (joblib, submitit, SLURM, ...)
+stacks instead of cells: the grid's cells are grouped by structure (regbench.engine.plan)
+into jobs of at most K cells, and each job trains its cells as one stack in the one loop
+(regbench/engine/jobs.py); every cell still writes its own run folder.
 """
 
 import logging
@@ -22,6 +27,7 @@ class RegbenchSweeperConf:
     _target_: str = "hydra_plugins.regbench_plugins.sweeper.RegbenchSweeper"
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None = all)
     params: dict[str, str] | None = None  # sweep definition from config (experiments use it)
+    cells_per_job: int = 1  # cells of one structure trained as one stack per launcher job (1: a cell per job)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="regbench", node=RegbenchSweeperConf, provider="regbench")
@@ -55,9 +61,23 @@ class RegbenchSweeper(BasicSweeper):
             console.sweep_started(sum(len(b) for b in self.overrides))
             multirun.announce_swept_keys([list(job) for b in self.overrides for job in b])
 
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
+                 cells_per_job: int = 1):
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.cells_per_job = cells_per_job
+
     def sweep(self, arguments: list[str]) -> Any:
         from regbench import multirun
         from regbench.multirun import composed, count_statuses, remove_if_only_sweep_record
+
+        if self.cells_per_job < 1:
+            from regbench.errors import Abort
+
+            raise Abort(f"hydra.sweeper.cells_per_job={self.cells_per_job} is not valid; valid: an integer >= 1")
+        if self.cells_per_job > 1:
+            from regbench.engine.jobs import StackingLauncher
+
+            self.launcher = StackingLauncher(self.launcher, self.cells_per_job)
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)

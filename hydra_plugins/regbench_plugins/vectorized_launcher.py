@@ -1,12 +1,13 @@
-"""`hydra/launcher=vectorized`: train a sweep's cells that share structure as one stacked model.
+"""`hydra/launcher=vectorized`: train a sweep's cells that share structure as one stack.
 
     regbench run -m dropout=standard dropout.p=0,0.1,0.3,0.5 seed=0,1,2,3 hydra/launcher=vectorized
 
-Cells that differ only in continuous values (dropout rates, lr, weight decay, momentum,
-seed, L1, max-norm) train together; every cell still writes its own run folder exactly as
-a sequential run would. Cells without a stacked form (cnn, other dropout types,
-augmentation, checkpointing) run one by one in the ordinary loop. The work is in
-regbench/vectorized/; this module only registers the plugin.
+Cells that differ only in values (dropout rates, lr, weight decay, momentum, seed, L1,
+max-norm, label smoothing, augmentation settings) train together in the one loop; every
+cell still writes its own run folder exactly as a lone run would. The few settings that
+cannot share a stack (checkpoints, compile, channels_last, eval.mode=train, per-epoch MC)
+train as stacks of one, with one log line saying why. The work is in regbench/engine/;
+this module only registers the plugin.
 (No `from __future__ import annotations` here: Hydra's plugin scan breaks on it.)
 """
 
@@ -23,9 +24,8 @@ from omegaconf import DictConfig
 @dataclass
 class VectorizedLauncherConf:
     _target_: str = "hydra_plugins.regbench_plugins.vectorized_launcher.VectorizedLauncher"
-    max_cells: int = 256  # most cells in one stacked model; larger buckets are split evenly
-    max_memory_gb: float | None = None  # memory a bucket may plan for (None: half of what the device has free)
-    exact_masks: bool = False  # CPU: draw each cell's dropout masks from its own sequential RNG stream (slower)
+    max_cells: int = 256  # most cells in one stack; larger groups are split evenly
+    max_memory_gb: float | None = None  # memory a stack may plan for (None: half of what the device has free)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=VectorizedLauncherConf,
@@ -33,10 +33,9 @@ ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=Vec
 
 
 class VectorizedLauncher(Launcher):
-    def __init__(self, max_cells: int = 256, max_memory_gb: float | None = None, exact_masks: bool = False):
+    def __init__(self, max_cells: int = 256, max_memory_gb: float | None = None):
         self.max_cells = max_cells
         self.max_memory_gb = max_memory_gb
-        self.exact_masks = exact_masks
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -47,6 +46,6 @@ class VectorizedLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from regbench.vectorized.launch import launch
+        from regbench.engine.launch import launch
 
         return launch(self, job_overrides, initial_job_idx)

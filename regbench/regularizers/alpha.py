@@ -14,9 +14,28 @@ training=False and silently does nothing.
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
-from regbench.regularizers.base import ActivationDropoutSpec, register
+from regbench.regularizers.base import ActivationDropoutSpec, keep_mask, register
+
+SELU_SATURATION = 1.7580993408473766  # -SELU(-inf) = lambda * alpha, the value a dropped unit takes (negated)
+
+
+class AlphaDropout(nn.AlphaDropout):
+    """torch's AlphaDropout for a float rate; a 0-d tensor rate (one cell of a stack) takes the same
+    formula written out: a * (x * keep - s * (1 - keep)) + a * s * p, a = ((1-p) (1 + p s^2))^-1/2."""
+
+    stochastic = True
+
+    def forward(self, x: Tensor) -> Tensor:  # any shape
+        p = self.p
+        if not isinstance(p, Tensor):
+            return super().forward(x)
+        if not self.training:
+            return x
+        keep = keep_mask(x, p)
+        a = ((1 - p) * (1 + p * SELU_SATURATION**2)).rsqrt()
+        return a * (x * keep - SELU_SATURATION * (1 - keep)) + a * SELU_SATURATION * p
 
 
 @register
@@ -24,4 +43,4 @@ class Alpha(ActivationDropoutSpec):
     name = "alpha"
     colour = "#ff7f0e"  # in report figures
     activation = "selu"
-    module = nn.AlphaDropout
+    module = AlphaDropout

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from regbench.errors import ConfigError
 from regbench.registry import Registry
@@ -58,10 +59,39 @@ class DropoutSpec:
         """Called once after the model is built (custom initialisation)."""
 
 
+def is_off(p: float | Tensor) -> bool:
+    """A Python-float rate of exactly 0. A tensor rate (one cell of a stack, regbench/engine) is
+    never "off" here: its value differs per cell, so the formula runs (at 0 it is the identity)."""
+    return not isinstance(p, Tensor) and p == 0.0
+
+
+def keep_mask(like: Tensor, p: float | Tensor) -> Tensor:
+    """Bernoulli(1-p) keep mask (1 = keep) shaped and typed like `like`.
+
+    Drawn as rand_like(like) >= p: vmap with randomness="different" can batch that draw, and p may
+    be a 0-d tensor holding one cell's rate (an in-place bernoulli_ on a fresh tensor cannot).
+    """
+    return (torch.rand_like(like) >= p).to(like.dtype)
+
+
+class Dropout(nn.Dropout):
+    """torch's nn.Dropout (its fused kernel for a float rate); a 0-d tensor rate (one cell of a
+    stack) takes the same formula written out: x * Bernoulli(1-p) / (1-p)."""
+
+    stochastic = True
+
+    def forward(self, x: Tensor) -> Tensor:  # any shape
+        if not isinstance(self.p, Tensor):
+            return super().forward(x)
+        return x * keep_mask(x, self.p) / (1 - self.p) if self.training else x
+
+
 class FunctionalDropout(nn.Module):
     """Thin module over a functional core `fn(x, p, training)` (the timm pattern).
 
     Subclasses set `fn`; `stochastic = True` lets MC dropout (regbench/uncertainty.py) find it.
+    `p` is a float; inside a stack of cells (regbench/engine/stack.py) it becomes a 0-d tensor
+    buffer holding each cell's rate, so every `fn` accepts both.
     """
 
     stochastic = True
@@ -76,7 +106,7 @@ class FunctionalDropout(nn.Module):
             raise ValueError(f"dropout rate must be in [0, 1), got {p}")
         self.p = p
 
-    def forward(self, x):
+    def forward(self, x):  # any shape
         return self.fn(x, self.p, self.training)
 
     def extra_repr(self) -> str:
@@ -114,7 +144,7 @@ class ConvDropoutSpec(DropoutSpec):
             return nn.Identity()
         if slot.spatial_dims in (1, 2):  # input and conv slots of a CNN: (N, C, L) or (N, C, H, W)
             return self.conv_module(slot, p, cfg)
-        return nn.Dropout(p)  # (N, D) features: the CNN's fully-connected head
+        return Dropout(p)  # (N, D) features: the CNN's fully-connected head
 
 
 DROPOUTS: Registry[DropoutSpec] = Registry("dropout", loader=discovery.load)

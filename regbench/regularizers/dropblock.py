@@ -30,11 +30,13 @@ maps, so its hidden slots get standard dropout at a constant rate (no schedule).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regbench.regularizers.base import ConvDropoutSpec, Slot, register
+from regbench.regularizers.base import ConvDropoutSpec, Slot, is_off, register
 
 EPS = 1e-6  # guards the rescale when (almost) everything is dropped, as in torchvision
 SCHEDULES = ("constant", "linear")
@@ -50,7 +52,7 @@ def drop_block1d(x: torch.Tensor, p: float, block_size: int, training: bool = Tr
     """DropBlock for (N, C, L) signals: zero segments of length block_size (odd), rescale."""
     if x.ndim != 3:
         raise ValueError(f"drop_block1d expects (N, C, L), got shape {tuple(x.shape)}")
-    if not training or p == 0.0:
+    if not training or is_off(p):
         return x
     n, c, length = x.shape
     b = fit_block_size(block_size, length)
@@ -63,17 +65,38 @@ def drop_block1d(x: torch.Tensor, p: float, block_size: int, training: bool = Tr
     return x * keep * scale.to(x.dtype)
 
 
-def drop_block(x: torch.Tensor, p: float, block_size: int, training: bool = True) -> torch.Tensor:
+def drop_block_tensor(x: torch.Tensor, p: torch.Tensor, block_size: int, eps: float = EPS) -> torch.Tensor:
+    """DropBlock on (N, C, L) or (N, C, H, W) with a 0-d tensor rate (one cell of a stack).
+
+    The same steps as drop_block1d / torchvision's drop_block2d, with the seed draw written as
+    rand_like(...) < gamma so vmap(randomness="different") can batch it over the cells.
+    """
+    spatial = x.shape[2:]
+    b = fit_block_size(block_size, *spatial)
+    valid = math.prod(s - b + 1 for s in spatial)
+    gamma = p * math.prod(spatial) / (b ** len(spatial) * valid)
+    centres = x[(..., *[slice(0, s - b + 1) for s in spatial])]  # (N, C, *valid): where a whole block fits
+    seeds = (torch.rand_like(centres) < gamma).to(x.dtype)
+    seeds = F.pad(seeds, [b // 2] * (2 * len(spatial)))  # (N, C, *spatial)
+    pool = F.max_pool1d if len(spatial) == 1 else F.max_pool2d
+    keep = 1.0 - pool(seeds, kernel_size=b, stride=1, padding=b // 2)  # grow each centre to its block
+    scale = keep.numel() / (eps + keep.sum(dtype=torch.float32))
+    return x * keep * scale.to(x.dtype)
+
+
+def drop_block(x: torch.Tensor, p: float | torch.Tensor, block_size: int, training: bool = True) -> torch.Tensor:
     """DropBlock on (N, C, L) or (N, C, H, W); block size clamped to the map (kept odd)."""
-    if not training or p == 0.0:
+    if not training or is_off(p):
         return x
+    if x.ndim not in (3, 4):
+        raise ValueError(f"drop_block expects (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
+    if isinstance(p, torch.Tensor):
+        return drop_block_tensor(x, p, block_size)
     if x.ndim == 3:
         return drop_block1d(x, p, block_size)
-    if x.ndim == 4:
-        from torchvision.ops import drop_block2d  # imported here: torchvision costs ~1 s at start-up
+    from torchvision.ops import drop_block2d  # imported here: torchvision costs ~1 s at start-up
 
-        return drop_block2d(x, p, fit_block_size(block_size, *x.shape[2:]), eps=EPS, training=True)
-    raise ValueError(f"drop_block expects (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
+    return drop_block2d(x, p, fit_block_size(block_size, *x.shape[2:]), eps=EPS, training=True)
 
 
 class DropBlock(nn.Module):
@@ -89,21 +112,26 @@ class DropBlock(nn.Module):
             raise ValueError(f"block_size must be an odd integer >= 1, got {block_size}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-        self.p = p  # target rate
+        self.p = p  # target rate (a 0-d tensor per cell inside a stack)
         self.block_size = block_size
         self.schedule = schedule
-        self.rate = 0.0 if schedule == "linear" else p  # current rate
+        self.t = 0.0 if schedule == "linear" else 1.0  # the ramp's fraction of p in use now
+
+    @property
+    def rate(self):
+        """The current rate: p * t (a float, or a 0-d tensor inside a stack)."""
+        return self.p * self.t
 
     def set_progress(self, t: float) -> None:
         """t: fraction of training done, in [0, 1]. Linear schedule: rate = p * t."""
         if self.schedule == "linear":
-            self.rate = self.p * min(max(float(t), 0.0), 1.0)
+            self.t = min(max(float(t), 0.0), 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return drop_block(x, self.rate, self.block_size, self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, block_size={self.block_size}, schedule={self.schedule}, rate={self.rate:.4g}"
+        return f"p={float(self.p)}, block_size={self.block_size}, schedule={self.schedule}, rate={float(self.rate):.4g}"
 
 
 @register

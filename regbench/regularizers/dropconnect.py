@@ -31,15 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regbench.regularizers.base import DropoutSpec, register
+from regbench.regularizers.base import DropoutSpec, is_off, keep_mask, register
 
 MASKS = ("batch", "sample")
 _CONV_FN = {1: F.conv1d, 2: F.conv2d}
 
 
-def masked_weight(weight: torch.Tensor, p: float, batch: int | None = None) -> torch.Tensor:
+def masked_weight(weight: torch.Tensor, p: float | torch.Tensor, batch: int | None = None) -> torch.Tensor:
     """weight * Bernoulli(1-p) / (1-p): one mask (batch=None) or one per example -> (batch, *weight.shape)."""
     shape = weight.shape if batch is None else (batch, *weight.shape)
+    if isinstance(p, torch.Tensor):  # one cell's rate inside a stack: a vmap-safe draw shaped like the weight
+        return weight * keep_mask(weight.expand(shape), p) / (1 - p)
     keep = torch.empty(shape, dtype=weight.dtype, device=weight.device).bernoulli_(1.0 - p)
     return weight * keep.div_(1.0 - p)
 
@@ -94,7 +96,7 @@ class DropConnect(nn.Module):
         self.mask = mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
+        if not self.training or is_off(self.p):
             return self.layer(x)
         per_sample = self.mask == "sample"
         if isinstance(self.layer, nn.Linear):

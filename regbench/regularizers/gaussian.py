@@ -13,13 +13,15 @@ import math
 
 import torch
 
-from regbench.regularizers.base import ActivationDropoutSpec, FunctionalDropout, register
+from regbench.regularizers.base import ActivationDropoutSpec, FunctionalDropout, is_off, register
 
 
-def gaussian_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def gaussian_dropout(x: torch.Tensor, p: float | torch.Tensor, training: bool) -> torch.Tensor:
     """x * N(1, p/(1-p)) noise, drawn per element, in training; x otherwise. Any shape."""
-    if not training or p == 0.0:
+    if not training or is_off(p):
         return x
+    if isinstance(p, torch.Tensor):  # one cell's rate inside a stack (0 gives sigma 0: the identity)
+        return x * (torch.randn_like(x) * (p / (1 - p)).sqrt() + 1)
     sigma = math.sqrt(p / (1.0 - p))
     noise = torch.randn_like(x).mul_(sigma).add_(1.0)  # r ~ N(1, sigma^2)
     return x * noise
@@ -29,7 +31,8 @@ class GaussianDropout(FunctionalDropout):
     fn = staticmethod(gaussian_dropout)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, sigma={math.sqrt(self.p / (1.0 - self.p)):.4g}"
+        p = float(self.p)
+        return f"p={p}, sigma={math.sqrt(p / (1.0 - p)):.4g}"
 
 
 @register

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import torch
 
-from regbench.regularizers.base import ActivationDropoutSpec, FunctionalDropout, register
+from regbench.regularizers.base import ActivationDropoutSpec, FunctionalDropout, is_off, keep_mask, register
 
 
-def original_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def original_dropout(x: torch.Tensor, p: float | torch.Tensor, training: bool) -> torch.Tensor:
     """x * Bernoulli(1-p) mask in training (no scaling); x * (1-p) otherwise. Any shape."""
-    if p == 0.0:
+    if is_off(p):
         return x
     if not training:
         return x * (1.0 - p)
+    if isinstance(p, torch.Tensor):  # one cell's rate inside a stack: a vmap-safe draw
+        return x * keep_mask(x, p)
     mask = torch.empty_like(x).bernoulli_(1.0 - p)  # 1 = keep
     return x * mask
 

@@ -15,11 +15,40 @@ so its hidden slots get standard (element-wise) dropout. On a single-channel inp
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
-from regbench.regularizers.base import ConvDropoutSpec, Slot, register
+from regbench.regularizers.base import ConvDropoutSpec, Slot, keep_mask, register
 
-_CHANNEL_DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d}  # spatial_dims -> module (Dropout2d on 3-D input warns)
+
+def channel_dropout(x: Tensor, p: Tensor) -> Tensor:
+    """x: (N, C, *spatial) -> x with whole maps dropped: one keep draw per (example, channel)."""
+    one_per_map = x[(..., *([slice(0, 1)] * (x.ndim - 2)))]  # (N, C, 1[, 1])
+    return x * keep_mask(one_per_map, p) / (1 - p)
+
+
+class Dropout1d(nn.Dropout1d):
+    """torch's Dropout1d for a float rate; a 0-d tensor rate (one cell of a stack) uses channel_dropout."""
+
+    stochastic = True
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, L)
+        if not isinstance(self.p, Tensor):
+            return super().forward(x)
+        return channel_dropout(x, self.p) if self.training else x
+
+
+class Dropout2d(nn.Dropout2d):
+    """torch's Dropout2d for a float rate; a 0-d tensor rate (one cell of a stack) uses channel_dropout."""
+
+    stochastic = True
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W)
+        if not isinstance(self.p, Tensor):
+            return super().forward(x)
+        return channel_dropout(x, self.p) if self.training else x
+
+
+_CHANNEL_DROPOUT = {1: Dropout1d, 2: Dropout2d}  # spatial_dims -> module (Dropout2d on 3-D input warns)
 
 
 @register

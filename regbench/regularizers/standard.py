@@ -5,9 +5,7 @@ from Overfitting", JMLR 2014, in its *inverted* form: units are kept with probab
 1-p and scaled by 1/(1-p) during training, so evaluation is the identity.
 """
 
-from torch import nn
-
-from regbench.regularizers.base import ActivationDropoutSpec, DropoutSpec, register
+from regbench.regularizers.base import ActivationDropoutSpec, Dropout, DropoutSpec, register
 
 
 @register
@@ -22,4 +20,4 @@ class NoDropout(DropoutSpec):
 class StandardDropout(ActivationDropoutSpec):
     name = "standard"
     colour = "#1f77b4"  # in report figures
-    module = nn.Dropout
+    module = Dropout

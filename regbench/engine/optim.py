@@ -11,7 +11,7 @@ by line, with the scalar hyper-parameters replaced by (M, 1, ..., 1) tensors:
 
 Weight decay applies to `decay` params only: the cell's weights with >= 2 dims, unless
 optim.decay_norm_and_bias (regbench.optim.param_groups). lr is base_lr * factor(step), the
-factor of regbench.optim's LambdaLR, the same for every cell of a bucket.
+factor of regbench.optim's LambdaLR, the same for every cell of a stack.
 Buffers start at zero: mom*0 + g == g exactly, so the first step equals torch's clone(g).
 
 On CPU and CUDA the same rules run through torch's fused kernels (torch._fused_adam_,
@@ -133,7 +133,7 @@ class StackedOptimizer:
                                   nesterov=self.nesterov, maximize=False, is_first_step=False)
 
     def select(self, keep: Tensor) -> None:
-        """Keep the cells at positions `keep` (mirrors StackedMLP.select)."""
+        """Keep the cells at positions `keep` (mirrors engine.stack.Stacked.select)."""
         self.base_lr, self.wd, self.momentum = self.base_lr[keep], self.wd[keep], self.momentum[keep]
         self.state = {k: {n: t[keep] for n, t in st.items()} for k, st in self.state.items()}
         self._runs = self._equal_runs()

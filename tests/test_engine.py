@@ -1,5 +1,6 @@
-"""hydra/launcher=vectorized: bucketing, equivalence with sequential runs, the run-folder contract,
-fallback, resume, bucket splitting, per-cell divergence and early stopping."""
+"""The one engine: stacks of cells vs lone runs (exact where no random draw differs), the stacked
+optimizer vs torch.optim, and hydra/launcher=vectorized: grouping, the run-folder contract,
+cells that train alone, resume, stack splitting, per-cell divergence and early stopping."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import torch
 from conftest import FAST, read_metrics, read_summary, run_dirs
 
 from regbench import results
+from regbench.engine.cells import Cell
+from regbench.engine.loop import train
+from regbench.engine.plan import alone_reason, chunk_sizes, stack_key
 from regbench.train import run
-from regbench.vectorized.buckets import bucket_key, chunk_sizes, fallback_reason
-from regbench.vectorized.loop import Cell, train_bucket
 
 NOT_TIMING = [c for c in results.METRIC_COLUMNS if c != "seconds"]
 VEC = "hydra/launcher=vectorized"
@@ -28,11 +30,10 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _pairs(make_cfg, tmp_path, grid, *common, exact_masks=False):
-    """Train `grid` (a list of override lists) vectorized and sequentially -> [(vec summary, seq summary)]."""
-    cells = [Cell(cfg=make_cfg(*common, *g, f"results_dir={tmp_path / 'vec'}"), command="", overrides=[])
-             for g in grid]
-    train_bucket(cells, exact_masks=exact_masks)
+def _pairs(make_cfg, tmp_path, grid, *common):
+    """Train `grid` (a list of override lists) as one stack and one by one -> [(stacked summary, lone summary)]."""
+    cells = [Cell(cfg=make_cfg(*common, *g, f"results_dir={tmp_path / 'vec'}")) for g in grid]
+    train(list(cells))
     seq = [run(make_cfg(*common, *g, f"results_dir={tmp_path / 'seq'}")) for g in grid]
     return [(c.summary, s) for c, s in zip(cells, seq, strict=True)]
 
@@ -49,23 +50,24 @@ def _assert_same_curves(vec: dict, seq: dict, tol: float = 1e-5) -> None:
     assert vec["test"]["loss"] == pytest.approx(seq["test"]["loss"], abs=tol)
 
 
-# ---------------------------------------------------------------------------- bucketing
+# ---------------------------------------------------------------------------- grouping
 
 
-def test_buckets_group_by_structure_not_by_values(make_cfg):
-    key = bucket_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0"))
+def test_stacks_group_by_structure_not_by_values(make_cfg):
+    key = stack_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0"))
     same = ["dropout.p=0.5", "seed=3", "optim.lr=0.1", "optim.weight_decay=0.01", "dropout=none",
-            "reg.l1=1e-4", "reg.max_norm=2", "name=x", "results_dir=elsewhere"]
+            "reg.l1=1e-4", "reg.max_norm=2", "reg.label_smoothing=0.1", "augment=mixup", "augment.mixup_alpha=0.4",
+            "trainer.patience=3", "logger=tensorboard", "name=x", "results_dir=elsewhere"]
     for o in same:
-        assert bucket_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0", o)) == key, o
+        assert stack_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0", o)) == key, o
     for o in ["model.hidden=[64]", "trainer.batch_size=32", "optim=sgd", "dropout=gaussian", "trainer.epochs=3",
-              "model.batchnorm=true", "optim.schedule=cosine", "dataset.train_size=100"]:
-        assert bucket_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0", o)) != key, o
-    assert fallback_reason(make_cfg()) is None
-    assert fallback_reason(make_cfg("model=cnn")) == ("model=cnn", "only mlp stacks")
-    assert fallback_reason(make_cfg("dropout=dropconnect"))[0] == "dropout=dropconnect"
-    assert fallback_reason(make_cfg("augment.ops=[noise]"))[0] == "augment.ops=['noise']"
-    assert fallback_reason(make_cfg("trainer.checkpoint=true"))[0] == "trainer.checkpoint=true"
+              "model.batchnorm=true", "optim.schedule=cosine", "dataset.train_size=100", "model=cnn",
+              "dropout.placement=before_norm"]:
+        assert stack_key(make_cfg("dropout=standard", "dropout.p=0.1", "seed=0", o)) != key, o
+    assert alone_reason(make_cfg()) is None
+    assert alone_reason(make_cfg("model=cnn", "dropout=dropblock", "augment=flip_crop")) is None
+    assert alone_reason(make_cfg("trainer.checkpoint=true"))[0] == "trainer.checkpoint=true"
+    assert alone_reason(make_cfg("eval.mode=train"))[0] == "eval.mode=train"
 
 
 def test_chunk_sizes_split_evenly():
@@ -91,12 +93,23 @@ def test_without_dropout_cells_match_sequential_runs_exactly(make_cfg, tmp_path,
         _assert_same_curves(vec, seq)
 
 
-@pytest.mark.parametrize("dropout", [["dropout=standard"], ["dropout=gaussian", "optim=sgd", "model.batchnorm=true"]])
-def test_exact_masks_reproduce_sequential_dropout_runs(make_cfg, tmp_path, dropout):
-    grid = [["dropout.p=0.3", "dropout.p_input=0.1", "seed=0"], ["dropout.p=0.5", "seed=1"], ["dropout.p=0", "seed=2"]]
-    for vec, seq in _pairs(make_cfg, tmp_path, grid, *FAST, *dropout, exact_masks=True):
-        _assert_same_curves(vec, seq)
-        assert vec["vectorized"]["dropout_masks"] == "per_cell"
+CNN = ["model=cnn", "model.channels=[4]"]
+DROPOUT_TYPES = [["dropout=standard"], ["dropout=gaussian", "optim=sgd", "model.batchnorm=true"],
+                 ["dropout=alpha"], ["dropout=original"], [*CNN, "dropout=spatial"],
+                 [*CNN, "dropout=dropblock", "dropout.schedule=linear"], [*CNN, "dropout=dropconnect"]]
+
+
+@pytest.mark.parametrize("dropout", DROPOUT_TYPES, ids=[next(o for o in d if o.startswith("dropout="))
+                                                        for d in DROPOUT_TYPES])
+def test_rate_zero_inside_a_dropout_stack_is_the_lone_baseline_exactly(make_cfg, tmp_path, dropout):
+    # Its slots are nn.Identity alone and a dropout module at tensor rate 0 in the stack: the same numbers.
+    off = ["dropout.p=0", "dropout.p_input=0"] + (["dropout.p_conv=0"] if "model=cnn" in dropout else [])
+    grid = [[*off, "seed=2"], ["dropout.p=0.3", "dropout.p_input=0.1", "seed=0"], ["dropout.p=0.5", "seed=1"]]
+    pairs = _pairs(make_cfg, tmp_path, grid, *FAST, "dataset.train_size=200", *dropout)
+    _assert_same_curves(*pairs[0])
+    # DropConnect wraps only layers with a rate > 0 (other parameter names): its rate-0 cell is a stack of its own
+    assert pairs[1][0]["stack_cells"] == (2 if "dropout=dropconnect" in dropout else 3)
+    assert "stack_cells" not in pairs[1][1]
 
 
 def test_per_cell_early_stopping_matches_sequential(make_cfg, tmp_path):
@@ -110,7 +123,7 @@ def test_per_cell_early_stopping_matches_sequential(make_cfg, tmp_path):
 
 
 def test_dropout_cells_match_sequential_runs_in_distribution(make_cfg, tmp_path):
-    # Masks come from the bucket's stream, not each run's: compare seed means, not curves.
+    # Masks come from the stack's stream, not each run's: compare seed means, not curves.
     seeds = range(6)
     grid = [["dropout.p=0.5", f"seed={s}"] for s in seeds]
     pairs = _pairs(make_cfg, tmp_path, grid, "trainer.epochs=3", "trainer.progress=false", "model.hidden=[64]",
@@ -125,8 +138,8 @@ def test_dropout_cells_match_sequential_runs_in_distribution(make_cfg, tmp_path)
 def test_stacked_optimizer_matches_torch_optim_fused_and_by_formula(name):
     from omegaconf import OmegaConf
 
+    from regbench.engine.optim import StackedOptimizer
     from regbench.optim import build_optimizer
-    from regbench.vectorized.optim import StackedOptimizer
 
     hp = [(0.1, 0.01, 0.9), (0.05, 0.0, 0.5), (0.1, 0.01, 0.9)]  # (lr, wd, momentum) per cell
     cfgs = [OmegaConf.create({"name": name.rstrip("w") if name == "sgdw" else name, "lr": lr, "weight_decay": wd,
@@ -181,8 +194,8 @@ def test_run_folders_are_what_sequential_runs_write(cli, tmp_path):
         assert sorted(p.name for p in v.iterdir()) == sorted(p.name for p in s.iterdir())
         assert (v / "metrics.csv").read_text().splitlines()[0] == (s / "metrics.csv").read_text().splitlines()[0]
         sv, ss = read_summary(v), read_summary(s)
-        assert set(sv) - set(ss) == {"vectorized"} and set(ss) <= set(sv)
-        assert sv["vectorized"]["bucket_cells"] == 4
+        assert set(sv) - set(ss) == {"stack_cells"} and set(ss) <= set(sv)
+        assert sv["stack_cells"] == 4
         for k in ("status", "config_hash", "seed", "parameters", "data", "epochs_completed", "versions"):
             assert sv[k] == ss[k], k
         assert sv["command"].replace("results_dir=vec", "results_dir=seq") == ss["command"]
@@ -190,13 +203,21 @@ def test_run_folders_are_what_sequential_runs_write(cli, tmp_path):
     assert not list(tmp_path.rglob(".running"))
 
 
-def test_unsupported_cells_run_sequentially_with_one_reason_line(cli, tmp_path):
-    code, out, err = _sweep(cli, "runs", "model=mlp,cnn", "seed=0,1", VEC)
+def test_cells_that_cannot_share_a_stack_train_alone_with_one_reason_line(cli, tmp_path):
+    code, out, err = _sweep(cli, "runs", "eval.mode=eval,train", "seed=0,1", VEC)
     assert code == 0 and "4 runs: 4 completed" in out
-    assert (out + err).count("run sequentially") == 1
-    assert "vectorized: 2 cells of model=cnn run sequentially (only mlp stacks)" in out + err
-    cells = {read_summary(d)["config_hash"]: read_summary(d) for d in run_dirs(tmp_path / "runs")}
-    assert sorted("vectorized" in s for s in cells.values()) == [False, False, True, True]
+    assert (out + err).count("train alone") == 1
+    assert ("vectorized: 2 cells of eval.mode=train train alone (train-mode evaluation restores each model's "
+            "buffers and RNG)") in out + err
+    cells = [read_summary(d) for d in run_dirs(tmp_path / "runs")]
+    assert sorted("stack_cells" in s for s in cells) == [False, False, True, True]
+
+
+def test_cnn_augmentation_and_mixing_cells_share_a_stack(cli, tmp_path):
+    code, out, err = _sweep(cli, "runs", "model=cnn", "model.channels=[4]", "dropout=dropblock", "augment=mixup",
+                            "augment.mixup_alpha=0,0.4", "dropout.p=0,0.3", VEC)
+    assert code == 0 and "4 runs: 4 completed" in out and "train alone" not in out + err
+    assert {read_summary(d)["stack_cells"] for d in run_dirs(tmp_path / "runs")} == {4}
 
 
 def test_rerun_skips_completed_cells(cli, tmp_path):
@@ -208,17 +229,17 @@ def test_rerun_skips_completed_cells(cli, tmp_path):
     assert len(after) == 3 and set(first) < set(after)
 
 
-def test_max_cells_splits_a_bucket(cli, tmp_path):
+def test_max_cells_splits_a_stack(cli, tmp_path):
     code, out, err = _sweep(cli, "runs", "seed=0,1,2,3,4", VEC, "hydra.launcher.max_cells=2")
     assert code == 0 and "5 runs: 5 completed" in out
-    assert "split into buckets of [2, 2, 1]" in out + err
-    sizes = sorted(read_summary(d)["vectorized"]["bucket_cells"] for d in run_dirs(tmp_path / "runs"))
+    assert "split into stacks of [2, 2, 1]" in out + err
+    sizes = sorted(read_summary(d).get("stack_cells", 1) for d in run_dirs(tmp_path / "runs"))
     assert sizes == [1, 2, 2, 2, 2]
 
 
-def test_memory_estimate_splits_a_bucket(cli, tmp_path):
+def test_memory_estimate_splits_a_stack(cli, tmp_path):
     code, out, err = _sweep(cli, "runs", "seed=0,1", VEC, "hydra.launcher.max_memory_gb=0.0000001")
-    assert code == 0 and "split into buckets of [1, 1]" in out + err
+    assert code == 0 and "split into stacks of [1, 1]" in out + err
 
 
 def test_a_diverging_cell_is_marked_and_the_others_complete(cli, tmp_path):
@@ -234,7 +255,7 @@ def test_a_diverging_cell_is_marked_and_the_others_complete(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_mid_bucket_leaves_whole_rows_and_interrupted_cells(tmp_path):
+def test_sigterm_mid_stack_leaves_whole_rows_and_interrupted_cells(tmp_path):
     import signal
     import subprocess
     import sys
@@ -257,3 +278,16 @@ def test_sigterm_mid_bucket_leaves_whole_rows_and_interrupted_cells(tmp_path):
         assert s["status"] == "interrupted" and s["epochs_completed"] == len(rows) >= 3
         assert all(len(r) == len(results.METRIC_COLUMNS) and None not in r.values() for r in rows)
         assert not (run_dir / ".running").exists()
+
+
+def test_out_of_memory_names_max_cells_and_leaves_no_running_cell(cli, tmp_path, monkeypatch):
+    from regbench.engine.stack import Stacked
+
+    def oom(self, xb):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(Stacked, "forward", oom)
+    code, out, err = _sweep(cli, "runs", "seed=0,1", VEC)
+    assert code == 2 and "hydra.launcher.max_cells" in err and len(err.strip().splitlines()) == 1
+    assert {read_summary(d)["status"] for d in run_dirs(tmp_path / "runs")} == {"failed"}
+    assert not list(tmp_path.rglob(".running"))

@@ -1,0 +1,222 @@
+"""One cell of a stack: its run folder, rows, divergence, early stopping, best weights, the end.
+
+This is the per-run bookkeeping, written once: a lone run is a stack of one cell and goes
+through exactly these methods. The loop (engine/loop.py) hands each cell its numbers once
+per epoch; everything a cell writes is its own (folder, metrics.csv, loggers, summary.json).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from regbench import checkpoint, results, uncertainty
+from regbench.config import config_hash, hashable_dict
+from regbench.evaluate import loss_and_correct
+from regbench.loggers import flat_hparams, make_logger
+
+log = logging.getLogger("regbench")
+SUMMARY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")  # final / best blocks
+FINITE_KEYS = ("batch_loss", "train_loss", "val_loss")  # a non-finite one of these: the cell diverged
+
+
+@dataclass
+class Progress:
+    """Everything that changes from epoch to epoch besides the model and optimizer.
+
+    Kept together so a checkpoint can save and restore it whole (resume gives the same
+    numbers as an uninterrupted run on CPU).
+    """
+
+    order: torch.Generator  # data order: its own stream, the same for every dropout type
+    rows: list = field(default_factory=list)  # metrics.csv rows written so far
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    best_row: dict | None = None
+    best_state: dict | None = None  # model weights at best_epoch (for the test evaluation)
+    bad_epochs: int = 0  # epochs since the last improvement (early stopping)
+
+    @property
+    def epoch(self) -> int:
+        return len(self.rows)
+
+
+def start_run(cfg: DictConfig, device, data, model, command: str, overrides, **extra) -> tuple[Path, dict]:
+    """Create a fresh run folder (config.yaml, index entry) and the summary it will end with."""
+    cfg_hash = config_hash(cfg)
+    run_dir = results.create_run_dir(cfg)
+    try:
+        results.save_config(run_dir, cfg)
+        results.mark_started(cfg.results_dir, run_dir, cfg_hash)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # e.g. disk full: no half-made run folder is left
+        raise
+    summary = {
+        "status": "running",
+        "run_id": run_dir.name,
+        "config_hash": cfg_hash,
+        "seed": cfg.seed,
+        "device": str(device),
+        "command": command,
+        "overrides": list(overrides or []),
+        "data": data.summary(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),  # set by trainer.threads or the launcher's threads rule
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # GPU slot under parallel launchers
+        "versions": results.versions(),
+        "git_commit": results.git_commit(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    return run_dir, summary
+
+
+@dataclass
+class Cell:
+    """One configuration to train: a lone run, or one job of a sweep inside a stack."""
+
+    cfg: DictConfig  # the job's config without the hydra node (what the task function gets)
+    command: str = ""  # `regbench run ...` that reruns it alone
+    overrides: list[str] = field(default_factory=list)
+    resume_dir: Path | None = None  # an interrupted folder with a checkpoint.pt to continue (stacks of one)
+    stale: list[Path] = field(default_factory=list)  # earlier interrupted/failed folders it supersedes
+    summary: dict | None = None  # filled as it trains; has "run_dir" once it has finished
+    # set by the loop
+    model: nn.Module | None = None  # the cell's own model: built, seeded and finally evaluated as a lone run's
+    augment: object = None  # its batched augmentation (None: no ops)
+    progress: Progress | None = None
+    run_dir: Path | None = None
+    writer: results.MetricsWriter | None = None
+    logger: object = None
+    seconds: float = 0.0  # this cell's share of the stack's wall time
+    mc_epoch: bool = False  # eval.mc_every_epoch columns (stacks of one: engine/plan.py)
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None and "run_dir" in self.summary
+
+    def start(self, device, data, stack_cells: int, lone=None) -> None:
+        """Open the run folder (or the interrupted one to resume) and everything written per epoch."""
+        cfg = self.cfg
+        self.progress = Progress(order=torch.Generator().manual_seed(cfg.seed))
+        if self.resume_dir is not None:
+            self.run_dir = Path(self.resume_dir)
+            self.summary = checkpoint.load(self.run_dir, lone.model, lone.optimizer, lone.scheduler, self.progress)
+            results.truncate_metrics(self.run_dir / "metrics.csv", self.progress.epoch)  # rows newer than it
+            self.summary.update(status="running", error=None, resumed_at_epoch=self.progress.epoch)
+            results.mark_started(cfg.results_dir, self.run_dir, self.summary["config_hash"])
+            self.seconds = self.summary.get("seconds_before_resume", 0.0)
+            log.info("resuming %s at epoch %d", self.run_dir, self.progress.epoch + 1)
+        else:
+            extra = {"stack_cells": stack_cells} if stack_cells > 1 else {}
+            self.run_dir, self.summary = start_run(cfg, device, data, self.model, self.command, self.overrides,
+                                                   **extra)
+            log.info("run %s: %s on %s, %d parameters", self.run_dir, cfg.model.name, device,
+                     self.summary["parameters"])
+        uncertainty.warn_ineffective(self.model, cfg.eval)
+        self.mc_epoch = bool(cfg.eval.mc_every_epoch and cfg.eval.mc_samples > 0)  # extra columns when enabled
+        columns = results.METRIC_COLUMNS + (uncertainty.EPOCH_COLUMNS if self.mc_epoch else [])
+        self.writer = results.MetricsWriter(self.run_dir / "metrics.csv", columns)
+        self.logger = make_logger(cfg.logger, self.run_dir, flat_hparams(hashable_dict(cfg)))
+
+    def end_epoch(self, epoch: int, numbers: list[float], lr: float, seconds: float, stack, m: int,
+                  extra: dict | None = None) -> bool:
+        """Write this epoch's row; divergence, best weights, checkpoint, early stopping. True: it stops here."""
+        train_loss, train_acc, val_loss, val_acc, batch_loss, zero_frac = numbers
+        row = {
+            "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
+            "gap_loss": val_loss - train_loss, "gap_acc": train_acc - val_acc,
+            "lr": lr, "seconds": seconds, "batch_loss": batch_loss, "zero_frac": zero_frac, **(extra or {}),
+        }
+        self.writer.append(row)
+        if self.logger is not None:
+            self.logger.log_epoch(row)
+        p, s, tr = self.progress, self.summary, self.cfg.trainer
+        p.rows.append(row)
+        self.seconds += seconds
+        if not all(math.isfinite(row[k]) for k in FINITE_KEYS):
+            s.update(status="diverged", error=f"non-finite loss at epoch {epoch}")
+            log.warning("run %s diverged at epoch %d (non-finite loss)", self.run_dir.name, epoch)
+            return True
+        # early stopping on validation loss; keep the best weights for the test set
+        if val_loss < p.best_val_loss - tr.min_delta:
+            p.best_val_loss, p.best_epoch, p.best_row, p.bad_epochs = val_loss, epoch, row, 0
+            p.best_state = stack.cell_state(m)
+        else:
+            p.bad_epochs += 1
+        if tr.checkpoint:  # stacks of one (engine/plan.py)
+            checkpoint.save(self.run_dir, stack.model, stack.optimizer, stack.scheduler, p, s, elapsed=self.seconds)
+        if tr.patience is not None and p.bad_epochs >= tr.patience:
+            s["stopped_early"] = True
+            log.info("run %s: early stop at epoch %d (best epoch %d)", self.run_dir.name, epoch, p.best_epoch)
+            return True
+        return False
+
+    def finish(self, data, autocast, status: str | None = None, error: str | None = None) -> None:
+        """Close the files; final/best/test metrics, calibration and MC; summary.json (also on failure).
+
+        self.model must hold the cell's final weights (the loop loads them from the stack). A failed
+        write (disk full, read-only) makes the cell `failed` (results.close_run) and is raised here
+        unless another error is already on its way.
+        """
+        s = self.summary
+        t0 = time.perf_counter()
+        if status is not None:
+            s.update(status=status, error=error)
+        elif s["status"] == "running":
+            s["status"] = "completed"
+        failure = results.close_run(self.cfg.results_dir, self.run_dir, s, [
+            self.writer.close if self.writer is not None else None,
+            lambda: self._summarise(data, autocast, t0),
+            (lambda: self.logger.close(s)) if self.logger is not None else None,
+        ])
+        s["run_dir"] = str(self.run_dir)  # for the caller only; not in summary.json (folders move)
+        if failure is not None and sys.exc_info()[1] is None:  # else the error already in flight wins
+            raise failure
+
+    def _summarise(self, data, autocast, t0: float) -> None:
+        s, p, tr = self.summary, self.progress, self.cfg.trainer
+        rows = p.rows
+        s["epochs_completed"] = len(rows)
+        s.setdefault("stopped_early", False)
+        s["final"] = {k: rows[-1][k] for k in SUMMARY_KEYS} if rows else None
+        s["best_epoch"] = p.best_epoch or None
+        s["best"] = {k: p.best_row[k] for k in SUMMARY_KEYS} if p.best_row else None
+        s["test"] = None
+        if s["status"] in ("completed", "diverged") and len(data.x_test):
+            self._test(data, autocast)
+        s["seconds"] = self.seconds + time.perf_counter() - t0  # epochs (its share of them) + this evaluation
+        s["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        s.setdefault("error", None)
+        if s["status"] == "completed" and tr.checkpoint:
+            checkpoint.remove(self.run_dir)  # a finished run needs no checkpoint; its files say everything
+        results.write_json(self.run_dir / "summary.json", s)
+
+    def _test(self, data, autocast) -> None:
+        s, p, tr, ev, model = self.summary, self.progress, self.cfg.trainer, self.cfg.eval, self.model
+        use_best = tr.restore_best and p.best_state is not None
+        if use_best:
+            model.load_state_dict(p.best_state)
+        test_loss, test_acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast,
+                                               ev.mode).tolist()
+        s["test"] = {"loss": test_loss, "acc": test_acc, "weights": "best" if use_best else "final"}
+        try:  # "calibration" (deterministic) and, with eval.mc_samples > 0, "mc" plus mc_convergence.csv
+            blocks, convergence = uncertainty.final_blocks(model, data, autocast, ev)
+            s.update(blocks)
+            if convergence:
+                results.write_rows(self.run_dir / "mc_convergence.csv", uncertainty.CONVERGENCE_COLUMNS, convergence)
+        except OSError:
+            raise  # the machine (disk full ...): the run fails, results.close_run records it
+        except Exception as exc:  # summary.json must still be written
+            log.exception("calibration / MC evaluation failed")
+            s["uncertainty_error"] = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,81 @@
+"""Which sweep cells train together: stacks of equal structure, differing only in values.
+
+A stack key is the cell's resolved config minus the keys a stack holds per cell
+(PER_CELL_VALUES: (M,) tensors or each cell's own objects) and minus the keys that only say
+where or how visibly results go (PER_CELL_PLACES). Two cells with the same key have the same
+data, model shapes, dropout type and placement, optimizer rule, schedule, batch size and
+epochs, so their steps line up one to one. What cannot stack (`alone_reason`) trains as a
+stack of one through the same loop, with one log line saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.config import NOT_HASHED_KEYS, PER_CELL_KEYS
+
+# Values a stack holds per cell: the schema's per-cell keys (regbench/config.py: (M,) tensors or each
+# cell's own generator), plus what each cell keeps in its own objects here: its augmentation (any
+# augment.* value) and its end-of-run bookkeeping (early stopping, test weights, MC / calibration).
+ENGINE_PER_CELL = frozenset({"augment", "eval.mc_samples", "eval.ece_bins", "trainer.restore_best",
+                             "trainer.patience", "trainer.min_delta"})
+PER_CELL_VALUES = tuple(sorted(PER_CELL_KEYS | ENGINE_PER_CELL))
+# Where or how visibly a run is written (the schema's not-hashed keys): each cell keeps its own.
+PER_CELL_PLACES = (*sorted(NOT_HASHED_KEYS), "hydra")
+DEFAULT_MEMORY_FRACTION = 0.5  # of the free device memory (CPU: MemAvailable) a stack may plan for
+
+
+def alone_reason(cfg: DictConfig) -> tuple[str, str] | None:
+    """(what, why) if this cell trains as a stack of one; None if it can share a stack."""
+    if OmegaConf.select(cfg, "eval.mode", default="eval") != "eval":
+        return f"eval.mode={cfg.eval.mode}", "train-mode evaluation restores each model's buffers and RNG"
+    if OmegaConf.select(cfg, "eval.mc_every_epoch", default=False) and cfg.eval.mc_samples > 0:
+        return "eval.mc_every_epoch=true", "per-epoch MC dropout runs on each cell's own model"
+    if cfg.trainer.checkpoint:
+        return "trainer.checkpoint=true", "a checkpoint holds one model and its torch.optim state"
+    if cfg.trainer.compile:
+        return "trainer.compile=true", "the stacked (vmap) forward is not compiled"
+    if cfg.trainer.channels_last:
+        return "trainer.channels_last=true", "vmap folds the cell dim into the batch, which undoes NHWC"
+    return None
+
+
+def stack_key(cfg: DictConfig) -> str:
+    """Cells with equal keys train as one stack."""
+    d = OmegaConf.to_container(cfg, resolve=True)
+    for key in PER_CELL_VALUES + PER_CELL_PLACES:
+        *parents, leaf = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    if d["dropout"]["name"] == "none":  # no slot modules at all, as standard dropout at rate 0
+        d["dropout"]["name"] = "standard"
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def chunk_sizes(n: int, limit: int) -> list[int]:
+    """Split n cells into the fewest chunks of at most `limit`, as equal as possible (e.g. 10, 4 -> 4, 3, 3)."""
+    parts = max(1, math.ceil(n / max(1, limit)))
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def memory_budget(device: torch.device, max_memory_gb: float | None) -> int:
+    """Bytes a stack may use: the configured cap, else a fraction of what the device has free."""
+    if max_memory_gb is not None:
+        return int(max_memory_gb * 2**30)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * DEFAULT_MEMORY_FRACTION)
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 2**32
+    return int(available * DEFAULT_MEMORY_FRACTION)

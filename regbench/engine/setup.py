@@ -1,0 +1,147 @@
+"""Set-up shared by every run and every stack: device, config checks, threads, determinism, signals.
+
+Everything here happens before (or around) the loop in regbench/engine/loop.py and is the
+same for a lone run (a stack of one cell) and a stack of many.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+
+import torch
+from omegaconf import DictConfig
+
+from regbench import results
+from regbench.config import validate
+from regbench.data import build_splits
+from regbench.data.augment import build_augment
+from regbench.errors import ConfigError, Interrupted
+from regbench.models import build_model, macs_per_example
+from regbench.regularizers import DROPOUTS
+
+log = logging.getLogger("regbench")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+    if not available[name]:
+        ok = ", ".join(["auto"] + [k for k, v in available.items() if v])
+        raise ConfigError(f"trainer.device={name!r} is not available on this machine; valid choices: {ok}")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op context elsewhere."""
+    if enabled and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+@contextlib.contextmanager
+def on_sigterm(handler):
+    """SIGTERM calls `handler` inside the block (signals can only be set from the main thread)."""
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def sigterm_raises():
+    """Turn SIGTERM into an exception so the run can write `interrupted` before exiting."""
+    def handler(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    return on_sigterm(handler)
+
+
+@contextlib.contextmanager
+def sigterm_deferred():
+    """While the end of a run is written, SIGTERM waits: summary.json is written whole first,
+    then the signal is raised as Interrupted (the run itself keeps the status it reached)."""
+    received = []
+    with on_sigterm(lambda signum, frame: received.append(signum)):
+        yield
+    if received:
+        raise Interrupted(f"signal {received[0]} (after the run's files were written)")
+
+
+def check_config(cfg: DictConfig, data=None):
+    """Everything that can reject a config, before any file is written. Returns (device, data).
+
+    `data` may be passed in (a sweep's preflight checks many cells of one dataset); the
+    model is built once on the CPU so shape/combination errors surface here too.
+    """
+    validate(cfg)
+    DROPOUTS.get(cfg.dropout.name).check(cfg)
+    device = pick_device(cfg.trainer.device)
+    results.check_writable(cfg.results_dir)
+    if data is None:
+        data = build_splits(cfg.dataset, device)
+        warn_small_split(cfg, data)
+    build_augment(cfg.augment, data.kind, data.num_classes)
+    build_model(cfg, data.input_shape, data.num_classes)
+    if cfg.trainer.channels_last and not (cfg.model.name == "cnn" and data.kind == "image"):
+        raise ConfigError(f"trainer.channels_last=true needs a 2-D CNN (model=cnn on image data), not "
+                          f"model={cfg.model.name} on {data.kind} data; valid: trainer.channels_last=false")
+    return device, data
+
+
+MIN_PER_CLASS = 5  # fewer training examples per class than this: a warning (the numbers are mostly noise)
+
+
+def warn_small_split(cfg: DictConfig, data) -> None:
+    n, k = len(data.y_train), data.num_classes
+    if n < MIN_PER_CLASS * k:
+        log.warning("warning: the training split has %d examples for %d classes (%.1f per class, fewer than %d); "
+                    "raise dataset.train_size for meaningful numbers", n, k, n / k, MIN_PER_CLASS)
+
+
+# Below this many multiply-accumulates per example a model runs on one CPU thread unless
+# trainer.threads says otherwise: measured here, a second thread gained nothing for the bundled
+# models (mnist1d CNN 0.68 s vs 0.67 s) and cost up to 20x as soon as any other process wanted
+# the cores (OpenMP threads spin-waiting for each other).
+SMALL_MODEL_MACS = 1_000_000
+
+
+def set_threads(cfg: DictConfig, device: torch.device, model, input_shape: tuple, cells: int = 1) -> None:
+    """trainer.threads if set; otherwise 1 thread on CPU for small models (never more than a
+    parallel launcher already gave this job), torch's default for larger ones. A stack of
+    `cells` models does `cells` times the arithmetic per example, so it counts that many."""
+    if cfg.trainer.threads is not None:
+        torch.set_num_threads(cfg.trainer.threads)
+    elif device.type == "cpu" and cells * macs_per_example(model, input_shape) < SMALL_MODEL_MACS:
+        torch.set_num_threads(1)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: every batch, the partial last one included (the schedule
+    must plan exactly the steps the loop takes, or cosine reaches 0 before training ends)."""
+    return max(1, math.ceil(n_train / batch_size))
+
+
+def make_deterministic() -> None:
+    """Same seed, same device -> same numbers, also on CUDA (CPU runs already are, tested).
+
+    cuBLAS needs a fixed workspace before its first use; ops without a deterministic kernel
+    then raise instead of silently varying (the run fails with that op's name).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
