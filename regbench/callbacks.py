@@ -21,7 +21,9 @@ class SweepProgress(Callback):
         from regbench import console
 
         ok = job_return.status.name == "COMPLETED"
-        console.cell_done(((job_return.return_value if ok else None) or {}).get("status", "failed"))
+        value = (job_return.return_value if ok else None) or {}
+        for cell in value.get("cells", [value]):  # a stack job (hydra.sweeper.cells_per_job) returns each cell's
+            console.cell_done(cell.get("status", "failed"))
 
 
 class SweepReport(Callback):

@@ -69,7 +69,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         else:
             values.update(_run_stack(launcher, commands, cfgs, stacks[key]))
             for i in stacks[key]:
-                returns[i] = _job_return(job_overrides[i], cfgs[i], values[i])
+                returns[i] = _job_return(launcher, job_overrides[i], cfgs[i], values[i])
     return [returns[i] for i in range(len(jobs))]
 
 
@@ -173,10 +173,13 @@ def _train_part(part: list[tuple[int, Cell]]) -> dict[int, dict]:
     return {i: c.summary for i, c in part}
 
 
-def _job_return(overrides, cfg: DictConfig, value: dict) -> JobReturn:
-    """What run_job would return for a task that handed back `value` (without run_job's per-job deep
-    copy and logging set-up: regbench writes no Hydra job files and registers no per-job callbacks)."""
+def _job_return(launcher, overrides, cfg: DictConfig, value: dict) -> JobReturn:
+    """What run_job would return for a task that handed back `value`, with the job-end callbacks
+    (the sweep bar) called as run_job calls them; without run_job's per-job deep copy and logging
+    set-up (regbench writes no Hydra job files)."""
     if "run_dir" in value:  # what hydra_app.entry says for each run
         console.run_done(value, single=False)
-    return JobReturn(overrides=list(overrides), cfg=cfg, hydra_cfg=None, working_dir=os.getcwd(),
-                     task_name="regbench", status=JobStatus.COMPLETED, _return_value=value)
+    ret = JobReturn(overrides=list(overrides), cfg=cfg, hydra_cfg=None, working_dir=os.getcwd(),
+                    task_name="regbench", status=JobStatus.COMPLETED, _return_value=value)
+    launcher.hydra_context.callbacks.on_job_end(config=cfg, job_return=ret)
+    return ret
