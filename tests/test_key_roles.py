@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from regbench.vectorized import buckets
 
 from regbench import config
 from regbench.cli import default_sweep_name
 from regbench.config import NOT_COMPARED_KEYS, NOT_HASHED_KEYS, PER_CELL_KEYS, ROLES, config_hash, keys_with_role
+from regbench.engine import plan
 from regbench.report.table import flatten, varied_keys
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -106,13 +106,15 @@ def test_report_groups_follow_the_declaration(default_cfg, key):
 
 
 @pytest.mark.parametrize("key", schema_keys())
-def test_stacked_buckets_follow_the_declaration(default_cfg, key):
-    same = buckets.bucket_key(with_key(default_cfg, key)) == buckets.bucket_key(default_cfg)
-    # one bucket: keys carried per cell by the stacked loop, keys that say where results go, and
-    # fields an MLP never reads; every other key splits the bucket
-    shared = NOT_HASHED_KEYS | set(buckets.CONTINUOUS) | set(buckets.UNUSED_BY_MLP)
-    assert set(buckets.CONTINUOUS) <= PER_CELL_KEYS
-    assert same == (key in shared)
+def test_stacks_follow_the_declaration(default_cfg, key):
+    same = plan.stack_key(with_key(default_cfg, key)) == plan.stack_key(default_cfg)
+    # one stack: every per-cell key of the schema (all of them stack), the engine's own per-cell
+    # bookkeeping (a cell's augmentation object, its end of run), keys that say where results go;
+    # every other key splits the stack
+    per_cell = set(plan.PER_CELL_VALUES)
+    assert PER_CELL_KEYS <= per_cell
+    shared = NOT_HASHED_KEYS | per_cell
+    assert same == (key in shared or key.split(".")[0] in shared)
 
 
 def committed_runs() -> list[Path]:
