@@ -220,8 +220,11 @@ def _omegaconf_message(err) -> str:
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
     from regbench.config import schema_keys
+    from regbench.protocol import RENAMED
 
     key = str(err.full_key)
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and key in RENAMED:
+        return f"{key} no longer exists; use {RENAMED[key]}"
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
         parent = key.rpartition(".")[0]
         return f"unknown key {key!r}; valid keys{' in ' + parent if parent else ''}: {', '.join(schema_keys(parent))}"

@@ -31,6 +31,7 @@ from regbench.evaluate import loss_and_correct
 from regbench.loggers import flat_hparams, make_logger
 from regbench.models import build_model, macs_per_example
 from regbench.optim import build_optimizer
+from regbench.protocol import Protocol, Tracker
 from regbench.regularizers import DROPOUTS, penalties
 
 log = logging.getLogger("regbench")
@@ -215,11 +216,7 @@ class Progress:
 
     order: torch.Generator  # data order: its own stream, the same for every dropout type
     rows: list = field(default_factory=list)  # metrics.csv rows written so far
-    best_val_loss: float = math.inf
-    best_epoch: int = 0
-    best_row: dict | None = None
-    best_state: dict | None = None  # model weights at best_epoch (for the test evaluation)
-    bad_epochs: int = 0  # epochs since the last improvement (early stopping)
+    tracker: Tracker = field(default_factory=Tracker)  # best epoch, selected weights, early stopping
 
     @property
     def epoch(self) -> int:
@@ -235,6 +232,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     device, data, augment, model, optimizer, scheduler = prepare(cfg)
     autocast = _autocast(device, cfg.trainer.amp)
     tr = cfg.trainer
+    protocol = Protocol.from_trainer(tr)
     progress = Progress(order=torch.Generator().manual_seed(cfg.seed))
 
     if resume_dir is not None:
@@ -326,19 +324,15 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
                     summary.update(status="diverged", error=f"non-finite loss at epoch {epoch}")
                     log.warning("run %s diverged at epoch %d (non-finite loss)", run_dir.name, epoch)
                     break
-                # ---- early stopping on validation loss; keep the best weights for the test set
-                if val_loss < progress.best_val_loss - tr.min_delta:
-                    progress.best_val_loss, progress.best_epoch, progress.best_row = val_loss, epoch, row
-                    progress.best_state = _snapshot(model)
-                    progress.bad_epochs = 0
-                else:
-                    progress.bad_epochs += 1
+                # ---- the evaluation protocol: best epoch (and its weights if trainer.select keeps them),
+                # early stopping on trainer.monitor
+                stop = progress.tracker.update(protocol, epoch, row, lambda: _snapshot(model))
                 if tr.checkpoint:
                     checkpoint.save(run_dir, model, optimizer, scheduler, progress, summary,
                                     elapsed=summary.get("seconds_before_resume", 0.0) + time.perf_counter() - started)
-                if tr.patience is not None and progress.bad_epochs >= tr.patience:
+                if stop:
                     summary["stopped_early"] = True
-                    log.info("early stop at epoch %d (best epoch %d)", epoch, progress.best_epoch)
+                    log.info("early stop at epoch %d (best epoch %d)", epoch, progress.tracker.best_epoch)
                     break
             if summary["status"] == "running":
                 summary["status"] = "completed"
@@ -367,22 +361,32 @@ def _snapshot(model) -> dict:
 
 
 def _finish(summary, model, data, autocast, progress: Progress, tr, started, run_dir: Path, ev) -> None:
-    """Fill in final/best/test metrics and write summary.json atomically (also on failure)."""
+    """Fill in final/best/test metrics and write summary.json atomically (also on failure).
+
+    `model` holds the final weights. The test split is scored with the final weights
+    (`test_final`) and with the weights trainer.select names (`test`, plus calibration).
+    """
     keys = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")
-    rows = progress.rows
+    rows, tracker = progress.rows, progress.tracker
+    protocol = Protocol.from_trainer(tr)
+    summary["protocol"] = protocol.describe()
     summary["epochs_completed"] = len(rows)
     summary.setdefault("stopped_early", False)
     summary["final"] = {k: rows[-1][k] for k in keys} if rows else None
-    summary["best_epoch"] = progress.best_epoch or None
-    summary["best"] = {k: progress.best_row[k] for k in keys} if progress.best_row else None
-    summary["test"] = None
+    summary["best_epoch"] = tracker.best_epoch or None
+    summary["best"] = {k: tracker.best_row[k] for k in keys} if tracker.best_row else None
+    summary["test"] = summary["test_final"] = None
     if summary["status"] in ("completed", "diverged") and len(data.x_test):
-        use_best = tr.restore_best and progress.best_state is not None
-        if use_best:
-            model.load_state_dict(progress.best_state)
-        test_loss, test_acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast,
-                                               ev.mode).tolist()
-        summary["test"] = {"loss": test_loss, "acc": test_acc, "weights": "best" if use_best else "final"}
+        def score() -> dict:
+            loss, acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast, ev.mode).tolist()
+            return {"loss": loss, "acc": acc}
+
+        summary["test_final"] = {**score(), "epoch": len(rows)}
+        if protocol.weights_to_score(tracker) == "selected":
+            model.load_state_dict(tracker.selected_state)
+            summary["test"] = {**score(), "weights": protocol.select, "epoch": tracker.best_epoch}
+        else:  # select=final, or no epoch was ever finite (a run diverged at epoch 1): the last weights
+            summary["test"] = {**summary["test_final"], "weights": "final"}
         try:  # "calibration" (deterministic) and, with eval.mc_samples > 0, "mc" plus mc_convergence.csv
             blocks, convergence = uncertainty.final_blocks(model, data, autocast, ev)
             summary.update(blocks)

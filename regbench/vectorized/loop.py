@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from regbench import results
 from regbench.models import build_model
 from regbench.optim import build_optimizer
+from regbench.protocol import Protocol
 from regbench.train import (
     Interrupted,
     Progress,
@@ -207,12 +208,7 @@ def _epoch_end(c: Cell, epoch: int, nums: list, lr: float, share: float, net, m:
         s.update(status="diverged", error=f"non-finite loss at epoch {epoch}")
         log.warning("run %s diverged at epoch %d (non-finite loss)", c.run_dir.name, epoch)
         return True
-    if val_loss < p.best_val_loss - tr.min_delta:
-        p.best_val_loss, p.best_epoch, p.best_row, p.bad_epochs = val_loss, epoch, row, 0
-        p.best_state = net.cell_state(m)
-    else:
-        p.bad_epochs += 1
-    if tr.patience is not None and p.bad_epochs >= tr.patience:
+    if p.tracker.update(Protocol.from_trainer(tr), epoch, row, lambda: net.cell_state(m)):
         s["stopped_early"] = True
         return True
     return False
