@@ -26,6 +26,7 @@ import pandas as pd
 from regbench.errors import ConfigError, MachineFailure, machine_failure
 from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
 from regbench.report.content import report_blocks
+from regbench.report.content_compare import comparison_section
 from regbench.report.figures import FIGURES, draw_all
 from regbench.report.grid import build_grid
 from regbench.report.render import write_report
@@ -94,13 +95,15 @@ def build_report(
     with staging(out) as stage:
         grid.runs.to_csv(stage / "runs.csv", index=False)
         grid.groups.to_csv(stage / "groups.csv")
+        grid.comparisons.to_csv(stage / "comparisons.csv", index=False)
         written, figures_skipped = {}, {}
         for panel, part in panels(runs).items():  # one set of figures per dataset/model: never overlaid
             drawn, not_drawn = draw_all(grid if len(runs) == len(part) else build_grid(part), stage, formats,
                                         figures, panel=panel)
             written |= drawn
             figures_skipped |= not_drawn
-        blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots])
+        blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots],
+                               comparison=comparison_section(grid))
         write_report(blocks, stage)
     return ReportResult(
         table=grid.runs,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regbench.report import paired
 from regbench.report.collect import Run
 from regbench.report.table import (
     COMPLETED,
@@ -45,6 +46,8 @@ class Grid:
     varied: list[str]
     names: dict[str, str]  # varied key -> short name used in labels and legends
     notes: list[str] = field(default_factory=list)
+    # one row per (group, metric) against the group's baseline: paired differences, CI, p, Holm (stats.py)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _status_counts(statuses: pd.Series) -> str:
@@ -185,6 +188,8 @@ def build_grid(runs: list[Run]) -> Grid:
     table["aggregated"] = aggregated_mask(table)
     groups = group_table(table, varied, names)
     table["label"] = table["group"].map(groups["label"])
+    comparisons = paired.compare_groups(table, groups)
+    groups = paired.with_comparisons(groups, comparisons, table)
     return Grid(
         runs=table,
         groups=groups,
@@ -194,4 +199,5 @@ def build_grid(runs: list[Run]) -> Grid:
         varied=varied,
         names=names,
         notes=grid_notes(table, groups),
+        comparisons=comparisons,
     )
