@@ -22,6 +22,8 @@ USAGE = f"""regbench {__version__}: regularization ablations from the command li
 usage:
   regbench run [KEY=VALUE ...] [-m]      train one configuration, or a grid with -m
   regbench report PATH... [--out DIR]    tables, figures and report.md/html from run folders
+  regbench compare A B [--metric M]      seed-paired differences between two folders of runs
+  regbench compare A --where KEY=VALUE   ... or within one folder, against the runs with KEY=VALUE
   regbench list                          datasets, models, dropout types, optimizers, augmentations, experiments
 
 examples:
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regbench {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"run": run_command, "report": report_command, "list": list_command}
+    commands = {"run": run_command, "report": report_command, "compare": compare_command, "list": list_command}
     if command not in commands:
         return _fail(f"unknown command {command!r}; valid choices: {', '.join(commands)}")
     try:
@@ -239,6 +241,12 @@ def report_command(args: list[str]) -> int:
     from regbench.report import main as report_main
 
     return report_main(args)
+
+
+def compare_command(args: list[str]) -> int:
+    from regbench.report.compare import main as compare_main
+
+    return compare_main(args)
 
 
 def list_command(args: list[str]) -> int:

@@ -31,7 +31,7 @@ from regbench.report.figures import FIGURES, draw_all
 from regbench.report.grid import build_grid
 from regbench.report.render import write_report
 
-__all__ = ["ReportResult", "Skipped", "build_report", "main"]
+__all__ = ["ReportResult", "Skipped", "build_report", "main", "read_runs"]
 
 FORMATS = ("png", "svg", "pdf")  # matplotlib writes these without extra dependencies
 DEFAULT_FORMATS = ("png", "svg")
@@ -50,10 +50,14 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)  # caveats shown at the top of the report
 
 
-def _load(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
+def read_runs(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
+    """Every run folder below `paths` (each read once), and the folders skipped with a reason.
+
+    Raises ConfigError (one line) for a missing path, or when no run can be read at all.
+    """
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise ConfigError(f"path does not exist: {missing[0]}")
+        raise ConfigError(f"path does not exist: {missing[0]}; valid: an existing folder of run folders")
     folders: dict[Path, Path] = {}  # resolved -> as found; overlapping PATHs read a run once
     skipped: list[Skipped] = []
     for path in paths:
@@ -70,7 +74,8 @@ def _load(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
             f"no readable runs under {where}: {len(skipped)} folder(s) skipped, e.g. {first.path}: {first.reason}"
         )
     if not runs:
-        raise ConfigError(f"no runs found under {where}")
+        raise ConfigError(f"no runs found under {where}; valid: a folder holding run folders "
+                          "(config.yaml with metrics.csv or summary.json)")
     return runs, skipped
 
 
@@ -89,7 +94,7 @@ def build_report(
     roots = [Path(p) for p in paths]
     if not roots:
         raise ConfigError("no PATH given; valid: one or more folders holding run folders")
-    runs, skipped = _load(roots)
+    runs, skipped = read_runs(roots)
     out = Path(out_dir)
     grid = build_grid(runs)
     with staging(out) as stage:

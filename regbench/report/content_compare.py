@@ -64,8 +64,7 @@ def comparison_frame(grid, comparisons: pd.DataFrame, with_power: bool = True) -
             "metric": name,
             "difference [95% CI]": interval_text(r["diff"], r["ci_low"], r["ci_high"], scale, digits)
             + (f" {unit}" if unit and not pd.isna(r["diff"]) else ""),
-            "test": r["test"] + (f", n = {r['n']}" if r["test"] == stats.PAIRED else
-                                 f", n = {r['n_a']} vs {r['n_b']}"),
+            "test": f"{r['test']}, n = {stats.n_text(r)}",
             "p": p_text(r["p"]),
             "p (Holm)": p_text(r["p_holm"]),
             "verdict": r["verdict"] + (" — protocols differ" if r.get("mixed_protocol") else ""),

@@ -203,9 +203,16 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
+def n_text(row: Mapping[str, Any]) -> str:
+    """'3' for 3 seed pairs; '4 vs 3' for unpaired sides."""
+    if row["test"] == WELCH or not row["n"]:
+        return f"{row['n_a']} vs {row['n_b']}"
+    return str(row["n"])
+
+
 def verdict(row: Mapping[str, Any], direction: int, alpha: float = ALPHA) -> str:
     """better / worse / no detectable difference (n = …) / not testable, from the Holm-adjusted p."""
-    n = row["n"] if row["test"] == PAIRED else f"{row['n_a']} vs {row['n_b']}"
+    n = n_text(row)
     if row["test"] == NO_TEST or pd.isna(row.get("p_holm")):
         return f"{UNTESTABLE} (n = {n})"
     if row["p_holm"] < alpha and row["diff"] != 0:
