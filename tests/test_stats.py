@@ -125,6 +125,11 @@ def test_paired_stats_rows_holm_and_verdicts_in_words():
     gap = frame[frame["metric"] == "final.gap_acc"].set_index("group")
     assert gap.at[1, "verdict"].startswith("better") and gap.at[3, "verdict"].startswith("worse")
     assert frame["p_holm"].dropna().ge(frame["p"].dropna()).all()
+    # power numbers at the Bonferroni level alpha / m of the whole family (m = 6 testable rows)
+    m = int(frame["p"].notna().sum())
+    d = pd.DataFrame(rows).pivot(index="seed", columns="group", values="test.acc")
+    se = (d[2] - d[0]).std(ddof=1) / math.sqrt(5)
+    assert m == 6 and acc.at[2, "mde"] == pytest.approx(detectable_nc(4, 0.05 / m) * se)
     assert not frame.to_string().lower().count(" nan%")  # nothing renders as NaN text here
 
 

@@ -3,7 +3,10 @@
 Reads only the run-folder contract (docs/architecture.md, "The run folder"): config.yaml, metrics.csv, summary.json,
 at any depth below the given paths. Data flows one way:
 
-    collect (scan + load) -> table/grid (tidy pandas) -> figures -> content -> render (md + html)
+    collect (scan + load) -> table/grid (tidy pandas) -> paired (every group vs its baseline,
+    statistics from stats.py) -> figures -> content (+ content_compare) -> render (md + html)
+
+`regbench compare` (compare.py) reuses collect, table and stats for two folders of runs.
 
 Bad runs are skipped with a reason rather than stopping the report; only "nothing could
 be reported" is an error (ConfigError: one line on stderr, exit 2).

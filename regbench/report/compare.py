@@ -160,17 +160,13 @@ def compare(paths: list[Path], where: str | None = None, metric: str | None = No
         raise ConfigError(f"no configuration in common: A has {sorted(set(a['_config']))[:3]}, B has "
                           f"{sorted(set(b['_config']))[:3]} (matched on {', '.join(grid) or 'nothing'}); "
                           "valid: runs of the same grid")
-    rows = []
+    pairs = []
     for config in common:
         ref = a[a["_config"] == config].set_index("seed")[metric]
         for variant, part in b[b["_config"] == config].groupby("_variant", sort=True):
-            rows.append({"configuration": config, "variant": variant,
-                         **stats.compare_values(part.set_index("seed")[metric], ref)})
-    frame = pd.DataFrame(rows)
-    frame["p_holm"] = stats.holm(frame["p"])
-    direction = stats.METRICS.get(metric, -1 if any(w in metric for w in ("loss", "nll", "ece", "brier", "gap"))
-                                  else +1)
-    frame["verdict"] = [stats.verdict(r, direction) for r in frame.to_dict("records")]
+            pairs.append(({"configuration": config, "variant": variant}, part.set_index("seed")[metric], ref,
+                          stats.direction(metric)))
+    frame = stats.compare_many(pairs)
     changed = _changed(a, b, keys, grid) if split_key is None else split_key
     return Comparison(frame, metric, reference, changed)
 

@@ -92,8 +92,9 @@ def comparison_section(grid) -> list:
             "and the two-sided paired t-test; Welch's unpaired test where the seeds do not pair. "
             f"p (Holm) is adjusted over all {m} tests in this report, and the verdict reads it at α = 0.05: "
             "**better** / **worse**, or **no detectable difference** — which is not evidence of no effect: "
-            "the next column is the smallest difference these seeds could detect with 80% power (noncentral t "
-            "on the observed spread), and the last is how many seeds would detect the observed difference."
+            f"the next column is the smallest difference these seeds detect with 80% power at α/m = 0.05/{m} "
+            "(Holm's strictest step: noncentral t on the observed spread), and the last is how many seeds "
+            "would detect the observed difference at that level."
         ),
         Table(comparison_frame(grid, main)),
     ]

@@ -12,9 +12,10 @@ configurations are compared on the per-seed *differences*:
 - n = 1 (or nothing to pair): the difference alone, no interval, said in words.
 
 Holm's step-down correction runs over every p-value of one report (`holm`). The power numbers
-use the exact noncentral t (scipy.stats.nct): the smallest |difference| a two-sided test at
-α = 0.05 detects with 80% power given the observed spread (`mde`), and how many seeds would
-detect the observed difference with 80% power (`seeds_needed`). `stays_best` resamples seeds
+use the exact noncentral t (scipy.stats.nct): the smallest |difference| a two-sided test
+detects with 80% power given the observed spread (`mde`), and how many seeds would detect the
+observed difference with 80% power (`seeds_needed`), both at the Bonferroni level α/m (m tests
+in the family: Holm's strictest step), so they are consistent with the corrected verdict. `stays_best` resamples seeds
 (bootstrap, seeded) and counts how often each group has the highest mean.
 """
 
@@ -127,14 +128,17 @@ def _per_seed(values: pd.Series) -> pd.Series:
     return values.groupby(level=0).mean()
 
 
-def compare_values(values: pd.Series, baseline: pd.Series, alpha: float = ALPHA, power: float | None = POWER) -> dict:
+def compare_values(values: pd.Series, baseline: pd.Series, alpha: float = ALPHA, power: float | None = POWER,
+                   power_alpha: float | None = None) -> dict:
     """Compare one metric of a configuration with its baseline. Both Series are indexed by seed.
 
     Returns diff = mean(values) − mean(baseline) (paired: mean of per-seed differences), the
     (1 − alpha) interval, the two-sided p-value, the test used, n, the minimum detectable
     effect at `power`, the seeds needed for the observed diff, and a note in words.
-    power=None skips the two power numbers (NaN), which cost a root search each.
+    The power numbers are for a test at `power_alpha` (default: alpha); power=None skips them
+    (NaN), since each costs a root search.
     """
+    level = alpha if power_alpha is None else power_alpha
     a, b = _per_seed(values), _per_seed(baseline)
     shared = a.index.intersection(b.index)
     out: dict[str, Any] = {"n": len(shared), "n_a": len(a), "n_b": len(b), "mean": a.mean(), "mean_baseline": b.mean(),
@@ -157,8 +161,8 @@ def compare_values(values: pd.Series, baseline: pd.Series, alpha: float = ALPHA,
             out.update(ci_low=float(low), ci_high=float(high), p=float(p))
             if power is not None:
                 se = sd / math.sqrt(n)
-                out.update(mde=detectable_nc(n - 1, alpha, power) * se,
-                           seeds_needed=paired_seeds_needed(mean, sd, alpha, power) or np.nan)
+                out.update(mde=detectable_nc(n - 1, level, power) * se,
+                           seeds_needed=paired_seeds_needed(mean, sd, level, power) or np.nan)
             if n == 2:
                 note.append("n = 2: the interval rests on 1 degree of freedom, so it is very wide")
         out["note"] = "; ".join(note)
@@ -176,8 +180,8 @@ def compare_values(values: pd.Series, baseline: pd.Series, alpha: float = ALPHA,
                    note=f"seeds do not pair: unpaired Welch test ({len(a)} vs {len(b)} runs)")
         if power is not None:
             se = math.sqrt(sd_a**2 / len(a) + sd_b**2 / len(b))
-            out.update(mde=detectable_nc(float(df), alpha, power) * se,
-                       seeds_needed=welch_seeds_needed(out["diff"], sd_a, sd_b, alpha, power) or np.nan)
+            out.update(mde=detectable_nc(float(df), level, power) * se,
+                       seeds_needed=welch_seeds_needed(out["diff"], sd_a, sd_b, level, power) or np.nan)
         return out
     lone = "n = 1" if min(len(a), len(b)) == 1 else "too few runs"
     out["note"] = f"{lone}: no interval and no test (one seed cannot measure the spread between seeds)"
@@ -220,34 +224,59 @@ def verdict(row: Mapping[str, Any], direction: int, alpha: float = ALPHA) -> str
     return f"{SAME} (n = {n})"
 
 
+COLUMNS = ["test", "n", "n_a", "n_b", "mean", "mean_baseline", "diff", "ci_low", "ci_high", "p", "p_holm",
+           "verdict", "mde", "seeds_needed", "note"]  # what compare_many adds to each row's keys
+
+
+def compare_many(pairs: Sequence[tuple[dict, pd.Series, pd.Series, int]], alpha: float = ALPHA,
+                 power: float = POWER) -> pd.DataFrame:
+    """One family of comparisons: Holm over all of them, verdicts, power numbers at α/m.
+
+    pairs: (keys, values, baseline, direction) per comparison; keys (e.g. group and metric) start
+    the row, values / baseline are Series indexed by seed, direction is +1 where higher is better.
+    The power numbers use the Bonferroni level α/m, Holm's strictest step, so a difference of
+    `mde` (or one measured with `seeds_needed` seeds) would be called better / worse here.
+    """
+    rows = [{**keys, **compare_values(v, b, alpha, power=None)} for keys, v, b, _ in pairs]
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    frame = pd.DataFrame(rows)
+    frame["p_holm"] = holm(frame["p"])
+    frame["verdict"] = [verdict(r, d, alpha) for r, (*_, d) in zip(frame.to_dict("records"), pairs, strict=True)]
+    m = max(1, int(frame["p"].notna().sum()))
+    for i, (_, v, b, _) in enumerate(pairs):
+        if not np.isnan(frame.at[i, "p"]):
+            again = compare_values(v, b, alpha, power, power_alpha=alpha / m)
+            frame.loc[i, ["mde", "seeds_needed"]] = again["mde"], again["seeds_needed"]
+    return frame[[c for c in frame.columns if c not in COLUMNS] + COLUMNS]
+
+
+def direction(metric: str) -> int:
+    """+1 where higher is better; -1 for losses, calibration errors and gaps."""
+    if metric in METRICS:
+        return METRICS[metric]
+    return -1 if any(word in metric for word in ("loss", "nll", "ece", "brier", "gap")) else +1
+
+
 def paired_stats(runs: pd.DataFrame, baselines: Mapping[Any, Any], metrics: Sequence[str] | None = None,
                  group: str = "group", seed: str = "seed", alpha: float = ALPHA, power: float = POWER) -> pd.DataFrame:
     """Every group against its baseline, for every metric present: one row per (group, metric).
 
     runs: one row per run with columns `group`, `seed` and the metrics (pass only the runs that
     count: completed ones). baselines: group -> its baseline group (a baseline's own rows are
-    left out). Holm's correction is applied over all rows' p-values together (`p_holm`);
-    `verdict` is read from it. Columns: group, baseline, metric, test, n, n_a, n_b, mean,
-    mean_baseline, diff, ci_low, ci_high, p, p_holm, verdict, mde, seeds_needed, note.
+    left out). All rows are one family (`compare_many`): Holm over every p-value together.
+    Columns: group, baseline, metric, then COLUMNS.
     """
     metrics = [m for m in (metrics or METRICS) if m in runs and runs[m].notna().any()]
-    rows = []
     indexed = runs.set_index(seed)
+    pairs = []
     for g, base in baselines.items():
         if g == base:
             continue
         mine, theirs = indexed[indexed[group] == g], indexed[indexed[group] == base]
-        for metric in metrics:
-            rows.append({"group": g, "baseline": base, "metric": metric,
-                         **compare_values(mine[metric], theirs[metric], alpha, power)})
-    columns = ["group", "baseline", "metric", "test", "n", "n_a", "n_b", "mean", "mean_baseline", "diff", "ci_low",
-               "ci_high", "p", "p_holm", "verdict", "mde", "seeds_needed", "note"]
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows)
-    frame["p_holm"] = holm(frame["p"])
-    frame["verdict"] = [verdict(r, METRICS.get(r["metric"], +1), alpha) for r in frame.to_dict("records")]
-    return frame[columns]
+        pairs += [({"group": g, "baseline": base, "metric": m}, mine[m], theirs[m], direction(m)) for m in metrics]
+    frame = compare_many(pairs, alpha, power)
+    return frame if len(frame) else pd.DataFrame(columns=["group", "baseline", "metric", *COLUMNS])
 
 
 def stays_best(runs: pd.DataFrame, metric: str, group: str = "group", seed: str = "seed", n_boot: int = N_BOOT,
