@@ -187,7 +187,7 @@ def display_frame(c: Comparison) -> pd.DataFrame:
         "configuration": labels(t),
         "A": (t["mean_baseline"] * scale).map(lambda v: f"{v:.{digits}f}"),
         "B": (t["mean"] * scale).map(lambda v: f"{v:.{digits}f}"),
-        f"B − A ({unit}) [95% CI]": [interval_text(d, lo, hi, scale, digits)
+        f"B − A ({unit}) [95% CI]".replace(" ()", ""): [interval_text(d, lo, hi, scale, digits)
                                      for d, lo, hi in zip(t["diff"], t["ci_low"], t["ci_high"], strict=True)],
         "test": [f"{r['test']}, n = {stats.n_text(r)}" for r in t.to_dict("records")],
         "p": t["p"].map(p_text),

@@ -26,11 +26,11 @@ def display(metric: str) -> tuple[str, float, str, int]:
     return DISPLAY.get(metric, (metric, 1.0, "", 3))
 
 
-def interval_text(diff: float, low: float, high: float, scale: float, digits: int) -> str:
-    """'+4.8 [+1.8, +7.7]'; the difference alone where there is no interval (n = 1); '—' for nothing."""
+def interval_text(diff: float, low: float, high: float, scale: float, digits: int, unit: str = "") -> str:
+    """'+4.8 pp [+1.8, +7.7]'; the difference alone where there is no interval (n = 1); '—' for nothing."""
     if pd.isna(diff):
         return "—"
-    text = f"{diff * scale:+.{digits}f}"
+    text = f"{diff * scale:+.{digits}f}" + (f" {unit}" if unit else "")
     if pd.isna(low) or pd.isna(high):
         return text + " (no CI)"
     return f"{text} [{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]"
@@ -62,8 +62,7 @@ def comparison_frame(grid, comparisons: pd.DataFrame, with_power: bool = True) -
         row = {
             "group": labels.get(r["group"], r["group"]),
             "metric": name,
-            "difference [95% CI]": interval_text(r["diff"], r["ci_low"], r["ci_high"], scale, digits)
-            + (f" {unit}" if unit and not pd.isna(r["diff"]) else ""),
+            "difference [95% CI]": interval_text(r["diff"], r["ci_low"], r["ci_high"], scale, digits, unit),
             "test": f"{r['test']}, n = {stats.n_text(r)}",
             "p": p_text(r["p"]),
             "p (Holm)": p_text(r["p_holm"]),
@@ -84,6 +83,13 @@ def comparison_section(grid) -> list:
     headline = paired.headline_metric(grid.runs)
     m = int(comps["p"].notna().sum())
     main = comps[comps["metric"] == headline]
+    if m == 0:
+        return [
+            Heading("Against the baseline"),
+            Text("No comparison can be tested: every group or its baseline has a single seed (or none), so "
+                 "the differences below have no interval and no p-value. Rerun with more seeds."),
+            Table(comparison_frame(grid, main, with_power=False)),
+        ]
     blocks = [
         Heading("Against the baseline"),
         Text(
@@ -111,11 +117,11 @@ def _sentence(grid, r: dict[str, Any]) -> str:
     """'**p=0.5**: better than p=0 by +4.8 pp [+1.8, +7.7] in test acc (paired t, n = 3, p = 0.012, Holm 0.036).'"""
     labels = grid.groups["label"]
     name, scale, unit, digits = display(r["metric"])
-    diff = interval_text(r["diff"], r["ci_low"], r["ci_high"], scale, digits)
+    diff = interval_text(r["diff"], r["ci_low"], r["ci_high"], scale, digits, unit)
     group, base = labels.get(r["group"], r["group"]), labels.get(r["baseline"], r["baseline"])
-    head = f"**{group}** vs {base}, {name}: {diff} {unit}"
+    head = f"**{group}** vs {base}, {name}: {diff}"
     if r["test"] == stats.NO_TEST:
-        return f"{head} — {r['verdict']}: {r['note']}."
+        return f"{head} — {r['note']}."
     detail = f"{r['test']}, p = {p_text(r['p'])}, Holm {p_text(r['p_holm'])}"
     extra = f"; {r['note']}" if "n = 2" in r["note"] or "left out" in r["note"] else ""
     if r["ci_low"] > 0 or r["ci_high"] < 0:
