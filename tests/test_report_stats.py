@@ -58,7 +58,7 @@ def test_groups_csv_and_comparisons_match_an_independent_recomputation(tmp_path)
     assert pd.isna(baseline["test.acc.vs_baseline.diff"])  # the baseline is not compared with itself
     assert 0 <= groups["stays_best"].min() and groups["stays_best"].sum() == pytest.approx(1.0)
     text = result.markdown.read_text()
-    assert "## Against the baseline" in text and f"adjusted over all {m} tests" in text
+    assert "## Comparison with the baseline (seed-paired)" in text and f"adjusted over all {m} tests" in text
     assert "Evaluation protocol: the test split is scored with" in text
     assert "bootstrap resamples of the seeds" in text
     assert "95% confidence interval of the seed-paired difference" in text  # the vs_baseline caption

@@ -211,7 +211,7 @@ def figure(c: Comparison) -> Figure:
     ax.set_yticks(y, labels(t))
     ax.invert_yaxis()
     ax.set(xlabel=f"B − A in {name} ({unit})".replace(" ()", ""),
-           title=f"{name}: B − A per matched configuration (error bars: 95% CI)")
+           title=f"{name}: B − A per matched configuration (error bars: 95% CI)\nB changes: {c.changed[:90]}")
     return fig
 
 

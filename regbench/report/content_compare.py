@@ -85,13 +85,13 @@ def comparison_section(grid) -> list:
     main = comps[comps["metric"] == headline]
     if m == 0:
         return [
-            Heading("Against the baseline"),
+            Heading("Comparison with the baseline (seed-paired)"),
             Text("No comparison can be tested: every group or its baseline has a single seed (or none), so "
                  "the differences below have no interval and no p-value. Rerun with more seeds."),
             Table(comparison_frame(grid, main, with_power=False)),
         ]
     blocks = [
-        Heading("Against the baseline"),
+        Heading("Comparison with the baseline (seed-paired)"),
         Text(
             f"Each group minus its baseline in {display(headline)[0]}, paired by seed (the same seed means the "
             "same initialisation and data order): the mean per-seed difference with its 95% Student-t interval "
