@@ -36,6 +36,15 @@ def interval_text(diff: float, low: float, high: float, scale: float, digits: in
     return f"{text} [{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]"
 
 
+def mde_text(mde: float, scale: float, unit: str, digits: int) -> str:
+    """'±3.9 pp'; an accuracy difference beyond 100 pp cannot exist, so say that instead of the number."""
+    if pd.isna(mde):
+        return "—"
+    if scale == PCT and mde * scale > PCT:
+        return "> 100 pp (far too few seeds)"
+    return f"±{mde * scale:.{digits}f} {unit}".rstrip()
+
+
 def p_text(p: float) -> str:
     if pd.isna(p):
         return "—"
@@ -70,7 +79,7 @@ def comparison_frame(grid, comparisons: pd.DataFrame, with_power: bool = True) -
         }
         if with_power:
             mde = r["mde"]
-            row["detectable at 80% power"] = "—" if pd.isna(mde) else f"±{mde * scale:.{digits}f} {unit}".rstrip()
+            row["detectable at 80% power"] = mde_text(mde, scale, unit, digits)
             row["seeds to detect this difference"] = _seeds_text(r)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -129,5 +138,5 @@ def _sentence(grid, r: dict[str, Any]) -> str:
             extra += "; the uncorrected 95% CI excludes 0, but the difference does not survive Holm's correction"
     mixed = "; **the two use different evaluation protocols**" if r.get("mixed_protocol") else ""
     power = "" if pd.isna(r["mde"]) or not math.isfinite(r["mde"]) else \
-        f"; these seeds detect ±{r['mde'] * scale:.{digits}f} {unit} with 80% power"
+        f"; these seeds detect {mde_text(r['mde'], scale, unit, digits)} with 80% power"
     return f"{head} — {r['verdict']} ({detail}{power}{extra}{mixed})."
