@@ -143,5 +143,7 @@ def test_stays_best_bootstrap():
                           enumerate(np.random.default_rng(g).normal(0.5, 0.05, 4))])
     a, b = stays_best(noisy, "acc"), stays_best(noisy, "acc")
     assert a.equals(b) and 0 < a.max() < 1  # seeded: the same fraction every time; a noisy winner
+    tied = pd.DataFrame([{"group": g, "seed": s, "acc": 0.5 + 0.01 * s} for g in (0, 1) for s in range(3)])
+    assert stays_best(tied, "acc").tolist() == pytest.approx([0.5, 0.5])  # identical groups share the wins
     lone = stays_best(pd.DataFrame([{"group": 0, "seed": 0, "acc": 0.5}, {"group": 1, "seed": 0, "acc": 0.6}]), "acc")
     assert lone.isna().all()  # one seed: no claim

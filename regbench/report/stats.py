@@ -286,7 +286,8 @@ def stays_best(runs: pd.DataFrame, metric: str, group: str = "group", seed: str 
     Seeds shared by every group are resampled jointly (the same seeds for all groups, keeping
     the pairing); otherwise each group's runs are resampled on their own. numpy, not
     scipy.stats.bootstrap: that returns intervals of a statistic, not an arg-max frequency.
-    Groups with a single value get NaN: one seed cannot say whether a winner stays a winner.
+    Groups with a single value get NaN: one seed cannot say whether a winner stays a winner. Groups
+    tied for the best mean in a resample share that resample's win.
     """
     wide = runs.pivot_table(index=seed, columns=group, values=metric, aggfunc="mean")  # (seeds, groups)
     if wide.empty:
@@ -301,6 +302,7 @@ def stays_best(runs: pd.DataFrame, metric: str, group: str = "group", seed: str 
     else:
         columns = [wide[c].dropna().to_numpy() * sign for c in wide]
         means = np.stack([c[rng.integers(0, len(c), size=(n_boot, len(c)))].mean(axis=1) for c in columns], axis=1)
-    wins = np.bincount(means.argmax(axis=1), minlength=wide.shape[1]) / n_boot
+    top = np.isclose(means, means.max(axis=1, keepdims=True), rtol=0, atol=1e-12)  # (B, G): ties share the win
+    wins = (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
     counts = wide.notna().sum()
     return pd.Series(wins, index=wide.columns, name="stays_best").where(counts.to_numpy() >= 2)
