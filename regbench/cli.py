@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted) as exc:
         print("regbench: interrupted; finished runs are complete, rerun the command to resume", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except BrokenPipeError:  # `regbench compare ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
 
 
 def _fail(message: str, code: int = 2) -> int:
