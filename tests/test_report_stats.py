@@ -93,3 +93,21 @@ def test_a_comparison_that_mixes_protocols_is_flagged(tmp_path):
     text = result.markdown.read_text()
     assert "Runs mix evaluation protocols" in text and "protocols differ" in text
     assert result.groups["vs_baseline.mixed_protocol"].any()
+
+
+def test_the_baseline_is_the_least_regularized_group(tmp_path):
+    """p = 0 and no augmentation: '["crop"]' sorts before '[]', so group order alone would pick the
+    augmented group as the baseline."""
+    for p in (0.0, 0.5):
+        for s in range(2):
+            write_run(tmp_path / "plain", p=p, seed=s)
+            write_run(tmp_path / "augmented", p=p, seed=s)
+    for config in (tmp_path / "augmented").rglob("config.yaml"):
+        cfg = yaml.safe_load(config.read_text())
+        cfg["augment"] = {"name": "crop", "ops": ["crop"]}
+        config.write_text(yaml.safe_dump(cfg))
+    result = build_report([tmp_path], tmp_path / "out", formats=["png"], figures=[])
+    g = result.groups
+    base = g.loc[g["baseline"].iloc[0]]
+    assert base["dropout.p"] == 0.0 and base["augment.ops"] == "[]"
+    assert g.index[0] != g["baseline"].iloc[0]  # it is not simply the first group

@@ -87,14 +87,30 @@ def group_table(table: pd.DataFrame, varied: list[str], names: dict[str, str]) -
     return groups.rename_axis("group")
 
 
+# Varied values that mean "this regularizer is off"; a baseline has as few others switched on as possible.
+OFF_VALUES = {"augment.ops": ("[]",), "optim.weight_decay": (0, 0.0), "reg.l1": (0, 0.0), "reg.max_norm": (None,),
+              "reg.label_smoothing": (0, 0.0), "model.batchnorm": (False,)}
+
+
+def _switched_on(pool: pd.DataFrame) -> pd.Series:
+    """Per group: how many of the varied OFF_VALUES keys are not off (NaN counts as off, i.e. unset)."""
+    count = pd.Series(0, index=pool.index)
+    for key, off in OFF_VALUES.items():
+        if key in pool:
+            count += ~(pool[key].isna() | pool[key].isin(off))
+    return count
+
+
 def _baseline(groups: pd.DataFrame) -> Any:
-    """The no-dropout group (p = 0 preferred), else a p = 0 group, else the first; with data if any."""
+    """The no-dropout group (p = 0 preferred), else a p = 0 group, else the first; with data if any.
+    Among equals, the one with the fewest other regularizers switched on (no augmentation, no decay...)."""
     pool = groups[groups["n"] > 0] if (groups["n"] > 0).any() else groups
     p = pool[MAIN_RATE] if MAIN_RATE in pool else pd.Series(np.nan, index=pool.index)
-    baseline_type = pool["dropout"].map(is_baseline_type)  # `none`: a type with no rate keys (registry)
-    for candidates in (pool[baseline_type & (p == 0)], pool[baseline_type], pool[p == 0]):
-        if len(candidates):
-            return candidates.index[0]
+    baseline_type = pool["dropout"].map(is_baseline_type).astype(bool)  # `none`: a type with no rate keys (registry)
+    on = _switched_on(pool)
+    for mask in (baseline_type & (p == 0), baseline_type, p == 0, pd.Series(True, index=pool.index)):
+        if mask.any():
+            return on[mask].idxmin()  # first of the least-regularized, in group order
     return pool.index[0]
 
 
