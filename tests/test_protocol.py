@@ -68,7 +68,6 @@ def test_monitor_defaults_follow_select():
 @pytest.mark.parametrize(("kw", "words"), [
     ({"select": "nosuch"}, ["trainer.select='nosuch'", "final, val_loss, val_acc"]),
     ({"monitor": "val_f1", "patience": 2}, ["trainer.monitor='val_f1'", "val_loss, val_acc"]),
-    ({"monitor": "val_acc"}, ["trainer.monitor=val_acc", "trainer.patience"]),
 ])
 def test_bad_protocol_values_are_refused(kw, words):
     with pytest.raises(ConfigError) as err:
@@ -120,3 +119,12 @@ def test_restore_best_names_the_new_key(cli):
     code, out, err = cli("run", "trainer.restore_best=false", "trainer.progress=false")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "trainer.restore_best" in err and "trainer.select" in err and "val_loss" in err
+
+
+def test_min_delta_acts_on_selection_without_early_stopping(cli):
+    """trainer.min_delta decides the best epoch when select keeps weights: accepted without patience."""
+    code, out, err = cli("run", "trainer.epochs=2", "trainer.progress=false", "model.hidden=[16]", "report=false",
+                         "trainer.select=val_loss", "trainer.min_delta=0.01")
+    assert code == 0, err
+    code, _, err = cli("run", "trainer.epochs=2", "trainer.progress=false", "trainer.min_delta=0.01")
+    assert code == 2 and "trainer.patience" in err and "trainer.select" in err  # select=final: no effect
