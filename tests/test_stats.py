@@ -147,3 +147,11 @@ def test_stays_best_bootstrap():
     assert stays_best(tied, "acc").tolist() == pytest.approx([0.5, 0.5])  # identical groups share the wins
     lone = stays_best(pd.DataFrame([{"group": 0, "seed": 0, "acc": 0.5}, {"group": 1, "seed": 0, "acc": 0.6}]), "acc")
     assert lone.isna().all()  # one seed: no claim
+
+
+def test_power_numbers_at_a_tiny_level_with_two_seeds_do_not_crash():
+    """df = 1 at alpha / m = 0.05 / 60: the noncentrality needed is far beyond the first bracket."""
+    nc = detectable_nc(1, 0.05 / 60)
+    assert nc > 200 and (math.isinf(nc) or nc < 1e6)
+    r = compare_values(pd.Series([0.5, 0.6]), pd.Series([0.4, 0.45]), power_alpha=0.05 / 60)
+    assert r["test"] == PAIRED and r["mde"] > 0

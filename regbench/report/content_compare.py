@@ -40,6 +40,8 @@ def mde_text(mde: float, scale: float, unit: str, digits: int) -> str:
     """'±3.9 pp'; an accuracy difference beyond 100 pp cannot exist, so say that instead of the number."""
     if pd.isna(mde):
         return "—"
+    if not math.isfinite(mde):
+        return "none at these seeds (too few)"
     if scale == PCT and mde * scale > PCT:
         return "> 100 pp (far too few seeds)"
     return f"±{mde * scale:.{digits}f} {unit}".rstrip()

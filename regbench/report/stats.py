@@ -34,7 +34,8 @@ ALPHA = 0.05  # two-sided significance level of every test and 1 − the interva
 POWER = 0.8  # target power for the minimum detectable effect and the seeds needed
 N_BOOT = 2000  # bootstrap resamples for `stays_best`
 BOOT_SEED = 0  # the bootstrap's own generator: the same runs always give the same fraction
-NC_MAX = 200.0  # search bracket for the noncentrality (df = 1 needs ~18 for 80% power)
+NC_MAX = 200.0  # search bracket for the noncentrality (df = 1 needs ~18 for 80% power at alpha = 0.05)
+NC_MAX_SEARCH = 1e6  # widened up to this for tiny alpha / df = 1; beyond it the MDE is reported as inf
 MAX_SEEDS = 100_000  # seeds_needed beyond this is reported as NaN ("more than MAX_SEEDS")
 SAME_SPREAD = 1e-12  # differences whose sd is below this (relative) are "the same in every seed": no t
 # Headline metrics compared against the baseline, with their direction (+1: higher is better).
@@ -58,13 +59,22 @@ def _power(nc: float, df: float, alpha: float = ALPHA) -> float:
     crit = stats.t.ppf(1 - alpha / 2, df)
     # The far tail (wrong sign) is < 1e-8 wherever scipy's nct.cdf returns NaN for it (df = 1, nc ~ 15).
     far = float(np.nan_to_num(stats.nct.cdf(-crit, df, nc), nan=0.0))
-    return float(stats.nct.sf(crit, df, nc)) + far
+    near = float(np.nan_to_num(stats.nct.sf(crit, df, nc), nan=1.0 if nc > crit else 0.0))
+    return near + far
 
 
 @functools.lru_cache(maxsize=1024)
 def detectable_nc(df: float, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Noncentrality at which the two-sided t-test reaches `power` (MDE = this × standard error)."""
-    return float(optimize.brentq(lambda nc: _power(nc, df, alpha) - power, 0.0, NC_MAX))
+    """Noncentrality at which the two-sided t-test reaches `power` (MDE = this × standard error).
+
+    inf where even NC_MAX_SEARCH falls short (df = 1 at a Bonferroni level of a big family).
+    """
+    hi = NC_MAX
+    while _power(hi, df, alpha) < power:
+        if hi >= NC_MAX_SEARCH:
+            return math.inf
+        hi *= 4
+    return float(optimize.brentq(lambda nc: _power(nc, df, alpha) - power, 0.0, hi))
 
 
 def _smallest_n(reaches, lo: int = 2) -> int | None:
