@@ -125,8 +125,13 @@ def _rules() -> list[Rule]:
                           f"(dataset={'|'.join(_datasets_reading(leaf(k)))})"),
         Rule(("eval.mc_every_epoch",), lambda c, k: c.eval.mc_samples > 0,
              lambda c, k: "with eval.mc_samples=0 (MC dropout off); valid: eval.mc_samples > 0, e.g. 30"),
-        Rule(("trainer.min_delta",), lambda c, k: c.trainer.patience is not None,
-             lambda c, k: "without early stopping (trainer.patience=null); valid: trainer.patience=N"),
+        # min_delta also decides which epoch is "best" when trainer.select keeps the best weights (protocol.py)
+        Rule(("trainer.min_delta",), lambda c, k: c.trainer.patience is not None or c.trainer.select != "final",
+             lambda c, k: "without early stopping (trainer.patience=null) and with trainer.select=final; "
+                          "valid: trainer.patience=N or trainer.select=val_loss|val_acc"),
+        Rule(("trainer.monitor",), lambda c, k: c.trainer.patience is not None,
+             lambda c, k: "without early stopping (trainer.patience=null); valid: trainer.patience=N, "
+                          "or leave trainer.monitor unset"),
     ]
 
 

@@ -22,6 +22,8 @@ USAGE = f"""regbench {__version__}: regularization ablations from the command li
 usage:
   regbench run [KEY=VALUE ...] [-m]      train one configuration, or a grid with -m
   regbench report PATH... [--out DIR]    tables, figures and report.md/html from run folders
+  regbench compare A B [--metric M]      seed-paired differences between two folders of runs
+  regbench compare A --where KEY=VALUE   ... or within one folder, against the runs with KEY=VALUE
   regbench list                          datasets, models, dropout types, optimizers, augmentations, experiments
 
 examples:
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regbench {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"run": run_command, "report": report_command, "list": list_command}
+    commands = {"run": run_command, "report": report_command, "compare": compare_command, "list": list_command}
     if command not in commands:
         return _fail(f"unknown command {command!r}; valid choices: {', '.join(commands)}")
     try:
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted) as exc:
         print("regbench: interrupted; finished runs are complete, rerun the command to resume", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except BrokenPipeError:  # `regbench compare ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -220,8 +225,11 @@ def _omegaconf_message(err) -> str:
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
     from regbench.config import schema_keys
+    from regbench.protocol import RENAMED
 
     key = str(err.full_key)
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and key in RENAMED:
+        return f"{key} no longer exists; use {RENAMED[key]}"
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
         parent = key.rpartition(".")[0]
         return f"unknown key {key!r}; valid keys{' in ' + parent if parent else ''}: {', '.join(schema_keys(parent))}"
@@ -236,6 +244,12 @@ def report_command(args: list[str]) -> int:
     from regbench.report import main as report_main
 
     return report_main(args)
+
+
+def compare_command(args: list[str]) -> int:
+    from regbench.report.compare import main as compare_main
+
+    return compare_main(args)
 
 
 def list_command(args: list[str]) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from regbench import protocol
 from regbench.errors import ConfigError
 
 STRUCTURAL = "structural"  # hashed; the cells of one stack must agree (every key not declared otherwise)
@@ -50,7 +51,7 @@ class DatasetConfig:
     val_fraction: float = 0.2  # share of the training split held out for validation
     train_size: int | None = None  # subsample the training part to this many (None = all)
     split_seed: int = 0  # fixes the train/val split and subsample, independent of `seed`
-    num_samples: int = 4000  # mnist1d / synthetic: examples generated (train + test)
+    num_samples: int | None = None  # mnist1d / synthetic: examples generated, train + test (None: the dataset's own)
     shape: list[int] = field(default_factory=lambda: [1, 16, 16])  # synthetic: input shape C,H,W | C,L | D
     num_classes: int = 10  # synthetic: number of classes
     noise: float = 1.0  # synthetic: noise std around the class prototypes (higher = harder)
@@ -136,9 +137,10 @@ class TrainerConfig:
     # how a run ran, so a report puts runs that differ only in them into one configuration.
     device: str = _key("auto", compared=False)  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     amp: bool = True  # bf16 autocast on CUDA (no effect elsewhere)
-    patience: int | None = None  # early stopping on val loss after this many bad epochs (None = off)
-    min_delta: float = 0.0  # an improvement of val loss smaller than this does not count
-    restore_best: bool = True  # evaluate the test set with the best-val-loss weights
+    select: str = protocol.DEFAULT_SELECT  # final | val_loss | val_acc: the weights that score the test split
+    patience: int | None = None  # early stopping after this many epochs without improvement (None = off)
+    monitor: str | None = None  # val_loss | val_acc: what early stopping watches (None: follows select)
+    min_delta: float = 0.0  # an improvement smaller than this does not count (selection and stopping)
     train_eval_size: int = 1000  # fixed training subset measured in eval mode for the gap
     threads: int | None = _key(None, compared=False)  # CPU threads (None: 1 for small models on CPU, else torch's)
     progress: bool = _key(True, NOT_HASHED)  # tqdm bar per run (hidden automatically when not on a terminal)
@@ -268,6 +270,7 @@ def validate(cfg: DictConfig) -> None:
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
+    protocol.check(cfg.trainer)
     from regbench.loggers import check_logger
 
     check_logger(cfg.logger)

@@ -120,7 +120,7 @@ def test_report_bad_input(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["train"], ["train", "run, report, list"]),
+    (["train"], ["train", "run, report, compare, list"]),
     (["list", "extra"], ["extra"]),
 ])
 def test_command_bad_input(cli, args, expected):
@@ -212,3 +212,43 @@ def test_no_effect_bad_input(cli, tmp_path, overrides, expected):
 
 def test_report_without_a_path_is_one_line(cli):
     _assert_one_line(*cli("report"), ["PATH", "usage: regbench report"])
+
+
+# -- issue 11: the evaluation protocol and `regbench compare`
+PROTOCOL_BAD_INPUT = [
+    (["trainer.select=nosuch"], ["trainer.select='nosuch'", "final, val_loss, val_acc"]),
+    (["trainer.patience=3", "trainer.monitor=val_f1"], ["trainer.monitor='val_f1'", "val_loss, val_acc"]),
+    (["trainer.monitor=val_acc"], ["trainer.monitor=val_acc", "trainer.patience"]),
+    (["trainer.restore_best=false"], ["trainer.restore_best", "trainer.select", "final, val_loss, val_acc"]),
+    (["-m", "trainer.select=final,best"], ["trainer.select='best'", "final, val_loss, val_acc"]),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", PROTOCOL_BAD_INPUT, ids=[" ".join(o) for o, _ in PROTOCOL_BAD_INPUT])
+def test_protocol_bad_input(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_bad_input(cli, tmp_path):
+    from test_report import write_run
+
+    for p in (0.0, 0.3):
+        for s in (0, 1):
+            write_run(tmp_path / "a", p=p, seed=s)
+    write_run(tmp_path / "b", p=0.5, seed=0)
+    (tmp_path / "empty").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    cases = [
+        (["a", "nowhere"], ["nowhere", "valid"]),
+        (["a", "empty"], ["no runs", "empty"]),
+        (["a", "b"], ["no configuration in common", "dropout.p"]),
+        (["a", "--where", "dropout.p=0", "--metric", "acc"], ["--metric 'acc'", "test.acc", "final.val_acc"]),
+        (["a", "--where", "dropout.q=0"], ["dropout.q", "dropout.p"]),
+        (["a", "--where", "dropout.p=0.7"], ["dropout.p=0.7", "0, 0.3"]),
+        (["a"], ["--where", "usage: regbench compare"]),
+    ]
+    for args, expected in cases:
+        _assert_one_line(*cli("compare", *args), expected)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written: no compare/ folder anywhere

@@ -72,7 +72,7 @@ def test_same_config_twice_gets_two_folders_and_the_same_hash(cli, tmp_path):
 
 def test_unknown_command_is_one_line_exit_2(cli):
     code, _, err = cli("train")
-    assert code == 2 and "train" in err and "run, report, list" in err
+    assert code == 2 and "train" in err and "run, report, compare, list" in err
 
 
 def test_list_shows_every_registry(cli):

@@ -322,3 +322,24 @@ def test_partial_or_corrupt_files_say_which(tmp_path):
         (folder / file).write_bytes(b"junk")
     with pytest.raises(ConfigError, match=f"files in {folder} could not be read or failed torchvision's checksum"):
         build_splits(dcfg("cifar10", root=str(tmp_path)), "cpu")
+
+
+def test_mnist1d_defaults_are_the_benchmarks_own_definition():
+    """dataset=mnist1d with no overrides is the package's canonical generation: 4000 train / 1000 test."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    clear_cache()
+    raw = load_raw(dcfg("mnist1d"))
+    assert (len(raw.y_train), len(raw.y_test)) == (4000, 1000)
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        ref = make_dataset(get_dataset_args())  # the package's own default arguments
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    assert torch.equal(raw.x_train[:, 0], torch.from_numpy(ref["x"]).float())
+    assert torch.equal(raw.x_test[:, 0], torch.from_numpy(ref["x_test"]).float())
+    assert torch.equal(raw.y_train, torch.from_numpy(ref["y"]).long())
+    assert torch.equal(raw.y_test, torch.from_numpy(ref["y_test"]).long())
+    splits = build_splits(dcfg("mnist1d"), "cpu")  # the default validation carve-out comes from train only
+    assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (3200, 800, 1000)

@@ -51,7 +51,8 @@ def test_dropout_changes_training(make_cfg, tmp_path):
 
 def test_early_stopping_restores_the_best_epoch(make_cfg, tmp_path):
     # Tiny training set + big model + high lr: validation loss turns up after a few epochs.
-    cfg = make_cfg("trainer.epochs=40", "trainer.patience=3", "trainer.progress=false", "dataset.train_size=100",
+    cfg = make_cfg("trainer.epochs=40", "trainer.patience=3", "trainer.select=val_loss", "trainer.progress=false",
+                   "dataset.train_size=100",
                    "model.hidden=[256]", "optim.lr=0.01", f"results_dir={tmp_path}")
     s = run(cfg)
     rows = read_metrics(Path(s["run_dir"]))
@@ -59,7 +60,8 @@ def test_early_stopping_restores_the_best_epoch(make_cfg, tmp_path):
     assert s["stopped_early"] and len(rows) < 40
     assert s["best_epoch"] == 1 + val.index(min(val))
     assert len(rows) == s["best_epoch"] + 3  # stopped after `patience` epochs without improvement
-    assert s["test"]["weights"] == "best"
+    assert s["test"]["weights"] == "val_loss" and s["test"]["epoch"] == s["best_epoch"]
+    assert s["test_final"]["epoch"] == len(rows) and s["test_final"] != s["test"]
     on_disk = read_summary(Path(s["run_dir"]))
     assert on_disk["best"]["val_loss"] == pytest.approx(min(val))
 

@@ -17,6 +17,7 @@ from regbench.errors import ConfigError
 
 _DIGITS_TEST_FRACTION = 0.2  # digits has no official test split: this share is held out, always the same
 _DIGITS_TEST_SEED = 0  # fixed, independent of split_seed, so every run is scored on the same test set
+_SYNTH_SAMPLES = 4000  # synthetic: examples generated when dataset.num_samples is unset (train + test)
 _SYNTH_TRAIN_FRACTION = 0.8  # synthetic: train/test split of the num_samples generated
 _SYNTH_MODES = 3  # prototypes per class: a mixture, so no single linear template solves it
 # L2 norm of each prototype, in units of the per-element noise std at noise=1. At 5, shape [1,16,16], 4000
@@ -41,19 +42,24 @@ def digits() -> RawDataset:
 
 
 @DATASETS.register("mnist1d")
-def mnist1d(num_samples: int) -> RawDataset:
+def mnist1d(num_samples: int | None) -> RawDataset:
     """MNIST-1D (Greydanus & Kalai, 2024): 10 classes of 40-long signals, generated offline.
 
+    By default exactly the benchmark's own definition: the generator's default arguments
+    (`get_dataset_args()`: 5000 samples, 80% train -> 4000 train / 1000 test, seed 42), read
+    from the package, not restated here. `dataset.num_samples` changes only the sample count.
     Calls the package's generator directly: `get_dataset` would download or write a
     pickle into the working directory. The generator reseeds the global numpy/random
-    state (fixed seed 42), so both are saved and restored around it.
+    state (its fixed seed), so both are saved and restored around it.
     """
-    if num_samples < 10:
-        raise ConfigError(f"dataset.num_samples={num_samples} is too small for mnist1d; valid values: >= 10")
     from mnist1d.data import get_dataset_args, make_dataset  # lazy: imports matplotlib, scipy, requests
 
     args = get_dataset_args()
-    args.num_samples = int(num_samples)  # rounded down to a multiple of 10 by the generator; 80% train
+    if num_samples is not None:
+        if num_samples < 10:
+            raise ConfigError(f"dataset.num_samples={num_samples} is too small for mnist1d; valid values: >= 10 "
+                              f"(default: the benchmark's {args.num_samples})")
+        args.num_samples = int(num_samples)  # rounded down to a multiple of 10 by the generator
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         data = make_dataset(args)
@@ -76,7 +82,8 @@ def mnist1d(num_samples: int) -> RawDataset:
 
 
 @DATASETS.register("synthetic")
-def synthetic(shape: tuple[int, ...], num_classes: int, num_samples: int, noise: float, split_seed: int) -> RawDataset:
+def synthetic(shape: tuple[int, ...], num_classes: int, num_samples: int | None, noise: float,
+              split_seed: int) -> RawDataset:
     """Gaussian mixture around smooth random prototypes, any shape, generated in well under a second.
 
     shape [C,H,W] -> uint8 images; [C,L] (or [L], read as [1,L]) -> float32 sequences.
@@ -90,6 +97,8 @@ def synthetic(shape: tuple[int, ...], num_classes: int, num_samples: int, noise:
         raise ConfigError(f"dataset.shape={list(shape)} is not valid; valid values: [C,H,W] or [C,L], all >= 1")
     if num_classes < 2:
         raise ConfigError(f"dataset.num_classes={num_classes} is not valid; valid values: >= 2")
+    if num_samples is None:
+        num_samples = _SYNTH_SAMPLES
     if num_samples < 2 * num_classes:
         raise ConfigError(f"dataset.num_samples={num_samples} is too small; valid values: >= {2 * num_classes}")
     if noise < 0:

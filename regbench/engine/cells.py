@@ -24,6 +24,7 @@ from regbench import checkpoint, results, uncertainty
 from regbench.config import config_hash, hashable_dict
 from regbench.evaluate import loss_and_correct
 from regbench.loggers import flat_hparams, make_logger
+from regbench.protocol import Protocol, Tracker
 
 log = logging.getLogger("regbench")
 SUMMARY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")  # final / best blocks
@@ -40,11 +41,7 @@ class Progress:
 
     order: torch.Generator  # data order: its own stream, the same for every dropout type
     rows: list = field(default_factory=list)  # metrics.csv rows written so far
-    best_val_loss: float = math.inf
-    best_epoch: int = 0
-    best_row: dict | None = None
-    best_state: dict | None = None  # model weights at best_epoch (for the test evaluation)
-    bad_epochs: int = 0  # epochs since the last improvement (early stopping)
+    tracker: Tracker = field(default_factory=Tracker)  # best epoch, selected weights, early stopping
 
     @property
     def epoch(self) -> int:
@@ -100,6 +97,7 @@ class Cell:
     logger: object = None
     seconds: float = 0.0  # this cell's share of the stack's wall time
     mc_epoch: bool = False  # eval.mc_every_epoch columns (stacks of one: engine/plan.py)
+    protocol: Protocol | None = None  # trainer.select / monitor / patience (regbench/protocol.py)
 
     @property
     def finished(self) -> bool:
@@ -108,6 +106,7 @@ class Cell:
     def start(self, device, data, stack_cells: int, lone=None) -> None:
         """Open the run folder (or the interrupted one to resume) and everything written per epoch."""
         cfg = self.cfg
+        self.protocol = Protocol.from_trainer(cfg.trainer)
         self.progress = Progress(order=torch.Generator().manual_seed(cfg.seed))
         if self.resume_dir is not None:
             self.run_dir = Path(self.resume_dir)
@@ -148,17 +147,14 @@ class Cell:
             s.update(status="diverged", error=f"non-finite loss at epoch {epoch}")
             log.warning("run %s diverged at epoch %d (non-finite loss)", self.run_dir.name, epoch)
             return True
-        # early stopping on validation loss; keep the best weights for the test set
-        if val_loss < p.best_val_loss - tr.min_delta:
-            p.best_val_loss, p.best_epoch, p.best_row, p.bad_epochs = val_loss, epoch, row, 0
-            p.best_state = stack.cell_state(m)
-        else:
-            p.bad_epochs += 1
+        # the evaluation protocol: best epoch (and its weights if trainer.select keeps them),
+        # early stopping on trainer.monitor
+        stop = p.tracker.update(self.protocol, epoch, row, lambda: stack.cell_state(m))
         if tr.checkpoint:  # stacks of one (engine/plan.py)
             checkpoint.save(self.run_dir, stack.model, stack.optimizer, stack.scheduler, p, s, elapsed=self.seconds)
-        if tr.patience is not None and p.bad_epochs >= tr.patience:
+        if stop:
             s["stopped_early"] = True
-            log.info("run %s: early stop at epoch %d (best epoch %d)", self.run_dir.name, epoch, p.best_epoch)
+            log.info("run %s: early stop at epoch %d (best epoch %d)", self.run_dir.name, epoch, p.tracker.best_epoch)
             return True
         return False
 
@@ -190,9 +186,10 @@ class Cell:
         s["epochs_completed"] = len(rows)
         s.setdefault("stopped_early", False)
         s["final"] = {k: rows[-1][k] for k in SUMMARY_KEYS} if rows else None
-        s["best_epoch"] = p.best_epoch or None
-        s["best"] = {k: p.best_row[k] for k in SUMMARY_KEYS} if p.best_row else None
-        s["test"] = None
+        s["protocol"] = self.protocol.describe()
+        s["best_epoch"] = p.tracker.best_epoch or None
+        s["best"] = {k: p.tracker.best_row[k] for k in SUMMARY_KEYS} if p.tracker.best_row else None
+        s["test"] = s["test_final"] = None
         if s["status"] in ("completed", "diverged") and len(data.x_test):
             self._test(data, autocast)
         s["seconds"] = self.seconds + time.perf_counter() - t0  # epochs (its share of them) + this evaluation
@@ -203,13 +200,20 @@ class Cell:
         results.write_json(self.run_dir / "summary.json", s)
 
     def _test(self, data, autocast) -> None:
-        s, p, tr, ev, model = self.summary, self.progress, self.cfg.trainer, self.cfg.eval, self.model
-        use_best = tr.restore_best and p.best_state is not None
-        if use_best:
-            model.load_state_dict(p.best_state)
-        test_loss, test_acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast,
-                                               ev.mode).tolist()
-        s["test"] = {"loss": test_loss, "acc": test_acc, "weights": "best" if use_best else "final"}
+        """Score the test split with the final weights (`test_final`) and with the weights trainer.select
+        names (`test`, plus calibration / MC). self.model holds the final weights on entry."""
+        s, p, ev, model = self.summary, self.progress, self.cfg.eval, self.model
+
+        def score() -> dict:
+            loss, acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast, ev.mode).tolist()
+            return {"loss": loss, "acc": acc}
+
+        s["test_final"] = {**score(), "epoch": len(p.rows)}
+        if self.protocol.weights_to_score(p.tracker) == "selected":
+            model.load_state_dict(p.tracker.selected_state)
+            s["test"] = {**score(), "weights": self.protocol.select, "epoch": p.tracker.best_epoch}
+        else:  # select=final, or no epoch was ever finite (a run diverged at epoch 1): the last weights
+            s["test"] = {**s["test_final"], "weights": "final"}
         try:  # "calibration" (deterministic) and, with eval.mc_samples > 0, "mc" plus mc_convergence.csv
             blocks, convergence = uncertainty.final_blocks(model, data, autocast, ev)
             s.update(blocks)

@@ -22,7 +22,7 @@ from regbench.config import NOT_HASHED_KEYS, PER_CELL_KEYS
 # Values a stack holds per cell: the schema's per-cell keys (regbench/config.py: (M,) tensors or each
 # cell's own generator), plus what each cell keeps in its own objects here: its augmentation (any
 # augment.* value) and its end-of-run bookkeeping (early stopping, test weights, MC / calibration).
-ENGINE_PER_CELL = frozenset({"augment", "eval.mc_samples", "eval.ece_bins", "trainer.restore_best",
+ENGINE_PER_CELL = frozenset({"augment", "eval.mc_samples", "eval.ece_bins", "trainer.select", "trainer.monitor",
                              "trainer.patience", "trainer.min_delta"})
 PER_CELL_VALUES = tuple(sorted(PER_CELL_KEYS | ENGINE_PER_CELL))
 # Where or how visibly a run is written (the schema's not-hashed keys): each cell keeps its own.

@@ -3,7 +3,10 @@
 Reads only the run-folder contract (docs/architecture.md, "The run folder"): config.yaml, metrics.csv, summary.json,
 at any depth below the given paths. Data flows one way:
 
-    collect (scan + load) -> table/grid (tidy pandas) -> figures -> content -> render (md + html)
+    collect (scan + load) -> table/grid (tidy pandas) -> paired (every group vs its baseline,
+    statistics from stats.py) -> figures -> content (+ content_compare) -> render (md + html)
+
+`regbench compare` (compare.py) reuses collect, table and stats for two folders of runs.
 
 Bad runs are skipped with a reason rather than stopping the report; only "nothing could
 be reported" is an error (ConfigError: one line on stderr, exit 2).
@@ -26,11 +29,12 @@ import pandas as pd
 from regbench.errors import ConfigError, MachineFailure, machine_failure
 from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
 from regbench.report.content import report_blocks
+from regbench.report.content_compare import comparison_section
 from regbench.report.figures import FIGURES, draw_all
 from regbench.report.grid import build_grid
 from regbench.report.render import write_report
 
-__all__ = ["ReportResult", "Skipped", "build_report", "main"]
+__all__ = ["ReportResult", "Skipped", "build_report", "main", "read_runs"]
 
 FORMATS = ("png", "svg", "pdf")  # matplotlib writes these without extra dependencies
 DEFAULT_FORMATS = ("png", "svg")
@@ -49,10 +53,14 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)  # caveats shown at the top of the report
 
 
-def _load(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
+def read_runs(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
+    """Every run folder below `paths` (each read once), and the folders skipped with a reason.
+
+    Raises ConfigError (one line) for a missing path, or when no run can be read at all.
+    """
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise ConfigError(f"path does not exist: {missing[0]}")
+        raise ConfigError(f"path does not exist: {missing[0]}; valid: an existing folder of run folders")
     folders: dict[Path, Path] = {}  # resolved -> as found; overlapping PATHs read a run once
     skipped: list[Skipped] = []
     for path in paths:
@@ -69,7 +77,8 @@ def _load(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
             f"no readable runs under {where}: {len(skipped)} folder(s) skipped, e.g. {first.path}: {first.reason}"
         )
     if not runs:
-        raise ConfigError(f"no runs found under {where}")
+        raise ConfigError(f"no runs found under {where}; valid: a folder holding run folders "
+                          "(config.yaml with metrics.csv or summary.json)")
     return runs, skipped
 
 
@@ -88,19 +97,21 @@ def build_report(
     roots = [Path(p) for p in paths]
     if not roots:
         raise ConfigError("no PATH given; valid: one or more folders holding run folders")
-    runs, skipped = _load(roots)
+    runs, skipped = read_runs(roots)
     out = Path(out_dir)
     grid = build_grid(runs)
     with staging(out) as stage:
         grid.runs.to_csv(stage / "runs.csv", index=False)
         grid.groups.to_csv(stage / "groups.csv")
+        grid.comparisons.to_csv(stage / "comparisons.csv", index=False)
         written, figures_skipped = {}, {}
         for panel, part in panels(runs).items():  # one set of figures per dataset/model: never overlaid
             drawn, not_drawn = draw_all(grid if len(runs) == len(part) else build_grid(part), stage, formats,
                                         figures, panel=panel)
             written |= drawn
             figures_skipped |= not_drawn
-        blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots])
+        blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots],
+                               comparison=comparison_section(grid))
         write_report(blocks, stage)
     return ReportResult(
         table=grid.runs,

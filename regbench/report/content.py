@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regbench.report import paired
 from regbench.report.collect import Skipped
 from regbench.report.commands import multirun_command, run_commands
 from regbench.report.grid import Grid
@@ -114,6 +115,18 @@ def results_frame(grid: Grid) -> pd.DataFrame:
     columns["val acc (%)"] = pm(g, "final.val_acc", PCT, 1)
     if g["test.acc.mean"].notna().any():
         columns["test acc (%)"] = pm(g, "test.acc", PCT, 1)
+    headline = paired.headline_metric(grid.runs)
+    if f"{headline}.vs_baseline.diff" in g:
+        name = "test acc" if headline == "test.acc" else "val acc"
+        columns[f"Δ {name} vs baseline (pp) [95% CI]"] = [
+            "" if g_ == b else paired_interval(g, g_, headline)
+            for g_, b in zip(g.index, g["baseline"], strict=True)
+        ]
+        columns["verdict"] = g[f"{headline}.vs_baseline.verdict"].fillna("")
+    if "test_final.acc.mean" in g and g["test_final.acc.mean"].notna().any() and not (
+        grid.runs["protocol"].fillna("select=final").str.startswith("select=final").all()
+    ):
+        columns["test acc, final weights (%)"] = pm(g, "test_final.acc", PCT, 1)
     columns |= {
         "train acc (%)": pm(g, "final.train_acc", PCT, 1),
         "gap acc (pp)": pm(g, "final.gap_acc", PCT, 1),
@@ -125,11 +138,21 @@ def results_frame(grid: Grid) -> pd.DataFrame:
     if not g["statuses"].eq(g["n_runs"].map(lambda n: f"{COMPLETED} {n}")).all():
         columns["runs"] = g["statuses"]
     best = _best_groups(grid)
-    columns[""] = [
-        " ".join(m for m, on in (("baseline", g_ == b), ("best", g_ in best)) if on)
-        for g_, b in zip(g.index, g["baseline"], strict=True)
+    columns[""] = [  # a lone seed never crowns a winner
+        " ".join(m for m, on in (("baseline", g_ == b), ("best" if n >= 2 else f"highest mean (n = {n})", g_ in best))
+                 if on)
+        for g_, b, n in zip(g.index, g["baseline"], g["n"], strict=True)
     ]
     return pd.DataFrame(columns).reset_index(drop=True)
+
+
+def paired_interval(g: pd.DataFrame, group: Any, metric: str) -> str:
+    """'+4.8 [+1.8, +7.7]' in pp for one group's headline difference to its baseline."""
+    diff, low, high = (g.at[group, f"{metric}.vs_baseline.{f}"] for f in ("diff", "ci_low", "ci_high"))
+    if pd.isna(diff):
+        return "—"
+    text = f"{diff * PCT:+.1f}"
+    return text + (" (no CI)" if pd.isna(low) else f" [{low * PCT:+.1f}, {high * PCT:+.1f}]")
 
 
 def _best_groups(grid: Grid) -> list[Any]:
@@ -180,6 +203,7 @@ def grid_section(grid: Grid, skipped: list[Skipped]) -> list[Block]:
     ]
     if fixed:
         items.append("Fixed: " + ", ".join(f"`{f}`" for f in fixed))
+    items += paired.protocol_notes(runs, grid.comparisons)
     blocks: list[Block] = [Heading("Grid"), Bullets(tuple(items))]
     if grid.notes:
         blocks.append(Bullets(tuple(f"**Note:** {note}" for note in grid.notes)))
@@ -190,10 +214,16 @@ def best_section(grid: Grid) -> list[Block]:
     best = _best_groups(grid)
     if not best:
         return [Heading("Best configuration"), Text("No group has a validation accuracy yet.")]
-    lines = [_describe(grid, b) for b in best]
+    lines = [f"{_describe(grid, b)}; {paired.best_line(grid.groups, b)}" for b in best]
     baselines = [grid.groups.at[b, "baseline"] for b in best]
     lines += [f"Baseline {_describe(grid, b)}" for b in dict.fromkeys(baselines) if b not in best]
-    return [Heading("Best configuration"), Text("Highest mean final-epoch validation accuracy."), Bullets(tuple(lines))]
+    return [
+        Heading("Best configuration"),
+        Text("Highest mean final-epoch validation accuracy (chosen on validation, not on test), and how often "
+             "that group stays best when the seeds are resampled with replacement (bootstrap, paired across "
+             "groups where they share seeds)."),
+        Bullets(tuple(lines)),
+    ]
 
 
 def results_section(grid: Grid) -> list[Block]:
@@ -270,7 +300,9 @@ def report_blocks(
     written: dict[str, tuple[Path, str]],
     figures_skipped: dict[str, str],
     inputs: list[str],
+    comparison: list[Block] | tuple[Block, ...] = (),
 ) -> list[Block]:
+    """The whole report; `comparison` (content_compare.comparison_section) follows the results table."""
     intro = Text(
         f"Runs read from {', '.join(f'`{p}`' for p in inputs)}: {len(grid.runs)} read, {len(skipped)} skipped."
     )
@@ -280,6 +312,7 @@ def report_blocks(
         *grid_section(grid, skipped),
         *best_section(grid),
         *results_section(grid),
+        *comparison,
         *figures_section(written, figures_skipped),
         *attention_section(grid, skipped),
         *rerun_section(grid),

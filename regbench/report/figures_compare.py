@@ -47,6 +47,12 @@ LABEL_OFFSET = (4, 0)  # points right of the axes for the value column
 DARK_CELL = 0.5  # heatmap cells darker than this (normalised) get white text
 
 
+def _vs_baseline(groups: pd.DataFrame, metric: str, field: str) -> pd.Series:
+    """A group's paired difference to its baseline (or a CI end), in pp; NaN where not computed."""
+    column = f"{metric}.vs_baseline.{field}"
+    return groups[column].astype(float) * PCT if column in groups else pd.Series(np.nan, index=groups.index)
+
+
 def _with_results(grid: Grid) -> pd.DataFrame:
     return grid.groups[grid.groups["n"] > 0]
 
@@ -143,12 +149,15 @@ def vs_baseline(grid: Grid) -> Drawn:
     y = np.arange(len(groups))
     for ax, metric, what in ((axes[0], acc, acc_name), (axes[1], "final.gap_acc", "final accuracy gap")):
         value = groups[f"{metric}.mean"] * PCT
-        # Each group against the baseline of its own dataset.
-        delta = value - value.reindex(groups["baseline"]).to_numpy()
+        # Each group against the baseline of its own dataset: the mean seed-paired difference and its
+        # 95% CI (report/stats.py); a baseline bar is 0, a group without an interval (n = 1) has no bar.
+        delta, low, high = (_vs_baseline(groups, metric, f) for f in ("diff", "ci_low", "ci_high"))
+        delta = delta.where(~is_base, 0.0)
+        xerr = np.vstack([(delta - low).fillna(0.0).clip(lower=0), (high - delta).fillna(0.0).clip(lower=0)])
         bars = ax.barh(
             y,
-            delta,
-            xerr=_std(groups, metric),
+            delta.fillna(0.0),
+            xerr=xerr,
             color=colours,
             height=BAR_FILL,
             error_kw={"capsize": CAPSIZE, "elinewidth": 1, "ecolor": NEUTRAL},
@@ -156,8 +165,9 @@ def vs_baseline(grid: Grid) -> Drawn:
         for bar, base in zip(bars, is_base, strict=True):
             bar.set_hatch("//" if base else "")
         # Values in a column right of the axes, where they cannot collide with bars or error bars.
-        for yi, d, v, base in zip(y, delta, value, is_base, strict=True):
-            text = f"{v:.1f} (baseline)" if base else f"{v:.1f} ({d:+.1f})"
+        for yi, d, v, lo, hi, base in zip(y, delta, value, low, high, is_base, strict=True):
+            ci = "no CI" if np.isnan(lo) else f"[{lo:+.1f}, {hi:+.1f}]"
+            text = f"{v:.1f} (baseline)" if base else "—" if np.isnan(d) else f"{v:.1f} ({d:+.1f} {ci})"
             ax.annotate(
                 text,
                 (1.0, yi),
@@ -177,7 +187,9 @@ def vs_baseline(grid: Grid) -> Drawn:
         f"Difference to the baseline group (hatched; {'; '.join(grid.groups.loc[groups['baseline'].unique(), 'label'])}"
         ")"
         f" in {acc_name.split(' (')[0]} and in the final train − val accuracy gap, in percentage points; the numbers "
-        "right of each panel are the group's mean (and its difference); error bars are ±1 std over the group's seeds."
+        "right of each panel are the group's mean and its difference [95% CI]; error bars are the 95% confidence "
+        "interval of the seed-paired difference (Student t; Welch where seeds do not pair; none at n = 1), "
+        "not corrected for multiple comparisons."
     )
     return fig, caption
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regbench.report import paired
 from regbench.report.collect import Run
 from regbench.report.table import (
     COMPLETED,
@@ -45,6 +46,8 @@ class Grid:
     varied: list[str]
     names: dict[str, str]  # varied key -> short name used in labels and legends
     notes: list[str] = field(default_factory=list)
+    # one row per (group, metric) against the group's baseline: paired differences, CI, p, Holm (stats.py)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _status_counts(statuses: pd.Series) -> str:
@@ -84,14 +87,30 @@ def group_table(table: pd.DataFrame, varied: list[str], names: dict[str, str]) -
     return groups.rename_axis("group")
 
 
+# Varied values that mean "this regularizer is off"; a baseline has as few others switched on as possible.
+OFF_VALUES = {"augment.ops": ("[]",), "optim.weight_decay": (0, 0.0), "reg.l1": (0, 0.0), "reg.max_norm": (None,),
+              "reg.label_smoothing": (0, 0.0), "model.batchnorm": (False,)}
+
+
+def _switched_on(pool: pd.DataFrame) -> pd.Series:
+    """Per group: how many of the varied OFF_VALUES keys are not off (NaN counts as off, i.e. unset)."""
+    count = pd.Series(0, index=pool.index)
+    for key, off in OFF_VALUES.items():
+        if key in pool:
+            count += ~(pool[key].isna() | pool[key].isin(off))
+    return count
+
+
 def _baseline(groups: pd.DataFrame) -> Any:
-    """The no-dropout group (p = 0 preferred), else a p = 0 group, else the first; with data if any."""
+    """The no-dropout group (p = 0 preferred), else a p = 0 group, else the first; with data if any.
+    Among equals, the one with the fewest other regularizers switched on (no augmentation, no decay...)."""
     pool = groups[groups["n"] > 0] if (groups["n"] > 0).any() else groups
     p = pool[MAIN_RATE] if MAIN_RATE in pool else pd.Series(np.nan, index=pool.index)
-    baseline_type = pool["dropout"].map(is_baseline_type)  # `none`: a type with no rate keys (registry)
-    for candidates in (pool[baseline_type & (p == 0)], pool[baseline_type], pool[p == 0]):
-        if len(candidates):
-            return candidates.index[0]
+    baseline_type = pool["dropout"].map(is_baseline_type).astype(bool)  # `none`: a type with no rate keys (registry)
+    on = _switched_on(pool)
+    for mask in (baseline_type & (p == 0), baseline_type, p == 0, pd.Series(True, index=pool.index)):
+        if mask.any():
+            return on[mask].idxmin()  # first of the least-regularized, in group order
     return pool.index[0]
 
 
@@ -185,6 +204,8 @@ def build_grid(runs: list[Run]) -> Grid:
     table["aggregated"] = aggregated_mask(table)
     groups = group_table(table, varied, names)
     table["label"] = table["group"].map(groups["label"])
+    comparisons = paired.compare_groups(table, groups)
+    groups = paired.with_comparisons(groups, comparisons, table)
     return Grid(
         runs=table,
         groups=groups,
@@ -194,4 +215,5 @@ def build_grid(runs: list[Run]) -> Grid:
         varied=varied,
         names=names,
         notes=grid_notes(table, groups),
+        comparisons=comparisons,
     )

@@ -39,6 +39,8 @@ RUN_METRICS = (
     *(f"best.{m}" for m in SPLIT_METRICS),
     "test.acc",
     "test.loss",
+    "test_final.acc",
+    "test_final.loss",
     "best_epoch",
     "epochs_completed",
     "seconds",
@@ -113,6 +115,24 @@ def _scalars(tree: Any, prefix: str) -> dict[str, float]:
     return {k: _num(v) for k, v in flatten(tree, prefix).items() if isinstance(v, numbers.Real)}
 
 
+def protocol_label(summary: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """Which weights scored the test split, e.g. `select=final`, `select=val_loss, patience=5 on val_loss`.
+
+    Runs written before trainer.select existed scored the best-val-loss weights unless
+    trainer.restore_best was false; their label says so.
+    """
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), Mapping) else {}
+    recorded = summary.get("protocol") if isinstance(summary.get("protocol"), Mapping) else {}
+    select = recorded.get("select") or trainer.get("select")
+    if select is None:
+        select = "val_loss" if trainer.get("restore_best", True) else "final"
+    patience = recorded.get("patience", trainer.get("patience"))
+    if patience is None:
+        return f"select={select}"
+    monitor = recorded.get("monitor") or trainer.get("monitor") or (select if select != "final" else "val_loss")
+    return f"select={select}, patience={patience} on {monitor}"
+
+
 def run_row(run: Run) -> dict[str, Any]:
     """One tidy row: identity and status, final/best/test metrics, then every config value."""
     summary = run.summary or {}
@@ -139,6 +159,9 @@ def run_row(run: Run) -> dict[str, Any]:
         **{f"best.{m}": _num(best.get(m)) for m in SPLIT_METRICS},
         "test.acc": _num((summary.get("test") or {}).get("acc")),
         "test.loss": _num((summary.get("test") or {}).get("loss")),
+        "test_final.acc": _num((summary.get("test_final") or {}).get("acc")),
+        "test_final.loss": _num((summary.get("test_final") or {}).get("loss")),
+        "protocol": protocol_label(summary, run.config),
         **_scalars(summary.get("mc"), "mc."),
         **_scalars(summary.get("calibration"), "calibration."),
         "device": summary.get("device"),

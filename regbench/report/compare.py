@@ -1,0 +1,248 @@
+"""`regbench compare A B` / `regbench compare A --where key=value`: matched configurations, paired differences.
+
+Two folders (two sweeps, two sets of runs): configurations are matched on the config values
+that vary inside either folder (the grid); whatever is fixed in each but differs between them
+is the change being measured, B − A. One folder with `--where key=value`: the runs with
+key=value are the reference A, and every other value of that key is compared with them,
+matched on the remaining varied values. Within a matched configuration, runs pair by seed
+(report/stats.py; Welch where the seeds do not pair); Holm's correction runs over all rows.
+
+Writes <out>/compare.csv (one row per comparison) and compare.png/.svg, and prints the table.
+Every check happens before anything is written (bad input: one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from regbench.errors import ConfigError
+from regbench.report import read_runs, stats
+from regbench.report.content_compare import display, interval_text, p_text
+from regbench.report.style import CAPSIZE, NEUTRAL, REFERENCE, save
+from regbench.report.table import (
+    COMPLETED,
+    EXTRA_METRIC_PREFIXES,
+    RUN_METRICS,
+    RUN_ONLY_KEYS,
+    fmt_value,
+    runs_table,
+    varied_keys,
+)
+
+USAGE = "regbench compare A B | A --where KEY=VALUE [--metric M] [--out DIR] [--format png,svg]"
+DEFAULT_METRICS = ("test.acc", "final.val_acc")  # the first the runs have is compared unless --metric says
+BAR_HEIGHT = 0.4  # inches per compared configuration in the figure
+MIN_HEIGHT = 2.2
+
+
+@dataclass
+class Comparison:
+    table: pd.DataFrame  # one row per (configuration, variant): stats.compare_values fields + labels
+    metric: str
+    reference: str  # what side A is, in words
+    changed: str  # what differs between the sides, in words
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + error on 2 lines; the CLI promises one
+        raise ConfigError(f"{message}; usage: {USAGE}")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="regbench compare", description=__doc__.split("\n\n")[0])
+    ap.add_argument("paths", nargs="+", metavar="FOLDER", help="A B (two folders of runs), or A with --where")
+    ap.add_argument("--where", metavar="KEY=VALUE", help="split one folder: runs with KEY=VALUE are the reference")
+    ap.add_argument("--metric", help="metric column of runs.csv to compare (default: test.acc, else final.val_acc)")
+    ap.add_argument("--out", type=Path, help="output folder (default: A/compare with --where, else ./compare)")
+    ap.add_argument("--format", default="png,svg", help="figure formats, comma-separated (png always)")
+    return ap
+
+
+def _completed(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """The completed runs below `paths` (one row each) and the config keys they hold."""
+    runs, _ = read_runs(paths)
+    table, config_keys = runs_table(runs)
+    done = table[table["status"] == COMPLETED]
+    if done.empty:
+        raise ConfigError(f"no completed runs under {', '.join(map(str, paths))}; valid: folders holding finished runs")
+    return done.reset_index(drop=True), [k for k in config_keys if k not in RUN_ONLY_KEYS]
+
+
+def _grid_keys(keys: list[str], *sides: pd.DataFrame) -> list[str]:
+    """Config keys that vary inside any side: they name a configuration, so they are matched."""
+    grid: list[str] = []
+    for side in sides:
+        grid += [k for k in varied_keys(side, [k for k in keys if k in side]) if k not in grid]
+    return grid
+
+
+def _is_metric(column: str) -> bool:
+    return column in RUN_METRICS or column.startswith(EXTRA_METRIC_PREFIXES)
+
+
+def _identity(table: pd.DataFrame, keys: list[str]) -> pd.Series:
+    if not keys:
+        return pd.Series("all runs", index=table.index)
+    return table[keys].apply(lambda r: ", ".join(f"{k}={fmt_value(v)}" for k, v in r.items()), axis=1)
+
+
+def _pick_metric(metric: str | None, table: pd.DataFrame) -> str:
+    valid = [c for c in table.columns if _is_metric(c) and table[c].notna().any()]
+    if metric is None:
+        return next((m for m in DEFAULT_METRICS if m in valid), valid[0] if valid else DEFAULT_METRICS[0])
+    if metric not in valid:
+        raise ConfigError(f"--metric {metric!r} is not in the data; valid choices: {', '.join(valid)}")
+    return metric
+
+
+def _changed(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], grid: list[str]) -> str:
+    """Config values fixed within each side that differ between them (what B changes), in words."""
+    keys = [k for k in keys if k not in grid]
+    changes = []
+    for k in keys:
+        va = a[k].drop_duplicates() if k in a else pd.Series([None])
+        vb = b[k].drop_duplicates() if k in b else pd.Series([None])
+        if len(va) == len(vb) == 1 and fmt_value(va.iloc[0]) != fmt_value(vb.iloc[0]):
+            changes.append(f"{k}: {fmt_value(va.iloc[0])} → {fmt_value(vb.iloc[0])}")
+    return "; ".join(changes) or "no fixed config value differs (e.g. another code version or device)"
+
+
+def _split(table: pd.DataFrame, config: list[str], where: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    key, sep, value = where.partition("=")
+    key = key.strip()
+    if not sep or key not in config:
+        raise ConfigError(f"--where {where!r}: {key!r} is not a config key of these runs; valid keys: "
+                          f"{', '.join(varied_keys(table, config)) or ', '.join(config)}")
+    shown = table[key].map(fmt_value)
+    values = sorted(set(shown))
+    if value.strip() not in values:
+        raise ConfigError(f"--where {where!r}: no run has {key}={value.strip()}; valid values: {', '.join(values)}")
+    mask = shown == value.strip()
+    if mask.all():
+        raise ConfigError(f"--where {where!r}: every run has {key}={value.strip()}, so nothing is left to compare; "
+                          f"valid: a key whose values differ ({', '.join(varied_keys(table, config)) or 'none'})")
+    return table[mask], table[~mask], key
+
+
+def compare(paths: list[Path], where: str | None = None, metric: str | None = None) -> Comparison:
+    """The comparison table; raises ConfigError for bad input (before anything is written)."""
+    if len(paths) not in (1, 2):
+        raise ConfigError(f"compare takes one folder with --where, or two folders; got {len(paths)}; usage: {USAGE}")
+    if len(paths) == 1 and where is None:
+        raise ConfigError(f"one folder needs --where KEY=VALUE to split it; usage: {USAGE}")
+    if len(paths) == 2 and where is not None:
+        raise ConfigError(f"--where splits one folder; with two folders leave it out; usage: {USAGE}")
+    if len(paths) == 2:
+        (a, keys_a), (b, keys_b) = _completed([paths[0]]), _completed([paths[1]])
+        keys, split_key = list(dict.fromkeys(keys_a + keys_b)), None
+        reference = f"A = {paths[0]}, B = {paths[1]}"
+    else:
+        table, keys = _completed(paths)
+        a, b, split_key = _split(table, keys, where)
+        reference = f"A = runs with {where} in {paths[0]}; B = each other value of {split_key}"
+    metric = _pick_metric(metric, pd.concat([a, b]))
+    for side, name in ((a, "A"), (b, "B")):
+        if side[metric].isna().all():
+            raise ConfigError(f"--metric {metric!r} has no values in {name}; valid: a metric both sides recorded")
+    grid = [k for k in _grid_keys(keys, a, b) if k != split_key]
+    a = a.assign(_config=_identity(a, grid), _variant="")
+    variants = b[split_key].map(lambda v: f"{split_key}={fmt_value(v)}") if split_key else "B"
+    b = b.assign(_config=_identity(b, grid), _variant=variants)
+    common = sorted(set(a["_config"]) & set(b["_config"]))
+    if not common:
+        raise ConfigError(f"no configuration in common: A has {sorted(set(a['_config']))[:3]}, B has "
+                          f"{sorted(set(b['_config']))[:3]} (matched on {', '.join(grid) or 'nothing'}); "
+                          "valid: runs of the same grid")
+    pairs = []
+    for config in common:
+        ref = a[a["_config"] == config].set_index("seed")[metric]
+        for variant, part in b[b["_config"] == config].groupby("_variant", sort=True):
+            pairs.append(({"configuration": config, "variant": variant}, part.set_index("seed")[metric], ref,
+                          stats.direction(metric)))
+    frame = stats.compare_many(pairs)
+    changed = _changed(a, b, keys, grid) if split_key is None else split_key
+    return Comparison(frame, metric, reference, changed)
+
+
+def labels(t: pd.DataFrame) -> pd.Series:
+    """'model.hidden=[64], dropout.p=0.5' (matched values), plus the compared value with --where."""
+    def one(config: str, variant: str) -> str:
+        parts = [c for c in (config if config != "all runs" else "", variant if variant != "B" else "") if c]
+        return " | ".join(parts) or "all runs"
+
+    return pd.Series([one(c, v) for c, v in zip(t["configuration"], t["variant"], strict=True)], index=t.index)
+
+
+def display_frame(c: Comparison) -> pd.DataFrame:
+    name, scale, unit, digits = display(c.metric)
+    t = c.table
+    return pd.DataFrame({
+        "configuration": labels(t),
+        "A": (t["mean_baseline"] * scale).map(lambda v: f"{v:.{digits}f}"),
+        "B": (t["mean"] * scale).map(lambda v: f"{v:.{digits}f}"),
+        f"B − A ({unit}) [95% CI]".replace(" ()", ""): [interval_text(d, lo, hi, scale, digits)
+                                     for d, lo, hi in zip(t["diff"], t["ci_low"], t["ci_high"], strict=True)],
+        "test": [f"{r['test']}, n = {stats.n_text(r)}" for r in t.to_dict("records")],
+        "p": t["p"].map(p_text),
+        "p (Holm)": t["p_holm"].map(p_text),
+        "verdict": t["verdict"],
+    })
+
+
+def figure(c: Comparison) -> Figure:
+    """One bar per compared configuration: B − A with its 95% CI (error bar)."""
+    name, scale, unit, _ = display(c.metric)
+    t = c.table
+    diff = t["diff"].to_numpy(float) * scale
+    err = np.vstack([np.nan_to_num(diff - t["ci_low"].to_numpy(float) * scale),
+                     np.nan_to_num(t["ci_high"].to_numpy(float) * scale - diff)])
+    fig = Figure(figsize=(8.0, max(MIN_HEIGHT, BAR_HEIGHT * len(t) + 1.3)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(t))
+    ax.barh(y, diff, xerr=err, color="#1f77b4", height=0.6, error_kw={"capsize": CAPSIZE, "ecolor": NEUTRAL})
+    ax.axvline(0.0, **REFERENCE)
+    ax.set_yticks(y, labels(t))
+    ax.invert_yaxis()
+    ax.set(xlabel=f"B − A in {name} ({unit})".replace(" ()", ""),
+           title=f"{name}: B − A per matched configuration (error bars: 95% CI)\nB changes: {c.changed[:90]}")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+        from regbench.report import FORMATS
+
+        formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+        bad = [f for f in formats if f not in FORMATS]
+        if bad or not formats:
+            raise ConfigError(f"--format {args.format!r} is not valid; valid: a comma-separated list of "
+                              f"{', '.join(FORMATS)}")
+        paths = [Path(p) for p in args.paths]
+        result = compare(paths, args.where, args.metric)
+        out = args.out or (paths[0] / "compare" if len(paths) == 1 else Path("compare"))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            result.table.assign(metric=result.metric).to_csv(out / "compare.csv", index=False)
+            png = save(figure(result), out, "compare", formats)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to {out}: {exc.strerror or exc}") from exc
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except ConfigError as exc:
+        print(f"regbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code
+    print(f"{result.reference}; B changes: {result.changed}; metric: {result.metric}")
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(display_frame(result).to_string(index=False))
+    m = int(result.table["p"].notna().sum())
+    print(f"paired by seed (Welch where seeds do not pair); Holm over {m} test(s); "
+          f"written: {out / 'compare.csv'}, {png}")
+    return 0
