@@ -22,13 +22,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from regbench import checkpoint, console, results, uncertainty
-from regbench.config import config_hash, hashable_dict, validate
+from regbench import checkpoint, console, loggers, results, uncertainty
+from regbench.config import config_hash, validate
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
 from regbench.errors import ConfigError, Interrupted
 from regbench.evaluate import loss_and_correct
-from regbench.loggers import flat_hparams, make_logger
 from regbench.models import build_model, macs_per_example
 from regbench.optim import build_optimizer
 from regbench.protocol import Protocol, Tracker
@@ -257,7 +256,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     scheduled = [m for m in model.modules() if hasattr(m, "set_progress")]  # DropBlock's linear ramp
     n_batches = steps_per_epoch(len(data.x_train), tr.batch_size)
     total_steps = tr.epochs * n_batches
-    logger = None
+    run_loggers = None  # logger=tensorboard / mlflow, beside metrics.csv: started with the writer below
 
     # The compiled module shares the model's parameters; state_dicts and evaluation use `model`.
     forward = torch.compile(model) if tr.compile else model
@@ -267,7 +266,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
     bar = console.run_bar(tr.epochs, progress.epoch, run_dir.name.split("_", 1)[-1][-40:], tr.progress)
     try:
         writer = results.MetricsWriter(run_dir / "metrics.csv", columns)
-        logger = make_logger(cfg.logger, run_dir, flat_hparams(hashable_dict(cfg)))
+        run_loggers = loggers.start(cfg, run_dir, summary)
         with _sigterm_raises():
             for epoch in bar:
                 t0 = time.perf_counter()
@@ -315,8 +314,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
                 if mc_epoch:  # MC dropout on validation (its own host sync; leaves the RNG of training alone)
                     row |= uncertainty.epoch_columns(model, data.x_val, data.y_val, data.normalize, autocast, cfg.eval)
                 writer.append(row)
-                if logger is not None:
-                    logger.log_epoch(row)
+                run_loggers.log_epoch(row)
                 progress.rows.append(row)
                 bar.set_postfix(val_acc=f"{val_acc:.3f}", gap=f"{row['gap_acc']:+.3f}")
 
@@ -348,7 +346,7 @@ def run(cfg: DictConfig, command: str = "", overrides: list[str] | None = None,
             failure = results.close_run(cfg.results_dir, run_dir, summary, [
                 writer.close if writer is not None else None,
                 lambda: _finish(summary, model, data, autocast, progress, tr, started, run_dir, cfg.eval),
-                (lambda: logger.close(summary)) if logger is not None else None,
+                (lambda: run_loggers.close(summary)) if run_loggers is not None else None,
             ])
             if failure is not None and sys.exc_info()[1] is None:  # else the error already in flight wins
                 raise failure

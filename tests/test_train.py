@@ -207,7 +207,7 @@ def test_tensorboard_missing_is_a_one_line_config_error(make_cfg, tmp_path, monk
     from regbench.errors import ConfigError
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
-    with pytest.raises(ConfigError, match=r'logger=tensorboard needs the tensorboard package: pip install'):
+    with pytest.raises(ConfigError, match=r'logger=tensorboard needs the optional extra: pip install -e "\.\[tensorb'):
         validate(make_cfg("logger=tensorboard"))
 
 

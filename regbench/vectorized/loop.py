@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 
-from regbench import results
+from regbench import loggers, results
 from regbench.models import build_model
 from regbench.optim import build_optimizer
 from regbench.protocol import Protocol
@@ -62,6 +62,7 @@ class Cell:
     model: nn.Module | None = None
     progress: Progress | None = None
     writer: results.MetricsWriter | None = None
+    loggers: loggers.RunLoggers | None = None  # logger=tensorboard / mlflow, as in train.run
     run_dir: Path | None = None
     seconds: float = 0.0  # this cell's share of the bucket's wall time
 
@@ -190,6 +191,7 @@ def _start(c: Cell, device, data, bucket_cells: int, exact_masks: bool) -> None:
     vectorized = {"bucket_cells": bucket_cells, "dropout_masks": "per_cell" if exact_masks else "bucket"}
     c.run_dir, c.summary = start_run(c.cfg, device, data, c.model, c.command, c.overrides, vectorized=vectorized)
     c.writer = results.MetricsWriter(c.run_dir / "metrics.csv", results.METRIC_COLUMNS)
+    c.loggers = loggers.start(c.cfg, c.run_dir, c.summary)
 
 
 def _epoch_end(c: Cell, epoch: int, nums: list, lr: float, share: float, net, m: int, tr) -> bool:
@@ -201,6 +203,7 @@ def _epoch_end(c: Cell, epoch: int, nums: list, lr: float, share: float, net, m:
         "lr": lr, "seconds": share, "batch_loss": mean_batch, "zero_frac": zero_frac,
     }
     c.writer.append(row)
+    c.loggers.log_epoch(row)
     c.progress.rows.append(row)
     c.seconds += share
     p, s = c.progress, c.summary
@@ -223,6 +226,7 @@ def _finish_cell(c: Cell, net: StackedMLP, m: int, data, autocast, tr) -> None:
     # _finish measures seconds as now - started: start the clock at the cell's share of the bucket time
     _finish(c.summary, c.model, data, autocast, c.progress, tr, time.perf_counter() - c.seconds, c.run_dir,
                 c.cfg.eval)
+    c.loggers.close(c.summary)
     results.mark_finished(c.cfg.results_dir, c.run_dir, c.summary)
     c.summary["run_dir"] = str(c.run_dir)
 
@@ -238,5 +242,6 @@ def _abort(active: list[Cell], data, autocast, tr, status: str, error: str) -> N
             _finish(c.summary, c.model, data, autocast, c.progress, tr, time.perf_counter() - c.seconds, c.run_dir,
                 c.cfg.eval)
         finally:
+            c.loggers.close(c.summary)
             results.mark_finished(c.cfg.results_dir, c.run_dir, c.summary)
             c.summary["run_dir"] = str(c.run_dir)
