@@ -151,6 +151,7 @@ def _is_sweep(override: str) -> bool:
 
 
 def run_command(args: list[str]) -> int:
+    """`regbench run ARGS`: 0 when every run completed, 1 otherwise; a user error raises ConfigError."""
     from regbench import completion, multirun
 
     request = completion.parse(args)  # -sc install|uninstall|query=bash|zsh|fish
@@ -171,7 +172,7 @@ def run_command(args: list[str]) -> int:
     except RunIncomplete:
         return 1
     except Abort as exc:
-        return _fail(str(exc))
+        raise ConfigError(str(exc)) from None
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - Hydra composition errors -> one line
@@ -181,7 +182,7 @@ def run_command(args: list[str]) -> int:
         message = hydra_error_message(exc) or launcher_error_message(exc)
         if message is None:
             raise
-        return _fail(message)
+        raise ConfigError(message) from None
     finally:
         sys.argv = saved
     return 1 if multirun.sweep_incomplete() else 0

@@ -22,6 +22,9 @@ log = logging.getLogger("regbench")
 # Overrides that choose where a run is written, not what it computes: left out of the rerun command.
 PLACEMENT_KEYS = ("sweep_name=",)
 
+# The summary of the last single (non-sweep) run in this process: what regbench.run() returns.
+last_summary: dict = {}
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def entry(cfg: DictConfig) -> dict:
@@ -47,6 +50,9 @@ def entry(cfg: DictConfig) -> dict:
         # In a sweep one broken cell must not end the grid: record it and go on (the sweeper counts).
         log.error("run failed (%s: %s): %s", type(exc).__name__, exc, command)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    if hc.mode != RunMode.MULTIRUN:
+        last_summary.clear()
+        last_summary.update(summary)
     incomplete = summary["status"] != "completed"
     # One line per run: what it reached; a single run also names its folder (a sweep's table follows).
     label = Path(summary["run_dir"]).name

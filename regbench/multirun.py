@@ -33,6 +33,9 @@ log = logging.getLogger("regbench")
 # Outcome counts of the last sweep in this process: the CLI exits 1 unless all completed.
 # (Raising from the sweeper would skip Hydra's on_multirun_end callbacks, i.e. the report.)
 last_counts: Counter = Counter()
+# The last sweep in this process: {"dir": sweep folder, "runs": one summary dict per cell, in job order}
+# (a failed cell: {"status": "failed", "error": ...}); what regbench.sweep() returns.
+last_sweep: dict = {}
 
 
 # Job configs the sweeper composed for its preflight (regbench/compose.py), keyed by the job's
@@ -61,9 +64,14 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
     cells = []
     jobs = [r for batch in returns for r in batch]
     for r in jobs:
-        value = (r.return_value if r.status.name == "COMPLETED" else None) or {"status": "failed"}
+        try:
+            value = r.return_value or {"status": "failed", "error": "the job returned nothing"}
+        except Exception as exc:  # noqa: BLE001 - JobReturn re-raises a failed job's exception
+            value = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         counts[value.get("status", "failed")] += 1
         cells.append(value)
+    last_sweep.clear()
+    last_sweep.update(dir=sweep_dir, runs=cells)
     rows = list(zip(cell_names([list(r.overrides or []) for r in jobs]), cells, strict=True))
     print(console.sweep_table(sorted(rows, key=lambda row: _natural(row[0]))))
     parts = ", ".join(f"{counts[s]} {s}" for s in ("completed", "diverged", "interrupted", "failed") if counts[s])
