@@ -6,7 +6,7 @@ metrics with step=epoch (the metrics.csv columns); summary metrics under the run
 tags linking back to the run folder (`regbench.run_dir`, `regbench.config_hash`, the rerun command).
 
 Where: `logger.mlflow.tracking_uri`, by default a SQLite store `sqlite:///<results_dir>/mlflow.db`
-with artifacts in `<results_dir>/mlartifacts/` (MLflow 3 refuses new file stores; SQLite needs
+with artifacts in `<results_dir>/.mlartifacts/` (MLflow 3 refuses new file stores; SQLite needs
 sqlalchemy + alembic, which the `mlflow` extra installs beside mlflow-skinny). The experiment is
 `logger.mlflow.experiment`, by default the sweep name, so a sweep is one experiment.
 
@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from regbench.errors import ConfigError
 from regbench.loggers import RunLogger, flat_hparams
 
+ARTIFACTS_DIR = ".mlartifacts"  # beside a local store's database file
 DEFAULT_EXPERIMENT = "regbench"  # single runs (no sweep_name) without logger.mlflow.experiment
 PROBE_TIMEOUT_S = 5.0  # how long validation waits for a tracking server to answer
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
@@ -149,11 +150,13 @@ def _store_lock(uri: str):
 
 
 def _artifact_location(uri: str, name: str) -> str | None:
-    """Local stores keep artifacts beside the database (MLflow's default is ./mlartifacts under the cwd)."""
+    """Local stores keep artifacts beside the database (MLflow's default is ./mlartifacts under the cwd),
+    in a hidden folder: the copies of config.yaml/metrics.csv/summary.json there must not look like run
+    folders to `regbench report` (which skips hidden folders)."""
     path = _local_path(uri)
     if path is None:
         return None  # a server decides where its artifacts go
-    return (path.absolute().parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", name)).as_uri()
+    return (path.absolute().parent / ARTIFACTS_DIR / re.sub(r"[^\w.-]", "_", name)).as_uri()
 
 
 def _scalar_metrics(summary: dict[str, Any]) -> dict[str, float]:
