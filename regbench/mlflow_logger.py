@@ -141,7 +141,7 @@ def _store_lock(uri: str):
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as f:
+    with open(path.parent / f".{path.name}.lock", "a") as f:  # hidden, like the artifacts
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -95,3 +95,30 @@ def test_a_failing_tracker_does_not_stop_the_run(cli, tmp_path, monkeypatch):
     assert read_summary(run_dir)["status"] == "completed" and len(read_metrics(run_dir)) == 2
     warnings = [line for line in (out + err).splitlines() if "logger=mlflow failed" in line]
     assert len(warnings) == 1 and "tracking server went away" in warnings[0]  # once, not once per epoch
+
+
+def test_a_run_continued_from_its_checkpoint_continues_its_mlflow_run(cli, tmp_path, monkeypatch):
+    from regbench import results
+
+    append = results.MetricsWriter.append
+
+    def interrupt_at_epoch_2(self, row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt  # as Ctrl-C would, after epoch 1's checkpoint
+        append(self, row)
+
+    args = [*FAST, "trainer.epochs=3", "trainer.checkpoint=true", "logger=mlflow"]
+    with monkeypatch.context() as m:
+        m.setattr(results.MetricsWriter, "append", interrupt_at_epoch_2)
+        assert cli("run", *args)[0] == 130
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    first = read_summary(run_dir)
+    uri = first["mlflow"]["tracking_uri"]
+    assert first["status"] == "interrupted" and _search(uri, "regbench")["status"].tolist() == ["KILLED"]
+
+    assert cli("run", *args)[0] == 0
+    assert run_dirs(tmp_path / "runs") == [run_dir] and read_summary(run_dir)["resumed_at_epoch"] == 1
+    runs = _search(uri, "regbench")
+    assert runs["run_id"].tolist() == [first["mlflow"]["run_id"]] and runs["status"].tolist() == ["FINISHED"]
+    history = mlflow.MlflowClient(uri).get_metric_history(first["mlflow"]["run_id"], "val_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3]
