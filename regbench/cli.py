@@ -215,13 +215,13 @@ def hydra_error_message(exc: BaseException) -> str | None:
 
 
 def _group_options(group: str) -> list[str]:
-    """The option names of one of our config groups (conf/<group>/*.yaml)."""
-    from importlib.resources import files
+    """The option names of one of our config groups (conf/<group>/*.yaml); [] for Hydra's own."""
+    from regbench.catalog import config_names
 
-    folder = files("regbench.conf").joinpath(group)
-    if not folder.is_dir():
+    try:
+        return config_names(group)
+    except OSError:
         return []
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def launcher_error_message(exc: BaseException) -> str | None:
