@@ -69,7 +69,7 @@ def entry(cfg: DictConfig) -> dict:
 def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     """Skip a config that already completed (or diverged) under results_dir; continue an
     interrupted one from its checkpoint; otherwise train from scratch (resume=false: always)."""
-    from regbench import checkpoint, results
+    from regbench import checkpoint, loggers, results
     from regbench.config import config_hash
     from regbench.train import check_config, run
 
@@ -78,6 +78,7 @@ def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     check_config(cfg)  # a bad config fails the same way whether or not it ran before
     reused, stale = results.earlier_outcome(cfg, config_hash(cfg))
     if reused is not None:
+        loggers.backfill(cfg, reused)  # logger=mlflow added after the run completed: log it from its files
         return reused
     if stale and cfg.trainer.checkpoint and checkpoint.exists(stale[-1]):
         return run(cfg, command, overrides, resume_dir=stale[-1])

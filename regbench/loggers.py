@@ -19,6 +19,7 @@ unreachable tracking URI) is refused by `check_loggers` before anything is writt
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import logging
@@ -57,6 +58,11 @@ def _load(target: str):
 
 class RunLogger:
     """One run mirrored to one place. Subclasses take (cfg, run_dir, summary) to start."""
+
+    @classmethod
+    def has_run(cls, cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> bool:
+        """Does this logger already hold this (finished) run? If not, `backfill` logs it from its files."""
+        raise NotImplementedError
 
     def log_epoch(self, row: dict[str, Any]) -> None:  # one metrics.csv row; row["epoch"] is 1-based
         raise NotImplementedError
@@ -122,6 +128,42 @@ def start(cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> RunLoggers
     return RunLoggers(started)
 
 
+def backfill(cfg: DictConfig, summary: dict[str, Any]) -> None:
+    """Resume skipped this finished (completed or diverged) run: log it from its files to every selected
+    logger that lacks it, so adding logger=mlflow to a finished sweep mirrors the runs it already has
+    instead of nothing."""
+    import csv
+    import math
+
+    from regbench.results import write_json
+
+    run_dir = Path(summary["run_dir"])
+    missing = [name for name in enabled(cfg) if not _load(OPTIONAL[name].impl).has_run(cfg, run_dir, summary)]
+    if not missing:
+        return
+    record = {k: v for k, v in summary.items() if k not in ("run_dir", "skipped")}  # summary.json as written
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [{k: int(v) if k == "epoch" else float(v) if v else math.nan for k, v in row.items()}
+                for row in csv.DictReader(f)]
+    before = dict(record)
+    run_loggers = start(_only(cfg, missing), run_dir, record)
+    for row in rows:
+        run_loggers.log_epoch(row)
+    run_loggers.close(record)
+    if record != before:  # now with the MLflow run id, so a rerun does not log it twice
+        write_json(run_dir / "summary.json", record)
+        summary.update(record)
+    log.info("logged the earlier run %s to logger=%s", run_dir, ",".join(missing))
+
+
+def _only(cfg: DictConfig, names: list[str]) -> DictConfig:
+    """A copy of cfg with only `names` among the optional loggers enabled."""
+    cfg = copy.deepcopy(cfg)
+    for name in OPTIONAL:
+        cfg.logger[name].enabled = name in names
+    return cfg
+
+
 class TensorBoardLogger(RunLogger):
     """Scalars per epoch under <run>/tensorboard/, and the run's hyperparameters with its final
     metrics at the end (the HParams tab compares runs of a sweep: `tensorboard --logdir runs/`)."""
@@ -133,6 +175,10 @@ class TensorBoardLogger(RunLogger):
 
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
         self.hparams = flat_hparams(hashable_dict(cfg))
+
+    @classmethod
+    def has_run(cls, cfg: DictConfig, run_dir: Path, summary: dict) -> bool:
+        return (Path(run_dir) / "tensorboard").is_dir()
 
     def log_epoch(self, row: dict) -> None:
         epoch = int(row["epoch"])

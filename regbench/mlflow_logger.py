@@ -202,6 +202,10 @@ class MlflowLogger(RunLogger):
         summary["mlflow"] = {"tracking_uri": uri, "experiment": name, "experiment_id": experiment_id,
                              "run_id": self.run_id}
 
+    @classmethod
+    def has_run(cls, cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> bool:
+        return (summary.get("mlflow") or {}).get("tracking_uri") == tracking_uri(cfg)
+
     def _metrics(self, values: dict[str, float], step: int):
         from mlflow.entities import Metric
 

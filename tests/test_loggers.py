@@ -122,3 +122,25 @@ def test_a_run_continued_from_its_checkpoint_continues_its_mlflow_run(cli, tmp_p
     assert runs["run_id"].tolist() == [first["mlflow"]["run_id"]] and runs["status"].tolist() == ["FINISHED"]
     history = mlflow.MlflowClient(uri).get_metric_history(first["mlflow"]["run_id"], "val_loss")
     assert sorted(m.step for m in history) == [1, 2, 3]
+
+
+def test_adding_mlflow_to_a_finished_sweep_logs_the_runs_it_has(tmp_path, monkeypatch):
+    """Resume skips completed cells; logger=mlflow then mirrors them from their files, once."""
+    monkeypatch.chdir(tmp_path)
+    grid = [*FAST, "seed=0,1"]
+    first = regbench.sweep(grid)
+    again = regbench.sweep([*grid, "logger=[csv,mlflow]"])  # same sweep folder: nothing retrained
+    assert again.dir == first.dir and all(r["skipped"] for r in again.runs)
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    runs = _search(uri, first.dir.name)
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    client = mlflow.MlflowClient(uri)
+    for run_id, run_dir in zip(runs["run_id"], runs["tags.regbench.run_dir"], strict=True):
+        rows, summary = read_metrics(Path(run_dir)), read_summary(Path(run_dir))
+        assert summary["mlflow"]["run_id"] == run_id  # recorded: a third call logs nothing new
+        history = client.get_metric_history(run_id, "val_loss")
+        assert [(m.step, m.value) for m in history] == [(int(r["epoch"]), pytest.approx(float(r["val_loss"])))
+                                                        for r in rows]
+        assert runs.set_index("run_id").at[run_id, "metrics.test.acc"] == pytest.approx(summary["test"]["acc"])
+    regbench.sweep([*grid, "logger=[csv,mlflow]"])
+    assert len(_search(uri, first.dir.name)) == 2

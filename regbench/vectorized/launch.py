@@ -21,7 +21,7 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig
 
-from regbench import multirun, results
+from regbench import loggers, multirun, results
 from regbench.config import config_hash, validate
 from regbench.errors import Abort, ConfigError
 from regbench.train import Interrupted
@@ -98,6 +98,7 @@ def _run_bucket(launcher, jobs: list[DictConfig], cfgs: list[DictConfig], idx: l
             first_of_hash[h] = i
             reused, cell.stale = results.earlier_outcome(cfg, h)
             if reused is not None:
+                loggers.backfill(cfg, reused)  # as hydra_app.resume_or_run
                 values[i] = reused
                 continue
         cells.append((i, cell))
