@@ -12,6 +12,7 @@ The interface both training loops call, once per run (per cell of a stacked buck
     run_loggers.log_epoch(row)                   # after each metrics.csv row
     run_loggers.close(summary)                   # after summary.json is written
 
+and `backfill(cfg, summary)` when resume skips a finished run that a selected logger does not hold yet.
 A logger that fails mid-run (a tracking server going away) is dropped with one warning; the run
 goes on, since its CSV files hold everything. What can be checked up front (a missing extra, an
 unreachable tracking URI) is refused by `check_loggers` before anything is written.
@@ -32,7 +33,6 @@ from omegaconf import DictConfig
 from regbench.errors import ConfigError
 
 log = logging.getLogger("regbench")
-
 
 
 @dataclass(frozen=True)
