@@ -160,12 +160,19 @@ def _artifact_location(uri: str, name: str) -> str | None:
 
 
 def _scalar_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """Summary numbers under the runs.csv column names (final.val_acc, test.acc, mc.nll, ...)."""
-    blocks = ("final", "best", "test", "mc", "calibration")
-    tree = {k: summary[k] for k in blocks if isinstance(summary.get(k), dict)}
-    tree |= {k: summary.get(k) for k in ("best_epoch", "epochs_completed", "seconds")}
-    return {k: float(v) for k, v in flat_hparams(tree).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The summary's numbers exactly as runs.csv has them (final.val_acc, test.acc, mc.nll, ...): the
+    report's own run_row picks them, so a metric added to the report reaches MLflow too. NaN = absent."""
+    import math
+
+    import pandas as pd
+
+    from regbench.report.collect import Run
+    from regbench.report.table import EXTRA_METRIC_PREFIXES, RUN_METRICS, run_row
+
+    row = run_row(Run(path="", config={}, summary=summary, metrics=pd.DataFrame()))
+    picked = {k: v for k, v in row.items() if k in RUN_METRICS or k.startswith(EXTRA_METRIC_PREFIXES)}
+    return {k: float(v) for k, v in picked.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)}
 
 
 class MlflowLogger(RunLogger):
