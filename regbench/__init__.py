@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from regbench.errors import ConfigError
-
-__version__ = "0.1.0"
+from regbench.version import __version__
 
 _API = ("load_runs", "load_curves", "load_groups", "run", "sweep", "SweepResult")
 __all__ = ["ConfigError", "__version__", *_API]

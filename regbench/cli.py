@@ -14,8 +14,8 @@ import os
 import shlex
 import sys
 
-from regbench import __version__
 from regbench.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
+from regbench.version import __version__
 
 USAGE = f"""regbench {__version__}: regularization ablations from the command line
 

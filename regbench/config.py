@@ -359,9 +359,6 @@ def validate(cfg: DictConfig) -> None:
     for op in cfg.augment.ops:
         AUGMENTS.get(op)
     check_params(cfg.augment)
-    from regbench.loggers import check_loggers
-
-    check_loggers(cfg)  # last: it may probe a tracking server (a short network call)
 
 
 # ---------------------------------------------------------------------------- hashing

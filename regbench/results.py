@@ -253,10 +253,10 @@ def versions() -> dict:
     import torch
     import torchvision
 
-    import regbench
+    from regbench.version import __version__
 
     return {
-        "regbench": regbench.__version__,
+        "regbench": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

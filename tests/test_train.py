@@ -203,12 +203,12 @@ def test_tensorboard_logger_mirrors_epochs_and_hparams(make_cfg, tmp_path):
 
 
 def test_tensorboard_missing_is_a_one_line_config_error(make_cfg, tmp_path, monkeypatch):
-    from regbench.config import validate
     from regbench.errors import ConfigError
+    from regbench.loggers import check_loggers
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r'logger=tensorboard needs the optional extra: pip install -e "\.\[tensorb'):
-        validate(make_cfg("logger=tensorboard"))
+        check_loggers(make_cfg("logger=tensorboard"))
 
 
 def test_dropblock_linear_ramp_reaches_the_full_rate_on_the_last_step(make_cfg, tmp_path, monkeypatch):
