@@ -18,6 +18,12 @@ register_configs()
 FAST = ["trainer.epochs=2", "trainer.progress=false", "model.hidden=[32]", "report=false"]
 
 
+def fast(*overrides: str) -> list[str]:
+    """FAST with `overrides` replacing its own values (the CLI refuses a key given twice)."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    return [o for o in FAST if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
 @pytest.fixture
 def make_cfg():
     """make_cfg(*overrides) -> the composed, typed run config (as `regbench run` would build it)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FAST, read_metrics, read_summary, run_dirs
+from conftest import FAST, fast, read_metrics, read_summary, run_dirs
 
 import regbench
 from regbench import loggers
@@ -53,7 +53,7 @@ def test_single_run_logs_params_epochs_summary_and_files(cli, tmp_path):
 def test_sweep_logs_one_mlflow_run_per_cell(tmp_path, monkeypatch, launcher):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'store' / 'm.db'}"
-    result = regbench.sweep([*FAST, "model.hidden=[8]", "seed=0,1", "logger=[csv,mlflow]",
+    result = regbench.sweep([*fast("model.hidden=[8]"), "seed=0,1", "logger=[csv,mlflow]",
                              f"logger.mlflow.tracking_uri={uri}"], launcher=launcher)
     assert result.completed
     if launcher == "vectorized":
