@@ -371,9 +371,15 @@ def hashable_dict(cfg: DictConfig) -> dict:
         *parents, leaf = key.split(".")
         nodes = [d]
         for p in parents:
-            nodes.append(nodes[-1].get(p, {}))
-        nodes[-1].pop(leaf, None)
-        for parent, node, name in zip(reversed(nodes[:-1]), reversed(nodes[1:]), reversed(parents), strict=True):
+            child = nodes[-1].get(p, {})
+            if not isinstance(child, dict):  # older runs wrote the group as one value (logger: csv)
+                nodes[-1].pop(p, None)
+                break
+            nodes.append(child)
+        else:
+            nodes[-1].pop(leaf, None)
+        for parent, node, name in zip(reversed(nodes[:-1]), reversed(nodes[1:]), reversed(parents[: len(nodes) - 1]),
+                                      strict=True):
             if node == {}:  # a group of not-hashed keys (logger) leaves nothing, as if it were never there
                 parent.pop(name, None)
     return d
