@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from regbench.errors import ConfigError
 from regbench.version import __version__
 
-_API = ("load_runs", "load_curves", "load_groups", "run", "sweep", "SweepResult")
+_API = ("load_runs", "load_curves", "load_groups", "load_comparisons", "run", "sweep", "SweepResult")
 __all__ = ["ConfigError", "__version__", *_API]
 
 if TYPE_CHECKING:
-    from regbench.api import SweepResult, load_curves, load_groups, load_runs, run, sweep  # noqa: F401
+    from regbench.api import SweepResult, load_comparisons, load_curves, load_groups, load_runs, run, sweep  # noqa: F401
 
 
 def __getattr__(name: str):

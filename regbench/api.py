@@ -92,6 +92,15 @@ def load_groups(*paths: PathLike) -> pd.DataFrame:
     return grid.groups.copy()
 
 
+def load_comparisons(*paths: PathLike) -> pd.DataFrame:
+    """One row per (group, metric) against the group's baseline: the report's comparisons.csv, i.e.
+    the seed-paired difference with its 95% interval, p, Holm-adjusted p and the verdict in words.
+    Raises like `load_runs`.
+    """
+    _, grid = _grid(paths)
+    return grid.comparisons.copy()
+
+
 # ---------------------------------------------------------------------------- running
 
 

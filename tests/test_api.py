@@ -91,6 +91,13 @@ def test_load_groups_is_the_reports_groups_csv(swept):
     assert groups.loc[groups["dropout.p"] == 0, "final.val_acc.mean"].item() == pytest.approx(mean_p0)
 
 
+def test_load_comparisons_is_the_reports_comparisons_csv(swept):
+    comparisons = regbench.load_comparisons(swept.dir)
+    written = pd.read_csv(swept.dir / "report" / "comparisons.csv")
+    assert len(comparisons) == len(written) > 0 and list(comparisons.columns) == list(written.columns)
+    assert comparisons["diff"].to_numpy() == pytest.approx(written["diff"].to_numpy(), nan_ok=True)
+
+
 def test_loaders_bad_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="does-not-exist"):
         regbench.load_runs(tmp_path / "does-not-exist")
