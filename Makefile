@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-all lint format figures reference clean
 
 # Create the virtualenv and install regbench (editable) with its dev tools and the optional
-# launchers, Ray included (so their tests run); redone when pyproject changes.
+# launchers, Ray included, and loggers (so their tests run); redone when pyproject changes.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,cluster,tensorboard,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,cluster,tensorboard,ray,mlflow]"
 	touch $(STAMP)
 
 # Train the default experiment (MLP on scikit-learn digits) and print where the results are.

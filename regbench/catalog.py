@@ -14,6 +14,7 @@ def catalog() -> dict[str, list[str]]:
     from regbench.config import MODELS, OPTIMIZERS, SCHEDULES
     from regbench.data import DATASETS
     from regbench.data.augment import AUGMENTS
+    from regbench.loggers import LOGGERS
     from regbench.models import ACTIVATIONS
     from regbench.regularizers import DROPOUTS
 
@@ -27,4 +28,5 @@ def catalog() -> dict[str, list[str]]:
         "augmentations": config_names("augment"),
         "augment ops": AUGMENTS.names(),
         "experiments": config_names("experiment"),
+        "loggers": list(LOGGERS),
     }

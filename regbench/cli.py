@@ -14,8 +14,8 @@ import os
 import shlex
 import sys
 
-from regbench import __version__
 from regbench.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
+from regbench.version import __version__
 
 USAGE = f"""regbench {__version__}: regularization ablations from the command line
 
@@ -107,9 +107,12 @@ def _not_in_sweep_name() -> tuple[str, ...]:
     """Overrides that say how or where a sweep runs, not what it computes (Hydra's own and the
     schema's NOT_HASHED_KEYS): they do not change its folder, so the same grid resumes in place
     whichever launcher or reporting option the rerun uses."""
-    from regbench.config import NOT_HASHED_KEYS
+    from regbench.config import NOT_HASHED_KEYS, key_roles
 
-    return ("hydra.", "hydra/", *(f"{key}=" for key in sorted(NOT_HASHED_KEYS)))
+    # a config group whose every key is not hashed (logger=[csv,mlflow]) is chosen as `group=`
+    groups = {key.split(".")[0] for key in NOT_HASHED_KEYS if "." in key}
+    whole = [g for g in sorted(groups) if all(k in NOT_HASHED_KEYS for k in key_roles() if k.startswith(f"{g}."))]
+    return ("hydra.", "hydra/", *(f"{key}=" for key in sorted(NOT_HASHED_KEYS)), *(f"{g}=" for g in whole))
 
 
 def default_sweep_name(args: list[str]) -> str:
@@ -148,6 +151,7 @@ def _is_sweep(override: str) -> bool:
 
 
 def run_command(args: list[str]) -> int:
+    """`regbench run ARGS`: 0 when every run completed, 1 otherwise; a user error raises ConfigError."""
     from regbench import completion, multirun
 
     request = completion.parse(args)  # -sc install|uninstall|query=bash|zsh|fish
@@ -168,7 +172,7 @@ def run_command(args: list[str]) -> int:
     except RunIncomplete:
         return 1
     except Abort as exc:
-        return _fail(str(exc))
+        raise ConfigError(str(exc)) from None
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - Hydra composition errors -> one line
@@ -178,7 +182,7 @@ def run_command(args: list[str]) -> int:
         message = hydra_error_message(exc) or launcher_error_message(exc)
         if message is None:
             raise
-        return _fail(message)
+        raise ConfigError(message) from None
     finally:
         sys.argv = saved
     return 1 if multirun.sweep_incomplete() else 0
@@ -193,7 +197,7 @@ def hydra_error_message(exc: BaseException) -> str | None:
 
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, name = str(exc.missing_cfg_file).rpartition("/")
-        options = exc.options or []
+        options = exc.options or _group_options(group)  # Hydra lists none for a list selection (logger=[csv,x])
         if group == "hydra/launcher" and name in EXTRA_LAUNCHERS:  # a launcher plugin not installed
             return f'hydra/launcher={name} needs the optional extra: pip install -e ".[{EXTRA_LAUNCHERS[name]}]"'
         if group:
@@ -208,6 +212,16 @@ def hydra_error_message(exc: BaseException) -> str | None:
             return " ".join(lines[:2])
         return lines[0] if lines else type(exc).__name__
     return None
+
+
+def _group_options(group: str) -> list[str]:
+    """The option names of one of our config groups (conf/<group>/*.yaml); [] for Hydra's own."""
+    from regbench.catalog import config_names
+
+    try:
+        return config_names(group)
+    except OSError:
+        return []
 
 
 def launcher_error_message(exc: BaseException) -> str | None:

@@ -152,6 +152,26 @@ class TrainerConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    enabled: bool = _key(False, NOT_HASHED)  # set by logger=tensorboard: scalars and hparams under <run>/tensorboard/
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = _key(False, NOT_HASHED)  # set by logger=mlflow (alone or in a list: logger=[csv,mlflow])
+    tracking_uri: str | None = _key(None, NOT_HASHED)  # None: sqlite:///<results_dir>/mlflow.db (+ .mlartifacts/)
+    experiment: str | None = _key(None, NOT_HASHED)  # MLflow experiment (None: the sweep name; single runs: "regbench")
+
+
+@dataclass
+class LoggerConfig:
+    """Where runs are mirrored besides metrics.csv/summary.json (always written); filled by conf/logger/*.yaml."""
+
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -168,7 +188,7 @@ class Config:
     name: str | None = _key(None, NOT_HASHED)  # optional label for the run folder (experiments set it)
     resume: bool = _key(True, NOT_HASHED)  # skip a config that already completed under results_dir (by config hash)
     report: bool = _key(True, NOT_HASHED)  # after a multirun, write <sweep folder>/report (tables, figures, report.md)
-    logger: str = _key("csv", NOT_HASHED)  # csv | tensorboard (also mirrors each epoch to <run>/tensorboard/)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # logger=csv | tensorboard | mlflow | [csv,mlflow]
 
 
 def register_configs() -> None:
@@ -271,10 +291,6 @@ def validate(cfg: DictConfig) -> None:
     _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
     protocol.check(cfg.trainer)
-    from regbench.loggers import check_logger
-
-    check_logger(cfg.logger)
-
     for key in ("seed", "dataset.split_seed"):
         seed = OmegaConf.select(cfg, key)
         if not 0 <= seed <= MAX_SEED:
@@ -353,10 +369,19 @@ def hashable_dict(cfg: DictConfig) -> dict:
     d.pop("hydra", None)
     for key in NOT_HASHED_KEYS:
         *parents, leaf = key.split(".")
-        node = d
+        nodes = [d]
         for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
+            child = nodes[-1].get(p, {})
+            if not isinstance(child, dict):  # older runs wrote the group as one value (logger: csv)
+                nodes[-1].pop(p, None)
+                break
+            nodes.append(child)
+        else:
+            nodes[-1].pop(leaf, None)
+        for parent, node, name in zip(reversed(nodes[:-1]), reversed(nodes[1:]), reversed(parents[: len(nodes) - 1]),
+                                      strict=True):
+            if node == {}:  # a group of not-hashed keys (logger) leaves nothing, as if it were never there
+                parent.pop(name, None)
     return d
 
 

@@ -20,6 +20,9 @@ register_configs()
 log = logging.getLogger("regbench")
 
 
+# The summary of the last single (non-sweep) run in this process: what regbench.run() returns.
+last_summary: dict = {}
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def entry(cfg: DictConfig) -> dict:
@@ -49,6 +52,9 @@ def entry(cfg: DictConfig) -> dict:
         # In a sweep one broken cell must not end the grid: record it and go on (the sweeper counts).
         log.error("run failed (%s: %s): %s", type(exc).__name__, exc, command)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    if hc.mode != RunMode.MULTIRUN:
+        last_summary.clear()
+        last_summary.update(summary)
     incomplete = summary["status"] != "completed"
     console.run_done(summary, single=hc.mode != RunMode.MULTIRUN)
     if incomplete and hc.mode != RunMode.MULTIRUN:
@@ -59,7 +65,7 @@ def entry(cfg: DictConfig) -> dict:
 def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     """Skip a config that already completed (or diverged) under results_dir; continue an
     interrupted one from its checkpoint; otherwise train from scratch (resume=false: always)."""
-    from regbench import checkpoint, results
+    from regbench import checkpoint, loggers, results
     from regbench.config import config_hash
     from regbench.train import check_config, run
 
@@ -68,6 +74,7 @@ def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     check_config(cfg)  # a bad config fails the same way whether or not it ran before
     reused, stale = results.earlier_outcome(cfg, config_hash(cfg))
     if reused is not None:
+        loggers.backfill(cfg, reused)  # logger=mlflow added after the run completed: log it from its files
         return reused
     if stale and cfg.trainer.checkpoint and checkpoint.exists(stale[-1]):
         return run(cfg, command, overrides, resume_dir=stale[-1])

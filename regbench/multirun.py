@@ -40,6 +40,9 @@ STACK_KEY = "stack_cells"
 # Outcome counts of the last sweep in this process: the CLI exits 1 unless all completed.
 # (Raising from the sweeper would skip Hydra's on_multirun_end callbacks, i.e. the report.)
 last_counts: Counter = Counter()
+# The last sweep in this process: {"dir": sweep folder, "runs": one summary dict per cell, in job order}
+# (a failed cell: {"status": "failed", "error": ...}); what regbench.sweep() returns.
+last_sweep: dict = {}
 
 
 # Job configs the sweeper composed for its preflight (regbench/compose.py), keyed by the job's
@@ -77,7 +80,10 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
     counts: Counter = Counter()
     cells, names = [], []
     for r in (r for batch in returns for r in batch):
-        value = (r.return_value if r.status.name == "COMPLETED" else None) or {"status": "failed"}
+        try:
+            value = r.return_value or {"status": "failed", "error": "the job returned nothing"}
+        except Exception as exc:  # noqa: BLE001 - JobReturn re-raises a failed job's exception
+            value = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         overrides = list(r.overrides or [])
         stacked = [o for o in overrides if o.startswith(f"+{STACK_KEY}=")]
         own = [o for o in overrides if o not in stacked]
@@ -87,6 +93,8 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
             counts[cell.get("status", "failed")] += 1
             names.append(cell_overrides)
             cells.append(cell)
+    last_sweep.clear()
+    last_sweep.update(dir=sweep_dir, runs=cells)
     rows = list(zip(cell_names(names), cells, strict=True))
     print(console.sweep_table(sorted(rows, key=lambda row: _natural(row[0]))))
     parts = ", ".join(f"{counts[s]} {s}" for s in ("completed", "diverged", "interrupted", "failed") if counts[s])

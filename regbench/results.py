@@ -103,6 +103,17 @@ def check_writable(results_dir: str) -> Path:
     creates and removes a probe folder in the nearest existing parent.
     """
     path = Path(results_dir).expanduser()
+    try:
+        probe_folder(path)
+    except OSError as exc:
+        raise ConfigError(f"results_dir={results_dir!r} is not writable ({exc.strerror or exc}: {exc.filename}); "
+                          "valid: a folder you can create and write") from None
+    return path
+
+
+def probe_folder(path: Path) -> None:
+    """Raise OSError (filename = the folder tried) unless files can be created at `path`: the check
+    creates and removes a probe folder in its nearest existing parent (root ignores permission bits)."""
     probe = path
     while not probe.exists() and probe != probe.parent:  # the nearest existing parent decides
         probe = probe.parent
@@ -111,9 +122,8 @@ def check_writable(results_dir: str) -> Path:
             raise NotADirectoryError(f"{probe} is not a folder")
         os.rmdir(tempfile.mkdtemp(prefix=".regbench-probe-", dir=probe))
     except OSError as exc:
-        raise ConfigError(f"results_dir={results_dir!r} is not writable ({exc.strerror or exc}: {probe}); "
-                          "valid: a folder you can create and write") from None
-    return path
+        exc.filename = str(probe)
+        raise
 
 
 # The config keys a sweep varies, comma-separated: set by the sweeper (regbench/multirun.py) for its
@@ -243,10 +253,10 @@ def versions() -> dict:
     import torch
     import torchvision
 
-    import regbench
+    from regbench.version import __version__
 
     return {
-        "regbench": regbench.__version__,
+        "regbench": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

@@ -18,6 +18,12 @@ register_configs()
 FAST = ["trainer.epochs=2", "trainer.progress=false", "model.hidden=[32]", "report=false"]
 
 
+def fast(*overrides: str) -> list[str]:
+    """FAST with `overrides` replacing its own values (the CLI refuses a key given twice)."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    return [o for o in FAST if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
 @pytest.fixture
 def make_cfg():
     """make_cfg(*overrides) -> the composed, typed run config (as `regbench run` would build it)."""
@@ -51,12 +57,17 @@ def cli(tmp_path, monkeypatch, capsys):
 
 
 def run_dirs(root: Path) -> list[Path]:
-    """Every run folder (holding config.yaml) below root.
+    """Every run folder (holding config.yaml) below root; hidden folders (MLflow's artifact copies) hold none.
 
     Safe to call while a sweep runs: os.walk skips a folder that vanishes mid-scan (the writability
     probe, a report's staging folder), where Path.rglob raises FileNotFoundError.
     """
-    return sorted(Path(d) for d, _, files in os.walk(root) if "config.yaml" in files)
+    found = []
+    for here, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if "config.yaml" in files:
+            found.append(Path(here))
+    return sorted(found)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -133,6 +133,7 @@ INSTALLED_SAMPLE = [
     (["run", "-m", "seed=0,1", "model.hiddn=[3]"], ["hiddn", "hidden"]),
     (["run", "dataset=mnist", "dataset.root=nowhere"], ["nowhere"]),
     (["report", "nothing-here"], ["nothing-here"]),
+    (["run", "logger=[csv,nosuch]"], ["nosuch", "mlflow"]),
 ]
 
 
@@ -252,3 +253,31 @@ def test_compare_bad_input(cli, tmp_path):
     for args, expected in cases:
         _assert_one_line(*cli("compare", *args), expected)
     assert sorted(tmp_path.rglob("*")) == before  # nothing written: no compare/ folder anywhere
+
+
+LOGGER_BAD_INPUT = [
+    (["logger=nosuch"], ["nosuch", "csv, mlflow, tensorboard"]),
+    (["logger=[csv,nosuch]"], ["nosuch", "csv, mlflow, tensorboard"]),
+    (["logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:9"],
+     ["http://127.0.0.1:9", "unreachable", "sqlite"]),
+    (["logger=[csv,mlflow]", "logger.mlflow.tracking_uri=file:./mlruns"], ["file:./mlruns", "file store", "sqlite"]),
+    (["logger=mlflow", "logger.mlflow.tracking_uri=sqlite:////proc/x/m.db"], ["sqlite:////proc/x/m.db", "writable"]),
+    (["logger.mlflow.tracking_uri=sqlite:///m.db"], ["logger.mlflow.tracking_uri", "logger=[csv,mlflow]"]),
+    (["logger=mlflow", "logger.mlflow.experiment= "], ["logger.mlflow.experiment", "non-empty"]),
+    (["logger.mlflow.tracking_ur=x"], ["tracking_ur", "tracking_uri"]),
+    (["-m", "seed=0,1", "logger=[csv,mlflow]", "logger.mlflow.tracking_uri=http://127.0.0.1:9"], ["unreachable"]),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", LOGGER_BAD_INPUT, ids=[" ".join(o) for o, _ in LOGGER_BAD_INPUT])
+def test_logger_bad_input(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_logger_missing_extra_is_one_line(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the extra were not installed
+    code, out, err = cli("run", *FAST, "logger=[csv,mlflow]")
+    _assert_one_line(code, out, err, ["logger=mlflow", 'pip install -e ".[mlflow]"', "logger=csv"])
+    assert list(tmp_path.iterdir()) == []

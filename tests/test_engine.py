@@ -266,7 +266,7 @@ def test_sigterm_mid_stack_leaves_whole_rows_and_interrupted_cells(tmp_path):
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 90
     while time.time() < deadline:
-        csvs = list(tmp_path.rglob("metrics.csv"))
+        csvs = [d / "metrics.csv" for d in run_dirs(tmp_path) if (d / "metrics.csv").exists()]  # walk-safe
         if len(csvs) == 2 and all(len(c.read_text().splitlines()) > 3 for c in csvs):
             break
         time.sleep(0.2)

@@ -20,10 +20,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from regbench import checkpoint, results, uncertainty
-from regbench.config import config_hash, hashable_dict
+from regbench import checkpoint, loggers, results, uncertainty
+from regbench.config import config_hash
 from regbench.evaluate import loss_and_correct
-from regbench.loggers import flat_hparams, make_logger
 from regbench.protocol import Protocol, Tracker
 
 log = logging.getLogger("regbench")
@@ -94,7 +93,7 @@ class Cell:
     progress: Progress | None = None
     run_dir: Path | None = None
     writer: results.MetricsWriter | None = None
-    logger: object = None
+    logger: loggers.RunLoggers | None = None  # logger=tensorboard / mlflow (regbench/loggers.py)
     seconds: float = 0.0  # this cell's share of the stack's wall time
     mc_epoch: bool = False  # eval.mc_every_epoch columns (stacks of one: engine/plan.py)
     protocol: Protocol | None = None  # trainer.select / monitor / patience (regbench/protocol.py)
@@ -126,7 +125,7 @@ class Cell:
         self.mc_epoch = bool(cfg.eval.mc_every_epoch and cfg.eval.mc_samples > 0)  # extra columns when enabled
         columns = results.METRIC_COLUMNS + (uncertainty.EPOCH_COLUMNS if self.mc_epoch else [])
         self.writer = results.MetricsWriter(self.run_dir / "metrics.csv", columns)
-        self.logger = make_logger(cfg.logger, self.run_dir, flat_hparams(hashable_dict(cfg)))
+        self.logger = loggers.start(cfg, self.run_dir, self.summary)  # logger=tensorboard / mlflow, beside the csv
 
     def end_epoch(self, epoch: int, numbers: list[float], lr: float, seconds: float, stack, m: int,
                   extra: dict | None = None) -> bool:
@@ -138,8 +137,7 @@ class Cell:
             "lr": lr, "seconds": seconds, "batch_loss": batch_loss, "zero_frac": zero_frac, **(extra or {}),
         }
         self.writer.append(row)
-        if self.logger is not None:
-            self.logger.log_epoch(row)
+        self.logger.log_epoch(row)
         p, s, tr = self.progress, self.summary, self.cfg.trainer
         p.rows.append(row)
         self.seconds += seconds

@@ -23,7 +23,7 @@ import torch
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig
 
-from regbench import checkpoint, console, multirun, results
+from regbench import checkpoint, console, loggers, multirun, results
 from regbench.config import config_hash, validate
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
@@ -110,6 +110,7 @@ def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) 
             first_of_hash[h] = i
             reused, cell.stale = results.earlier_outcome(cfg, h)
             if reused is not None:
+                loggers.backfill(cfg, reused)  # as hydra_app.resume_or_run
                 values[i] = reused
                 continue
             if cell.stale and cfg.trainer.checkpoint and checkpoint.exists(cell.stale[-1]):

@@ -15,7 +15,7 @@ import signal
 import torch
 from omegaconf import DictConfig
 
-from regbench import results
+from regbench import loggers, results
 from regbench.config import validate
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
@@ -99,6 +99,7 @@ def check_config(cfg: DictConfig, data=None):
     if cfg.trainer.channels_last and not (cfg.model.name == "cnn" and data.kind == "image"):
         raise ConfigError(f"trainer.channels_last=true needs a 2-D CNN (model=cnn on image data), not "
                           f"model={cfg.model.name} on {data.kind} data; valid: trainer.channels_last=false")
+    loggers.check_loggers(cfg)  # last: it may probe a tracking server (a short network call)
     return device, data
 
 

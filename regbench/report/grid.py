@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from regbench.report import paired
-from regbench.report.collect import Run
+from regbench.report.collect import REQUIRED_COLUMNS, Run
 from regbench.report.table import (
     COMPLETED,
     CURVE_COLUMNS,
@@ -122,18 +122,30 @@ def pick_baselines(groups: pd.DataFrame) -> pd.Series:
     return groups["dataset.name"].map(per_dataset)
 
 
+CURVE_ID_COLUMNS = ("run_id", "path", "status", "group", "label", "seed")  # per run, before its varied keys
+
+
+def curves_long(runs: list[Run], table: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
+    """Every run's metrics.csv rows in one long frame: the run's identity and varied config values, then
+    epoch and every metrics column (runs without the optional MC columns get NaN there)."""
+    ids = [c for c in CURVE_ID_COLUMNS if c in table] + [k for k in varied if k not in CURVE_ID_COLUMNS]
+    frames = [
+        pd.concat([pd.DataFrame([table.loc[i, ids]] * len(run.metrics), index=run.metrics.index), run.metrics], axis=1)
+        for i, run in enumerate(runs)
+        if not run.metrics.empty
+    ]
+    if not frames:
+        return pd.DataFrame(columns=[*ids, *REQUIRED_COLUMNS])
+    return pd.concat(frames, ignore_index=True).infer_objects()
+
+
 def curve_stats(runs: list[Run], table: pd.DataFrame) -> pd.DataFrame:
     """Mean/std/count over seeds per group and epoch. Unfinished runs count for the epochs they have;
     diverged and failed runs are left out since their curves (nan/inf) would drown the others."""
-    keep = ~table["status"].isin(EXCLUDED_STATUSES)
-    frames = [
-        run.metrics.assign(group=table.at[i, "group"])
-        for i, run in enumerate(runs)
-        if keep[i] and not run.metrics.empty
-    ]
-    if not frames:
+    long = curves_long(runs, table, [])
+    long = long[~long["status"].isin(EXCLUDED_STATUSES)]
+    if long.empty:
         return pd.DataFrame()
-    long = pd.concat(frames, ignore_index=True)
     columns = [c for c in CURVE_COLUMNS if c in long.columns]
     long[columns] = long[columns].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
     return long.groupby(["group", "epoch"])[columns].agg(["mean", "std", "count"])

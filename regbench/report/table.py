@@ -21,7 +21,7 @@ from regbench.report.collect import Run
 
 # Keys whose differences do not make two runs different configurations (the schema's declaration:
 # the not-hashed keys, the seed, and where a run ran).
-RUN_ONLY_KEYS = NOT_COMPARED_KEYS
+RUN_ONLY_KEYS = NOT_COMPARED_KEYS | {"logger"}  # runs written before `logger` became a group hold a string
 MAIN_RATE = f"dropout.{RATE_KEYS[0]}"  # the config key of a dropout type's main rate (the rate-sweep axis)
 # Varied keys are listed in this order first (labels then read "dataset=…, dropout=…, p=…").
 KEY_PRIORITY = ("dataset.name", "model.name", "dropout.name", MAIN_RATE)
