@@ -65,20 +65,17 @@ def entry(cfg: DictConfig) -> dict:
 def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     """Skip a config that already completed (or diverged) under results_dir; continue an
     interrupted one from its checkpoint; otherwise train from scratch (resume=false: always)."""
-    from regbench import checkpoint, loggers, results
     from regbench.config import config_hash
-    from regbench.train import check_config, run
+    from regbench.engine.cells import Cell
+    from regbench.engine.loop import train
+    from regbench.train import check_config
 
-    if not cfg.resume:
-        return run(cfg, command, overrides)
-    check_config(cfg)  # a bad config fails the same way whether or not it ran before
-    reused, stale = results.earlier_outcome(cfg, config_hash(cfg))
-    if reused is not None:
-        loggers.backfill(cfg, reused)  # logger=mlflow added after the run completed: log it from its files
-        return reused
-    if stale and cfg.trainer.checkpoint and checkpoint.exists(stale[-1]):
-        return run(cfg, command, overrides, resume_dir=stale[-1])
-    summary = run(cfg, command, overrides)
-    for run_dir in stale:  # trained again from scratch: the old folders point to the new one
-        results.mark_superseded(run_dir, summary["run_id"])
-    return summary
+    cell = Cell(cfg=cfg, command=command, overrides=list(overrides))
+    if cfg.resume:
+        check_config(cfg)  # a bad config fails the same way whether or not it ran before
+        reused = cell.resume_outcome(config_hash(cfg))
+        if reused is not None:
+            return reused
+    train([cell])
+    cell.supersede_stale()
+    return cell.summary

@@ -98,6 +98,27 @@ class Cell:
     mc_epoch: bool = False  # eval.mc_every_epoch columns (stacks of one: engine/plan.py)
     protocol: Protocol | None = None  # trainer.select / monitor / patience (regbench/protocol.py)
 
+    def resume_outcome(self, cfg_hash: str) -> dict | None:
+        """The one resume decision (resume=true), for a lone run and for every cell of a stack.
+
+        Returns the outcome of an earlier completed or diverged run of the same config to reuse
+        (logged once to loggers chosen since, e.g. logger=mlflow added later), or None to train:
+        then an interrupted folder with a checkpoint becomes resume_dir (continued in place) and
+        the other earlier folders stay in `stale`, to be marked superseded once this cell trained.
+        """
+        reused, self.stale = results.earlier_outcome(self.cfg, cfg_hash)
+        if reused is not None:
+            loggers.backfill(self.cfg, reused)
+            return reused
+        if self.stale and self.cfg.trainer.checkpoint and checkpoint.exists(self.stale[-1]):
+            self.resume_dir = self.stale.pop()
+        return None
+
+    def supersede_stale(self) -> None:
+        """Trained again: the earlier interrupted / failed folders of this config point to the new one."""
+        for run_dir in self.stale:
+            results.mark_superseded(run_dir, self.summary["run_id"])
+
     @property
     def finished(self) -> bool:
         return self.summary is not None and "run_dir" in self.summary

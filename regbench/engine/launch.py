@@ -2,7 +2,7 @@
 
 1. take every job's config from the sweeper (multirun.composed; Hydra's loader otherwise),
    job id/num = its index as Hydra's BasicLauncher sets them;
-2. skip configs that already completed under results_dir (resume, as hydra_app.resume_or_run);
+2. skip configs that already completed under results_dir (resume: Cell.resume_outcome);
 3. group the rest into stacks (plan.stack_key); a cell that cannot share a stack
    (plan.alone_reason) goes to the ordinary task function, with one log line per reason;
 4. split a stack that would not fit (hydra.launcher.max_cells, memory estimate) and train
@@ -23,7 +23,7 @@ import torch
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig
 
-from regbench import checkpoint, console, loggers, multirun, results
+from regbench import console, multirun
 from regbench.config import config_hash, validate
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
@@ -108,13 +108,10 @@ def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) 
                 duplicates[i] = first_of_hash[h]
                 continue
             first_of_hash[h] = i
-            reused, cell.stale = results.earlier_outcome(cfg, h)
+            reused = cell.resume_outcome(h)
             if reused is not None:
-                loggers.backfill(cfg, reused)  # as hydra_app.resume_or_run
                 values[i] = reused
                 continue
-            if cell.stale and cfg.trainer.checkpoint and checkpoint.exists(cell.stale[-1]):
-                cell.resume_dir = cell.stale.pop()  # continue it (a stack of one), as hydra_app.resume_or_run
         todo.append((i, cell))
 
     if todo:
@@ -169,8 +166,7 @@ def _train_part(part: list[tuple[int, Cell]]) -> dict[int, dict]:
                   cells[0].command)
         return {i: {"status": "failed", "error": f"{type(exc).__name__}: {exc}"} for i, _ in part}
     for c in cells:
-        for run_dir in c.stale:  # trained again from scratch: the old folders point to the new one
-            results.mark_superseded(run_dir, c.summary["run_id"])
+        c.supersede_stale()
     return {i: c.summary for i, c in part}
 
 
