@@ -33,10 +33,9 @@ class SweepReport(Callback):
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from regbench.report import build_report
-
         if not config.get("report", True):
             return
+        from regbench.report import build_report  # here: pandas, scipy and matplotlib take ~1 s to import
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not any(sweep_dir.rglob("metrics.csv")):
             return

@@ -140,9 +140,9 @@ def setup_job(cfg, hydra_cfg) -> dict | None:
     if cfg.trainer.threads is None:
         threads = job_threads(launcher, usable_cores())
         if threads is not None:
-            import torch
+            from regbench.engine.setup import limit_job_threads
 
-            torch.set_num_threads(threads)
+            limit_job_threads(threads)
     return done
 
 

@@ -49,6 +49,26 @@ class SGDW(torch.optim.SGD):
         return super().step(closure)
 
 
+def lr_factor(cfg, epochs: int, steps_per_epoch: int):
+    """cfg: the optim section. The learning-rate multiplier after `step` optimizer steps (warm-up,
+    then the schedule), per step so cosine is smooth. Lone runs hand it to LambdaLR; stacks call it."""
+    total = epochs * steps_per_epoch
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    schedule, gamma, step_size = cfg.schedule, cfg.gamma, cfg.step_size  # plain values: read every step
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine":
+            t = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        if schedule == "step":
+            return gamma ** (step // (step_size * steps_per_epoch))
+        return 1.0
+
+    return factor
+
+
 def build_optimizer(cfg, model: nn.Module, epochs: int, steps_per_epoch: int):
     """cfg: the optim section. Returns (optimizer, per-step LambdaLR scheduler)."""
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
@@ -62,18 +82,4 @@ def build_optimizer(cfg, model: nn.Module, epochs: int, steps_per_epoch: int):
     else:  # validate() has already rejected other names
         raise AssertionError(cfg.name)
 
-    total = epochs * steps_per_epoch
-    warmup = cfg.warmup_epochs * steps_per_epoch
-
-    def factor(step: int) -> float:
-        # The schedule is per optimizer step so cosine is smooth; `step` counts steps taken.
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.schedule == "cosine":
-            t = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-        if cfg.schedule == "step":
-            return cfg.gamma ** (step // (cfg.step_size * steps_per_epoch))
-        return 1.0
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, epochs, steps_per_epoch))

@@ -247,11 +247,12 @@ def _fmt(v):
 
 @lru_cache(maxsize=1)
 def versions() -> dict:
+    from importlib.metadata import version
+
     import hydra
     import numpy
     import omegaconf
     import torch
-    import torchvision
 
     from regbench.version import __version__
 
@@ -259,7 +260,9 @@ def versions() -> dict:
         "regbench": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        # the installed distribution's version: importing torchvision costs ~1 s of start-up, and
+        # torch's version above already names the CUDA build (+cu...) the two share
+        "torchvision": version("torchvision"),
         "hydra": hydra.__version__,
         "omegaconf": omegaconf.__version__,
         "numpy": numpy.__version__,

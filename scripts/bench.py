@@ -3,7 +3,8 @@
     .venv/bin/python scripts/bench.py [--quick] [--out results/bench]
 
 Every time is the wall time of a whole process (start-up, data, training, evaluation, files),
-run one after another:
+run one after another, each with its own default CPU threads (the plain script torch's, regbench its
+threads rule, engine/setup.py), as a user would run them:
 - plain: a PyTorch script this file writes itself (TensorDataset + DataLoader, one model after
   another, evaluation of the train subset and validation each epoch, no files), same grid;
 - basic: `regbench run -m ...` with Hydra's basic launcher (one cell after another);
@@ -37,7 +38,7 @@ RATES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7"  # 8 dropout rates
 SEEDS = "0,1,2,3"
 DECAYS = {32: None, 128: "0,1e-4,1e-3,1e-2", 256: "0,1e-5,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2"}
 COMMON = ["dataset=mnist1d", "trainer.batch_size=100", "trainer.progress=false", "trainer.device=cpu",
-          "report=false", "trainer.threads=1"]
+          "report=false"]
 MLP = ["model=mlp", "model.hidden=[100,100]", "dropout=standard", f"dropout.p={RATES}"]
 CNN = ["model=cnn", "dropout=spatial", "dropout.p=0,0.1,0.2,0.3"]
 
@@ -82,7 +83,6 @@ def epoch_seconds(results_dir: Path) -> float:
 PLAIN = '''
 import sys, time, torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-torch.set_num_threads(1)
 d = torch.load(sys.argv[1])
 epochs, rates, seeds, decays = int(sys.argv[2]), eval(sys.argv[3]), eval(sys.argv[4]), eval(sys.argv[5])
 xtr, ytr, xva, yva = d["x_train"], d["y_train"], d["x_val"], d["y_val"]
@@ -146,17 +146,17 @@ def compose(*overrides: str):
 def bare(cells: int, epochs: int) -> float:
     """Stacked forward + backward + step of `cells` MLP cells for the steps of `epochs` epochs, in process."""
     from regbench.data import build_splits
-    from regbench.engine.setup import steps_per_epoch
+    from regbench.engine.setup import set_threads, steps_per_epoch
     from regbench.engine.stack import Stacked
     from regbench.models import build_model
 
-    torch.set_num_threads(1)
     rates = [float(r) for r in RATES.split(",")]
     cfgs = [compose(*COMMON[:2], *MLP[:3], "dropout=standard", f"dropout.p={rates[i % len(rates)]}", f"seed={i}")
             for i in range(cells)]
     data = build_splits(cfgs[0].dataset, "cpu")
     steps = steps_per_epoch(len(data.x_train), 100)
     models = [build_model(c, data.input_shape, data.num_classes) for c in cfgs]
+    set_threads(cfgs[0], torch.device("cpu"), models[0], data.input_shape, cells)  # as the sweep's stack does
     stack = Stacked(models, cfgs, steps, torch.device("cpu"))
     x = data.normalize(data.x_train[:100]).expand(cells, -1, -1, -1).contiguous()  # (M, B, C, L)
     y = data.y_train[:100].expand(cells, -1)
@@ -185,6 +185,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        # regbench keeps generated MNIST-1D in its cache (a user's second sweep finds it there); this run's
+        # cache is its own, filled below where the plain script's data file is written, before any timing
+        os.environ["REGBENCH_CACHE_DIR"] = str(tmp / "cache")
         t = {}
         mlp = [*MLP, f"seed={SEEDS}"]
         t["plain32"] = record("plain mlp", 32, epochs, plain(epochs, 32, tmp))

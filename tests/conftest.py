@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ from hydra import compose, initialize_config_module
 from regbench.config import register_configs
 
 register_configs()
+
+# Generated datasets (MNIST-1D) are cached between processes in the user cache; the tests keep theirs in
+# a folder of their own, shared by the session's subprocesses and removed at exit, never in ~/.cache.
+_CACHE = tempfile.TemporaryDirectory(prefix="regbench-test-cache-")
+os.environ["REGBENCH_CACHE_DIR"] = _CACHE.name
 
 # Settings that make a run take a fraction of a second: tests check behaviour, not accuracy.
 FAST = ["trainer.epochs=2", "trainer.progress=false", "model.hidden=[32]", "report=false"]

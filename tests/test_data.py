@@ -343,3 +343,50 @@ def test_mnist1d_defaults_are_the_benchmarks_own_definition():
     assert torch.equal(raw.y_test, torch.from_numpy(ref["y_test"]).long())
     splits = build_splits(dcfg("mnist1d"), "cpu")  # the default validation carve-out comes from train only
     assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (3200, 800, 1000)
+
+
+def _mnist1d_generator_calls(monkeypatch) -> list:
+    """Count the package generator's calls (it still runs, so the arrays stay its own)."""
+    import mnist1d.data
+
+    calls, real = [], mnist1d.data.make_dataset
+    monkeypatch.setattr(mnist1d.data, "make_dataset", lambda args: calls.append(args) or real(args))
+    return calls
+
+
+def test_mnist1d_is_generated_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    calls = _mnist1d_generator_calls(monkeypatch)
+    clear_cache()
+    first = load_raw(dcfg("mnist1d", num_samples=300))
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / "mnist1d").glob("*.npz"))) == 1
+    clear_cache()  # a new process: the in-memory cache is gone, the file is not
+    second = load_raw(dcfg("mnist1d", num_samples=300))
+    assert len(calls) == 1
+    for a, b in zip((first.x_train, first.y_train, first.x_test, first.y_test),
+                    (second.x_train, second.y_train, second.x_test, second.y_test), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    clear_cache()
+    load_raw(dcfg("mnist1d", num_samples=200))  # another sample count is another entry
+    assert len(calls) == 2 and len(list((tmp_path / "cache" / "mnist1d").glob("*.npz"))) == 2
+    assert not list((tmp_path / "cache" / "mnist1d").glob("*.tmp"))
+
+
+def test_mnist1d_cache_damaged_or_unwritable_falls_back_to_the_generator(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REGBENCH_CACHE_DIR", str(cache))
+    calls = _mnist1d_generator_calls(monkeypatch)
+    clear_cache()
+    ref = load_raw(dcfg("mnist1d", num_samples=300))
+    (entry,) = (cache / "mnist1d").glob("*.npz")
+    entry.write_bytes(b"not a zip file")
+    clear_cache()
+    again = load_raw(dcfg("mnist1d", num_samples=300))
+    assert len(calls) == 2 and torch.equal(again.x_train, ref.x_train)
+    with np.load(entry) as f:  # the damaged entry was replaced by a good one
+        assert np.array_equal(f["y_test"], ref.y_test.numpy())
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the cache folder should be: nothing can be written
+    monkeypatch.setenv("REGBENCH_CACHE_DIR", str(blocked / "cache"))
+    clear_cache()
+    assert torch.equal(load_raw(dcfg("mnist1d", num_samples=300)).x_test, ref.x_test) and len(calls) == 3

@@ -255,6 +255,24 @@ def test_small_models_get_one_cpu_thread_unless_told(make_cfg, tmp_path):
         assert s["threads"] == 2
     finally:
         torch.set_num_threads(before)
+    from regbench.engine.setup import SMALL_MODEL_MACS, set_threads
+
+    model, cfg = build_model(make_cfg("model.hidden=[32]"), (1, 8, 8), 10), make_cfg("model.hidden=[32]")
+    macs = macs_per_example(model, (1, 8, 8))
+    from regbench.engine import setup
+
+    big = SMALL_MODEL_MACS // macs + 1  # a stack counts its cells: this many together are not small
+    try:  # set every time, in either direction: one process may train a small cell, then a large stack
+        for cells, expected in ((1, 1), (big - 1, 1), (big, setup._PROCESS_THREADS), (1, 1),
+                                (big, setup._PROCESS_THREADS)):
+            set_threads(cfg, torch.device("cpu"), model, (1, 8, 8), cells)
+            assert torch.get_num_threads() == expected, cells
+        setup.limit_job_threads(3)  # a parallel launcher's share bounds what a large stack gets
+        set_threads(cfg, torch.device("cpu"), model, (1, 8, 8), big)
+        assert torch.get_num_threads() == 3
+    finally:
+        setup._job_threads = None
+        torch.set_num_threads(before)
     # the count itself: Linear(64 -> 32) then Linear(32 -> 10)
     mlp = build_model(make_cfg("model.hidden=[32]"), (1, 8, 8), 10)
     assert macs_per_example(mlp, (1, 8, 8)) == 64 * 32 + 32 * 10

@@ -1,12 +1,21 @@
 """Datasets that need no download: sklearn digits, generated MNIST-1D, and a synthetic task.
 
 Each loader's keyword arguments are DatasetConfig fields (see base.py); none of them
-touches the global torch / numpy / random state or writes a file.
+touches the global torch / numpy / random state or writes into the working directory
+(generated MNIST-1D is kept in the user cache, see cache_dir).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
+import os
 import random
+import tempfile
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +23,8 @@ import torch.nn.functional as F
 
 from regbench.data.base import DATASETS, RawDataset, stratified_split
 from regbench.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 _DIGITS_TEST_FRACTION = 0.2  # digits has no official test split: this share is held out, always the same
 _DIGITS_TEST_SEED = 0  # fixed, independent of split_seed, so every run is scored on the same test set
@@ -48,24 +59,15 @@ def mnist1d(num_samples: int | None) -> RawDataset:
     By default exactly the benchmark's own definition: the generator's default arguments
     (`get_dataset_args()`: 5000 samples, 80% train -> 4000 train / 1000 test, seed 42), read
     from the package, not restated here. `dataset.num_samples` changes only the sample count.
-    Calls the package's generator directly: `get_dataset` would download or write a
-    pickle into the working directory. The generator reseeds the global numpy/random
-    state (its fixed seed), so both are saved and restored around it.
+    Calls the package's generator directly (`get_dataset` would download, or write a pickle
+    into the working directory) and keeps what it made in the user cache (`_mnist1d_arrays`).
     """
-    from mnist1d.data import get_dataset_args, make_dataset  # lazy: imports matplotlib, scipy, requests
+    if num_samples is not None and num_samples < 10:
+        from mnist1d.data import get_dataset_args  # lazy: imports matplotlib, scipy, requests
 
-    args = get_dataset_args()
-    if num_samples is not None:
-        if num_samples < 10:
-            raise ConfigError(f"dataset.num_samples={num_samples} is too small for mnist1d; valid values: >= 10 "
-                              f"(default: the benchmark's {args.num_samples})")
-        args.num_samples = int(num_samples)  # rounded down to a multiple of 10 by the generator
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        data = make_dataset(args)
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+        raise ConfigError(f"dataset.num_samples={num_samples} is too small for mnist1d; valid values: >= 10 "
+                          f"(default: the benchmark's {get_dataset_args().num_samples})")
+    data = _mnist1d_arrays(num_samples)
 
     def signals(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).float().unsqueeze(1)  # (N, 40) float64 -> (N, 1, 40) float32
@@ -79,6 +81,61 @@ def mnist1d(num_samples: int | None) -> RawDataset:
         kind="sequence",
         scale=1.0,
     )
+
+
+MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")
+
+
+def cache_dir() -> Path:
+    """Where generated datasets are kept between processes: $REGBENCH_CACHE_DIR, else
+    $XDG_CACHE_HOME/regbench, else ~/.cache/regbench (the usual place for a tool's caches)."""
+    if os.environ.get("REGBENCH_CACHE_DIR"):
+        return Path(os.environ["REGBENCH_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "regbench"
+
+
+def _mnist1d_arrays(num_samples: int | None) -> dict[str, np.ndarray]:
+    """make_dataset(get_dataset_args())'s four arrays (num_samples, if given, replacing the default
+    count), generated once per (package version, num_samples) and then read from cache_dir():
+    generating takes ~3 s and importing the package ~0.7 s, reading the file ~10 ms, and every
+    process of a sweep needs them. The package version stands for its default arguments. The file
+    is written whole (temporary file + rename) and read back exactly (float64); an unreadable or
+    unwritable cache is skipped, never an error: the generator is the truth. The generator
+    reseeds the global numpy/random state (its fixed seed), so both are restored around it."""
+    from importlib.metadata import version
+
+    key = json.dumps({"mnist1d": version("mnist1d"), "num_samples": num_samples})
+    path = cache_dir() / "mnist1d" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in MNIST1D_ARRAYS}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        pass  # not cached yet, or a damaged file: generate (and replace it)
+
+    from mnist1d.data import get_dataset_args, make_dataset  # lazy: imports matplotlib, scipy, requests
+
+    args = get_dataset_args()
+    if num_samples is not None:
+        args.num_samples = int(num_samples)  # rounded down to a multiple of 10 by the generator
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(args)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    arrays = {k: np.asarray(data[k]) for k in MNIST1D_ARRAYS}
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
+            np.savez(tmp, **arrays)
+        os.replace(tmp.name, path)
+    except OSError as e:  # read-only home, full disk: the next process generates again
+        log.debug("mnist1d: not cached in %s (%s)", path.parent, e)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp.name)
+    return arrays
 
 
 @DATASETS.register("synthetic")

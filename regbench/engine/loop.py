@@ -91,7 +91,7 @@ def train(cells: list[Cell]) -> None:
     sub = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(cfg0.dataset.split_seed))[:n_sub]
     x_sub, y_sub = data.x_train[sub.to(device)], data.y_train[sub.to(device)]
     total_steps = tr.epochs * n_batches
-    n_train = len(data.x_train)
+    n_train, batch_size, batchnorm = len(data.x_train), tr.batch_size, cfg0.model.batchnorm  # read once, used per step
 
     active = list(cells)  # the cells still training, in stack order
     bar = None
@@ -110,11 +110,11 @@ def train(cells: list[Cell]) -> None:
                 perms = perms.to(device)  # (M, N)
                 batch_loss = torch.zeros(len(active), device=device)
                 n_steps = 0
-                for b, i in enumerate(range(0, n_train, tr.batch_size)):
+                for b, i in enumerate(range(0, n_train, batch_size)):
                     for m in stack.scheduled:  # fraction of training done after this step: full rate at the end
                         m.set_progress(((epoch - 1) * n_batches + b + 1) / total_steps)
-                    idx = perms[:, i : i + tr.batch_size]  # (M, B)
-                    if idx.shape[1] < 2 and cfg0.model.batchnorm:
+                    idx = perms[:, i : i + batch_size]  # (M, B)
+                    if idx.shape[1] < 2 and batchnorm:
                         continue  # BatchNorm cannot normalise a batch of one
                     xb, yb = data.normalize(data.x_train[idx]), data.y_train[idx]  # (M, B, *input_shape), (M, B)
                     if augmenting:

@@ -113,21 +113,36 @@ def warn_small_split(cfg: DictConfig, data) -> None:
                     "raise dataset.train_size for meaningful numbers", n, k, n / k, MIN_PER_CLASS)
 
 
-# Below this many multiply-accumulates per example a model runs on one CPU thread unless
-# trainer.threads says otherwise: measured here, a second thread gained nothing for the bundled
-# models (mnist1d CNN 0.68 s vs 0.67 s) and cost up to 20x as soon as any other process wanted
-# the cores (OpenMP threads spin-waiting for each other).
-SMALL_MODEL_MACS = 1_000_000
+# Below this many multiply-accumulates per example (a stack counts its cells' together) a model runs
+# on one CPU thread unless trainer.threads says otherwise. Measured on the 2-core CPU, batch 100, one
+# training step (scripts/bench.py's models), 2 threads vs 1: lone mnist1d MLP [100,100] (15k MACs)
+# 0.76x, a stack of 8 of them (120k) 0.86x, 16 (240k) 1.4x, 32 (480k) 1.6x; lone mnist1d CNN (210k)
+# 1.3x, a stack of 2 (420k) 1.7x. Small models lose to the threads' synchronisation, and OpenMP
+# threads spin-waiting for each other cost far more as soon as another process wants the cores.
+SMALL_MODEL_MACS = 200_000
+
+
+_PROCESS_THREADS = torch.get_num_threads()  # torch's default for this process, read before regbench changes it
+_job_threads: int | None = None  # a parallel launcher's share of the cores for this job (limit_job_threads)
+
+
+def limit_job_threads(threads: int) -> None:
+    """A parallel launcher's threads rule for this job (launchers.setup_job): the most it may use."""
+    global _job_threads
+    _job_threads = threads
+    torch.set_num_threads(threads)
 
 
 def set_threads(cfg: DictConfig, device: torch.device, model, input_shape: tuple, cells: int = 1) -> None:
-    """trainer.threads if set; otherwise 1 thread on CPU for small models (never more than a
-    parallel launcher already gave this job), torch's default for larger ones. A stack of
-    `cells` models does `cells` times the arithmetic per example, so it counts that many."""
+    """trainer.threads if set; otherwise on CPU 1 thread for small models and, for larger ones, the
+    job's share (a parallel launcher's, else torch's default), set again each time: one process may
+    train a small cell and then a large stack. A stack of `cells` models does `cells` times the
+    arithmetic per example, so it counts that many."""
     if cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
-    elif device.type == "cpu" and cells * macs_per_example(model, input_shape) < SMALL_MODEL_MACS:
-        torch.set_num_threads(1)
+    elif device.type == "cpu":
+        small = cells * macs_per_example(model, input_shape) < SMALL_MODEL_MACS
+        torch.set_num_threads(1 if small else _job_threads or _PROCESS_THREADS)
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:

@@ -37,7 +37,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from regbench.engine.optim import StackedOptimizer
 from regbench.evaluate import EVAL_BATCH, loss_and_correct
-from regbench.optim import build_optimizer
+from regbench.optim import build_optimizer, lr_factor
 from regbench.regularizers import penalties
 from regbench.uncertainty import is_stochastic
 
@@ -68,6 +68,8 @@ class Lone:
         self._forward = torch.compile(model) if cfg.trainer.compile else model
         self._layout = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
         self.scheduled = [m for m in model.modules() if hasattr(m, "set_progress")]  # DropBlock's ramp
+        # read once: a config lookup costs microseconds, a step of a small model not many more
+        self.smoothing, self.l1, self.max_norm = cfg.reg.label_smoothing, cfg.reg.l1, cfg.reg.max_norm
 
     def train(self) -> None:
         self.model.train()
@@ -76,11 +78,11 @@ class Lone:
         return self._forward(xb[0].contiguous(memory_format=self._layout))[None]
 
     def losses(self, logits: Tensor, yb: Tensor) -> Tensor:  # -> (1,)
-        return F.cross_entropy(logits[0].float(), yb[0], label_smoothing=self.cfg.reg.label_smoothing).view(1)
+        return F.cross_entropy(logits[0].float(), yb[0], label_smoothing=self.smoothing).view(1)
 
     def objective(self, losses: Tensor) -> Tensor:
         loss = losses[0]
-        return loss + self.cfg.reg.l1 * penalties.l1_penalty(self.model) if self.cfg.reg.l1 > 0 else loss
+        return loss + self.l1 * penalties.l1_penalty(self.model) if self.l1 > 0 else loss
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -88,8 +90,8 @@ class Lone:
     def step(self) -> None:
         self.optimizer.step()
         self.scheduler.step()
-        if self.cfg.reg.max_norm is not None:
-            penalties.apply_max_norm_(self.model, self.cfg.reg.max_norm)
+        if self.max_norm is not None:
+            penalties.apply_max_norm_(self.model, self.max_norm)
 
     def lrs(self) -> list[float]:
         return [self.optimizer.param_groups[0]["lr"]]
@@ -127,8 +129,9 @@ class Stacked:
         self.decay = {k: v.ndim >= 3 for k, v in self.params.items()}  # the cell's weights with >= 2 dims
         self.weights = [k for k, d in self.decay.items() if d]
         self.optimizer = StackedOptimizer(self.params, self.decay, [c.optim for c in cfgs], device)
-        _, scheduler = build_optimizer(cfgs[0].optim, nn.Linear(1, 1), cfgs[0].trainer.epochs, steps_per_epoch)
-        self.factor = scheduler.lr_lambdas[0]  # regbench.optim's per-step factor, the same for every cell
+        # the lone run's per-step schedule, the same for every cell (no torch optimizer: building one
+        # imports torch._dynamo, ~1.7 s of start-up)
+        self.factor = lr_factor(cfgs[0].optim, cfgs[0].trainer.epochs, steps_per_epoch)
         self.steps = 0
 
         def per_cell(get) -> Tensor:
