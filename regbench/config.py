@@ -365,8 +365,9 @@ def validate(cfg: DictConfig) -> None:
 
 def hashable_dict(cfg: DictConfig) -> dict:
     """The resolved config without the hydra node and the NOT_HASHED_KEYS."""
-    d = OmegaConf.to_container(cfg, resolve=True)
-    d.pop("hydra", None)
+    # node by node, leaving the hydra node out before converting (it is the larger part of a job's config)
+    d = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+         for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")}
     for key in NOT_HASHED_KEYS:
         *parents, leaf = key.split(".")
         nodes = [d]

@@ -72,14 +72,21 @@ def loss_and_correct(model, x: torch.Tensor, y: torch.Tensor, normalize, autocas
     x is the compact stored form (uint8 images or float signals); normalize turns a batch
     into the float input of the model. The caller decides when to sync (.tolist()).
     """
+    with eval_mode(model, mode):
+        return score(model, x, y, normalize, autocast)
+
+
+@torch.no_grad()
+def score(forward, x: torch.Tensor, y: torch.Tensor, normalize, autocast) -> torch.Tensor:
+    """[mean loss, accuracy] of `forward` (a batch -> logits callable, in the mode it should be
+    scored in) over (x, y), EVAL_BATCH examples at a time -> a (2,) device tensor."""
     loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
-    with eval_mode(model, mode):
-        for i in range(0, len(x), EVAL_BATCH):
-            xb, yb = normalize(x[i : i + EVAL_BATCH]), y[i : i + EVAL_BATCH]
-            with autocast():
-                logits = model(xb)
-            loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
-            correct += (logits.argmax(1) == yb).sum()
+    for i in range(0, len(x), EVAL_BATCH):
+        xb, yb = normalize(x[i : i + EVAL_BATCH]), y[i : i + EVAL_BATCH]
+        with autocast():
+            logits = forward(xb)
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
     n = max(len(x), 1)
     return torch.stack([loss_sum / n, correct.double() / n])
