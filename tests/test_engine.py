@@ -203,6 +203,20 @@ def test_run_folders_are_what_sequential_runs_write(cli, tmp_path):
     assert not list(tmp_path.rglob(".running"))
 
 
+def test_cells_the_sweep_checked_are_not_checked_again_but_other_cells_are(cli, tmp_path, make_cfg, monkeypatch):
+    from regbench.engine import loop
+
+    calls = []
+    real = loop.check_config
+    monkeypatch.setattr(loop, "check_config", lambda cfg, data=None: calls.append(cfg.seed) or real(cfg, data))
+    assert _sweep(cli, "runs", "dropout=standard", "dropout.p=0,0.5", "seed=0,1", VEC)[0] == 0
+    assert len(calls) == 1  # the stack's first cell gives device and data; the preflight checked all four
+    calls.clear()
+    cells = [Cell(cfg=make_cfg(*FAST, f"seed={s}", f"results_dir={tmp_path / 'direct'}")) for s in (0, 1, 2)]
+    train(cells)  # cells from elsewhere (a stack job in a worker process): each one is checked here
+    assert sorted(calls) == [0, 1, 2] and all(c.summary["status"] == "completed" for c in cells)
+
+
 def test_cells_that_cannot_share_a_stack_train_alone_with_one_reason_line(cli, tmp_path):
     code, out, err = _sweep(cli, "runs", "eval.mode=eval,train", "seed=0,1", VEC)
     assert code == 0 and "4 runs: 4 completed" in out

@@ -540,3 +540,25 @@ def test_dropconnect_wraps_hidden_layers_and_per_sample_masks_backprop(model):
     x = torch.randn(5, *INPUT_SHAPES[model])
     F.cross_entropy(net(x), torch.arange(5)).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_inverted_keep_mask_per_cell_rates_under_vmap():
+    """Each cell's noise is 0 or 1/(1-p) at its own rate p (keep share within 4 standard errors), in
+    the input's dtype; rate 0 is exactly ones (a rate-0 cell of a stack is its lone baseline)."""
+    from torch.func import vmap
+
+    from regbench.regularizers.base import inverted_keep_mask
+
+    torch.manual_seed(0)
+    rates = torch.tensor([0.0, 0.1, 0.5, 0.9])
+    x = torch.ones(len(rates), 200, 100)
+    noise = vmap(inverted_keep_mask, randomness="different")(x, rates)
+    assert noise.dtype == x.dtype and noise.shape == x.shape
+    n = x[0].numel()
+    for m, p in enumerate(rates.tolist()):
+        scale = torch.tensor(1.0) / (1 - torch.tensor(p))  # float32, as the noise is formed
+        assert set(noise[m].unique().tolist()) <= {0.0, scale.item()}, p
+        kept = (noise[m] > 0).double().mean().item()
+        assert abs(kept - (1 - p)) <= 4 * math.sqrt(p * (1 - p) / n) + 1e-12, (p, kept)
+    assert torch.equal(noise[0], torch.ones_like(noise[0]))
+    assert inverted_keep_mask(torch.ones(3, dtype=torch.bfloat16), torch.tensor(0.5)).dtype == torch.bfloat16

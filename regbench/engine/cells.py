@@ -87,6 +87,7 @@ class Cell:
     resume_dir: Path | None = None  # an interrupted folder with a checkpoint.pt to continue (stacks of one)
     stale: list[Path] = field(default_factory=list)  # earlier interrupted/failed folders it supersedes
     summary: dict | None = None  # filled as it trains; has "run_dir" once it has finished
+    checked: bool = False  # passed check_config already (the sweep's preflight, in this process)
     # set by the loop
     model: nn.Module | None = None  # the cell's own model: built, seeded and finally evaluated as a lone run's
     augment: object = None  # its batched augmentation (None: no ops)

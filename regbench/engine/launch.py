@@ -40,7 +40,8 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Launching %d jobs (vectorized)", len(job_overrides))
-    # composed by our sweeper's preflight (regbench/compose.py), else composed here the same way
+    # composed (and checked: multirun.preflight) by our sweeper, else composed here the same way
+    checked = [tuple(overrides) in multirun.composed for overrides in job_overrides]
     jobs = [multirun.job_config(launcher, overrides, initial_job_idx + n) for n, overrides in enumerate(job_overrides)]
 
     values: dict[int, dict] = {}  # job position -> return value of the vectorized / skipped jobs
@@ -67,7 +68,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
                 returns[i] = multirun.run_cell_job(ctx, launcher.task_function, jobs[i])
                 configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         else:
-            values.update(_run_stack(launcher, commands, cfgs, stacks[key]))
+            values.update(_run_stack(launcher, commands, cfgs, stacks[key], checked))
             for i in stacks[key]:
                 returns[i] = _job_return(launcher, job_overrides[i], cfgs[i], values[i])
     return [returns[i] for i in range(len(jobs))]
@@ -78,11 +79,11 @@ def _command(job: DictConfig) -> tuple[str, list[str]]:
     return shlex.join(["regbench", "run", *overrides]), overrides
 
 
-def _run_stack(launcher, commands: list[tuple[str, list[str]]], cfgs: dict[int, DictConfig], idx: list[int]
-               ) -> dict[int, dict]:
+def _run_stack(launcher, commands: list[tuple[str, list[str]]], cfgs: dict[int, DictConfig], idx: list[int],
+               checked: list[bool]) -> dict[int, dict]:
     """The jobs at positions idx (one stack key) -> job position -> return value (summary dict)."""
     lc = launcher.config.hydra.launcher
-    cells = [Cell(cfg=cfgs[i], command=commands[i][0], overrides=commands[i][1]) for i in idx]
+    cells = [Cell(cfg=cfgs[i], command=commands[i][0], overrides=commands[i][1], checked=checked[i]) for i in idx]
     return dict(zip(idx, train_cells(cells, int(lc.max_cells), lc.max_memory_gb), strict=True))
 
 
@@ -99,7 +100,8 @@ def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) 
     for i, cell in enumerate(cells):
         cfg = cell.cfg
         try:
-            validate(cfg)
+            if not cell.checked:
+                validate(cfg)
         except ConfigError as exc:
             raise Abort(str(exc)) from None
         if cfg.resume:

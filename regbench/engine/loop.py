@@ -57,7 +57,8 @@ def train(cells: list[Cell]) -> None:
     cfg0, tr = cells[0].cfg, cells[0].cfg.trainer
     device, data = check_config(cfg0)
     for c in cells[1:]:
-        check_config(c.cfg, data)  # same dataset config: the splits are shared
+        if not c.checked:  # a sweep's preflight has checked its cells (~5 ms each, building the model)
+            check_config(c.cfg, data)  # same dataset config: the splits are shared
     if tr.deterministic:
         make_deterministic()
     n_batches = steps_per_epoch(len(data.x_train), tr.batch_size)
