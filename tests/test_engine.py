@@ -4,6 +4,7 @@ cells that train alone, resume, stack splitting, per-cell divergence and early s
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -131,7 +132,10 @@ def test_dropout_cells_match_sequential_runs_in_distribution(make_cfg, tmp_path)
     vec = [v["final"]["val_acc"] for v, _ in pairs]
     seq = [s["final"]["val_acc"] for _, s in pairs]
     assert vec != seq  # different masks ...
-    assert statistics.mean(vec) == pytest.approx(statistics.mean(seq), abs=0.03)  # ... same training
+    # ... same training: the seed means agree within 4 standard errors of their difference (Welch)
+    se = math.sqrt(statistics.variance(vec) / len(vec) + statistics.variance(seq) / len(seq))
+    assert abs(statistics.mean(vec) - statistics.mean(seq)) <= 4 * se, (vec, seq)
+    assert 0 < se < 0.05  # the bound is informative: runs vary, but not by more than a few points
 
 
 @pytest.mark.parametrize("name", ["sgd", "sgdw", "adam", "adamw"])
