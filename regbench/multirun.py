@@ -234,6 +234,15 @@ def task_config(config: DictConfig) -> DictConfig:
         content.update(children)
 
 
+def take_task_config(config: DictConfig) -> DictConfig:
+    """task_config without the copy: the job's own config loses its hydra node, as run_job's copy
+    does (read_write + open_dict + del). For a job config nothing reads afterwards (a stack's cells,
+    engine/launch.py): copying a few milliseconds' worth of nodes per cell would buy nothing."""
+    with read_write(config), open_dict(config):
+        del config["hydra"]
+    return config
+
+
 def run_cell_job(hydra_context, task_function, config: DictConfig) -> JobReturn:
     """Hydra's `run_job` for a sweep job (a config this process owns), without its deep copies.
 

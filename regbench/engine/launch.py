@@ -54,7 +54,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         if reason:
             sequential[reason].append(i)  # run_job needs the whole job config
         else:
-            cfgs[i] = multirun.task_config(job)
+            cfgs[i] = multirun.take_task_config(job)  # the job config is not read again (commands: above)
             stacks[stack_key(cfgs[i])].append(i)
 
     returns: dict[int, JobReturn] = {}
