@@ -1,6 +1,6 @@
 """regbench speed as ratios measured in one run of this script (issue #12's targets).
 
-    .venv/bin/python scripts/bench.py [--quick] [--out results/bench]
+    .venv/bin/python scripts/bench.py [--quick] [--repeat N] [--out results/bench]
 
 Every time is the wall time of a whole process (start-up, data, training, evaluation, files),
 run one after another, each with its own default CPU threads (the plain script torch's, regbench its
@@ -24,6 +24,7 @@ import argparse
 import csv
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,37 +173,48 @@ def bare(cells: int, epochs: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 epochs, 32/128 cells only (a smoke run)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every measurement; each time is the median")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = ap.parse_args()
+    if args.repeat < 1:
+        sys.exit(f"bench: --repeat={args.repeat} is not valid; valid: a whole number >= 1")
     epochs = 2 if args.quick else 10
     cnn_epochs = 1 if args.quick else 5
     rows: list[dict] = []
-
-    def record(what: str, cells: int, ep: int, seconds: float) -> float:
-        rows.append({"what": what, "cells": cells, "epochs": ep, "seconds": round(seconds, 3)})
-        print(f"{what:>22} {cells:>4} cells {ep:>2} epochs: {seconds:7.2f} s", flush=True)
-        return seconds
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         # regbench keeps generated MNIST-1D in its cache (a user's second sweep finds it there); this run's
         # cache is its own, filled below where the plain script's data file is written, before any timing
         os.environ["REGBENCH_CACHE_DIR"] = str(tmp / "cache")
-        t = {}
-        mlp = [*MLP, f"seed={SEEDS}"]
-        t["plain32"] = record("plain mlp", 32, epochs, plain(epochs, 32, tmp))
-        t["basic32"] = record("basic mlp", 32, epochs, regbench_sweep(mlp, epochs, None, tmp, "basic32"))
-        for n in (32, 128) if args.quick else (32, 128, 256):
+        mlp, cnn = [*MLP, f"seed={SEEDS}"], [*CNN, f"seed={SEEDS}"]
+        sizes = (32, 128) if args.quick else (32, 128, 256)
+        # key -> (what, cells, epochs, one timing of it in round r); rounds interleave, so slow drift of the
+        # machine (this is a shared VM) touches every measurement alike; the epochs of the 32-cell stacked
+        # sweep are read from that round's run folders
+        plan = {"plain32": ("plain mlp", 32, epochs, lambda r: plain(epochs, 32, tmp)),
+                "basic32": ("basic mlp", 32, epochs, lambda r: regbench_sweep(mlp, epochs, None, tmp, f"basic32_{r}"))}
+        for n in sizes:
             grid = mlp + ([f"optim.weight_decay={DECAYS[n]}"] if DECAYS[n] else [])
-            t[f"stacked{n}"] = record("stacked mlp", n, epochs, regbench_sweep(grid, epochs, "vectorized", tmp,
-                                                                               f"stacked{n}"))
-        t["plain128"] = record("plain mlp", 128, epochs, plain(epochs, 128, tmp))
-        t["bare32"] = record("bare stacked mlp", 32, epochs, bare(32, epochs))
-        t["epochs32"] = record("epochs in stacked mlp", 32, epochs, epoch_seconds(tmp / "stacked32"))
-        cnn = [*CNN, f"seed={SEEDS}"]
-        t["cnn_basic"] = record("basic cnn", 16, cnn_epochs, regbench_sweep(cnn, cnn_epochs, None, tmp, "cb"))
-        t["cnn_stacked"] = record("stacked cnn", 16, cnn_epochs, regbench_sweep(cnn, cnn_epochs, "vectorized", tmp,
-                                                                                "cs"))
+            plan[f"stacked{n}"] = ("stacked mlp", n, epochs, lambda r, g=grid, n=n:
+                                   regbench_sweep(g, epochs, "vectorized", tmp, f"stacked{n}_{r}"))
+        plan["plain128"] = ("plain mlp", 128, epochs, lambda r: plain(epochs, 128, tmp))
+        plan["bare32"] = ("bare stacked mlp", 32, epochs, lambda r: bare(32, epochs))
+        plan["epochs32"] = ("epochs in stacked mlp", 32, epochs, lambda r: epoch_seconds(tmp / f"stacked32_{r}"))
+        plan["cnn_basic"] = ("basic cnn", 16, cnn_epochs,
+                             lambda r: regbench_sweep(cnn, cnn_epochs, None, tmp, f"cb_{r}"))
+        plan["cnn_stacked"] = ("stacked cnn", 16, cnn_epochs,
+                               lambda r: regbench_sweep(cnn, cnn_epochs, "vectorized", tmp, f"cs_{r}"))
+        times: dict[str, list[float]] = {key: [] for key in plan}
+        for r in range(args.repeat):
+            for key, (what, cells, ep, measure) in plan.items():
+                times[key].append(measure(r))
+                print(f"round {r + 1}/{args.repeat} {what:>22} {cells:>4} cells {ep:>2} epochs: "
+                      f"{times[key][-1]:7.2f} s", flush=True)
+        t = {key: statistics.median(values) for key, values in times.items()}
+        for key, (what, cells, ep, _) in plan.items():
+            rows.append({"what": what, "cells": cells, "epochs": ep, "seconds": round(t[key], 3),
+                         "rounds": " ".join(f"{v:.2f}" for v in times[key])})
 
     ratios = [
         ("plain / stacked, 32 mlp cells (target >= 4)", t["plain32"] / t["stacked32"]),
@@ -217,10 +229,10 @@ def main() -> None:
     print(f"\n{device_name()}, torch {torch.__version__}")
     for name, value in ratios:
         print(f"{name:>68}: {value:5.2f}")
-        rows.append({"what": name, "cells": "", "epochs": "", "seconds": round(value, 3)})
+        rows.append({"what": name, "cells": "", "epochs": "", "seconds": round(value, 3), "rounds": ""})
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "bench.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, ["what", "cells", "epochs", "seconds", "device", "torch"])
+        w = csv.DictWriter(f, ["what", "cells", "epochs", "seconds", "rounds", "device", "torch"])
         w.writeheader()
         for r in rows:
             w.writerow({**r, "device": device_name(), "torch": torch.__version__})
