@@ -390,3 +390,21 @@ def test_mnist1d_cache_damaged_or_unwritable_falls_back_to_the_generator(tmp_pat
     monkeypatch.setenv("REGBENCH_CACHE_DIR", str(blocked / "cache"))
     clear_cache()
     assert torch.equal(load_raw(dcfg("mnist1d", num_samples=300)).x_test, ref.x_test) and len(calls) == 3
+
+
+def test_digits_are_read_from_the_cache_without_sklearn_after_the_first_load(tmp_path, monkeypatch):
+    import sklearn.datasets
+
+    monkeypatch.setenv("REGBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    calls, real = [], sklearn.datasets.load_digits
+    monkeypatch.setattr(sklearn.datasets, "load_digits", lambda: calls.append(1) or real())
+    clear_cache()
+    first = load_raw(dcfg("digits"))
+    clear_cache()
+    second = load_raw(dcfg("digits"))
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / "digits").glob("*.npz"))) == 1
+    bunch = real()  # the cached arrays are sklearn's own: same images in the same split
+    ref_x = torch.from_numpy(bunch.images).to(torch.uint8)
+    assert torch.equal(second.x_train, first.x_train) and torch.equal(second.y_test, first.y_test)
+    together = torch.cat([second.x_train, second.x_test])[:, 0]
+    assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, ref_x.numpy()))

@@ -2,7 +2,7 @@
 
 Each loader's keyword arguments are DatasetConfig fields (see base.py); none of them
 touches the global torch / numpy / random state or writes into the working directory
-(generated MNIST-1D is kept in the user cache, see cache_dir).
+(digits and generated MNIST-1D are kept in the user cache, see cached_arrays).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import os
 import random
 import tempfile
 import zipfile
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +43,17 @@ _SYNTH_CHUNK = 4096  # examples generated per chunk: keeps the noise buffer in c
 
 @DATASETS.register("digits")
 def digits() -> RawDataset:
-    """sklearn's 1797 8x8 handwritten digits (bundled with sklearn), grey levels 0..16."""
-    from sklearn.datasets import load_digits  # lazy: sklearn import is slow and only this loader needs it
+    """sklearn's 1797 8x8 handwritten digits (bundled with sklearn), grey levels 0..16; kept in the
+    user cache per sklearn version (cached_arrays), so a process reads them without importing sklearn."""
+    def make() -> dict:
+        from sklearn.datasets import load_digits  # lazy: sklearn import is slow and only this loader needs it
 
-    bunch = load_digits()
-    x = torch.from_numpy(bunch.images).to(torch.uint8).unsqueeze(1)  # (1797, 1, 8, 8), values 0..16
-    y = torch.from_numpy(bunch.target).long()  # (1797,)
+        bunch = load_digits()
+        return {"images": bunch.images, "target": bunch.target}
+
+    bunch = cached_arrays("digits", {"scikit-learn": version("scikit-learn")}, ("images", "target"), make)
+    x = torch.from_numpy(bunch["images"]).to(torch.uint8).unsqueeze(1)  # (1797, 1, 8, 8), values 0..16
+    y = torch.from_numpy(bunch["target"]).long()  # (1797,)
     gen = torch.Generator().manual_seed(_DIGITS_TEST_SEED)
     test_idx, train_idx = stratified_split(y, round(len(y) * _DIGITS_TEST_FRACTION), gen)
     return RawDataset(x[train_idx], y[train_idx], x[test_idx], y[test_idx], num_classes=10, kind="image", scale=16.0)
@@ -60,7 +67,7 @@ def mnist1d(num_samples: int | None) -> RawDataset:
     (`get_dataset_args()`: 5000 samples, 80% train -> 4000 train / 1000 test, seed 42), read
     from the package, not restated here. `dataset.num_samples` changes only the sample count.
     Calls the package's generator directly (`get_dataset` would download, or write a pickle
-    into the working directory) and keeps what it made in the user cache (`_mnist1d_arrays`).
+    into the working directory) and keeps what it made in the user cache (`cached_arrays`).
     """
     if num_samples is not None and num_samples < 10:
         from mnist1d.data import get_dataset_args  # lazy: imports matplotlib, scipy, requests
@@ -83,59 +90,63 @@ def mnist1d(num_samples: int | None) -> RawDataset:
     )
 
 
-MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")
-
-
 def cache_dir() -> Path:
-    """Where generated datasets are kept between processes: $REGBENCH_CACHE_DIR, else
+    """Where bundled datasets are kept between processes: $REGBENCH_CACHE_DIR, else
     $XDG_CACHE_HOME/regbench, else ~/.cache/regbench (the usual place for a tool's caches)."""
     if os.environ.get("REGBENCH_CACHE_DIR"):
         return Path(os.environ["REGBENCH_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "regbench"
 
 
-def _mnist1d_arrays(num_samples: int | None) -> dict[str, np.ndarray]:
-    """make_dataset(get_dataset_args())'s four arrays (num_samples, if given, replacing the default
-    count), generated once per (package version, num_samples) and then read from cache_dir():
-    generating takes ~3 s and importing the package ~0.7 s, reading the file ~10 ms, and every
-    process of a sweep needs them. The package version stands for its default arguments. The file
-    is written whole (temporary file + rename) and read back exactly (float64); an unreadable or
-    unwritable cache is skipped, never an error: the generator is the truth. The generator
-    reseeds the global numpy/random state (its fixed seed), so both are restored around it."""
-    from importlib.metadata import version
-
-    key = json.dumps({"mnist1d": version("mnist1d"), "num_samples": num_samples})
-    path = cache_dir() / "mnist1d" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+def cached_arrays(name: str, key: dict, names: tuple[str, ...], make: Callable[[], dict]) -> dict[str, np.ndarray]:
+    """make()'s arrays `names`, made once per `key` (package version and arguments) and then read
+    from cache_dir()/name/: making them costs seconds (generating MNIST-1D ~3 s; importing sklearn
+    for digits ~1 s), reading the file ~10 ms, and every process of a sweep needs them. The file is
+    written whole (temporary file + rename) and read back exactly (same dtypes); an unreadable or
+    unwritable cache is skipped, never an error: make() is the truth."""
+    blob = json.dumps(key, sort_keys=True)
+    path = cache_dir() / name / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.npz"
     try:
         with np.load(path) as f:
-            return {k: f[k] for k in MNIST1D_ARRAYS}
+            return {k: f[k] for k in names}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        pass  # not cached yet, or a damaged file: generate (and replace it)
-
-    from mnist1d.data import get_dataset_args, make_dataset  # lazy: imports matplotlib, scipy, requests
-
-    args = get_dataset_args()
-    if num_samples is not None:
-        args.num_samples = int(num_samples)  # rounded down to a multiple of 10 by the generator
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        data = make_dataset(args)
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-    arrays = {k: np.asarray(data[k]) for k in MNIST1D_ARRAYS}
+        pass  # not cached yet, or a damaged file: make them (and replace it)
+    made = make()
+    arrays = {k: np.asarray(made[k]) for k in names}
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
             np.savez(tmp, **arrays)
         os.replace(tmp.name, path)
-    except OSError as e:  # read-only home, full disk: the next process generates again
-        log.debug("mnist1d: not cached in %s (%s)", path.parent, e)
+    except OSError as e:  # read-only home, full disk: the next process makes them again
+        log.debug("%s: not cached in %s (%s)", name, path.parent, e)
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp.name)
     return arrays
+
+
+def _mnist1d_arrays(num_samples: int | None) -> dict[str, np.ndarray]:
+    """make_dataset(get_dataset_args())'s four arrays (num_samples, if given, replacing the default
+    count), cached per (package version, num_samples): the version stands for its default arguments.
+    The generator reseeds the global numpy/random state (its fixed seed), so both are restored."""
+
+    def make() -> dict:
+        from mnist1d.data import get_dataset_args, make_dataset  # lazy: imports matplotlib, scipy, requests
+
+        args = get_dataset_args()
+        if num_samples is not None:
+            args.num_samples = int(num_samples)  # rounded down to a multiple of 10 by the generator
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            return make_dataset(args)
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+    return cached_arrays("mnist1d", {"mnist1d": version("mnist1d"), "num_samples": num_samples},
+                         ("x", "y", "x_test", "y_test"), make)
 
 
 @DATASETS.register("synthetic")
