@@ -162,8 +162,8 @@ def default(key: str, cfg: DictConfig | None = None) -> Any:
     if cfg is not None and group and isinstance(cfg.get(group), DictConfig) and "name" in cfg[group]:
         chosen = _group_file(group, str(cfg[group].name))
         if leaf in chosen:
-            return chosen[leaf]
-    return copy.deepcopy(_schema_default(key))  # a copy: callers may put it into a config dict
+            return copy.deepcopy(chosen[leaf])  # copies of cached values: callers may put them into a config dict
+    return copy.deepcopy(_schema_default(key))
 
 
 @functools.cache

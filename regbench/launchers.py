@@ -128,8 +128,11 @@ def setup_job(cfg, hydra_cfg) -> dict | None:
     Returns what it set (None under the basic launcher); train.py records threads and
     CUDA_VISIBLE_DEVICES in summary.json.
     """
+    from regbench.engine.setup import limit_job_threads
+
     launcher = hydra_cfg.launcher if "launcher" in hydra_cfg else None
     target = str(launcher.get("_target_", "")) if launcher is not None else ""
+    limit_job_threads(None)  # an earlier job's share in this process does not carry over
     if target not in (JOBLIB, SUBMITIT_LOCAL, SUBMITIT_SLURM, RAY):
         return None
     done: dict = {}
@@ -140,8 +143,6 @@ def setup_job(cfg, hydra_cfg) -> dict | None:
     if cfg.trainer.threads is None:
         threads = job_threads(launcher, usable_cores())
         if threads is not None:
-            from regbench.engine.setup import limit_job_threads
-
             limit_job_threads(threads)
     return done
 

@@ -379,17 +379,22 @@ def test_mnist1d_cache_damaged_or_unwritable_falls_back_to_the_generator(tmp_pat
     clear_cache()
     ref = load_raw(dcfg("mnist1d", num_samples=300))
     (entry,) = (cache / "mnist1d").glob("*.npz")
-    entry.write_bytes(b"not a zip file")
-    clear_cache()
-    again = load_raw(dcfg("mnist1d", num_samples=300))
-    assert len(calls) == 2 and torch.equal(again.x_train, ref.x_train)
-    with np.load(entry) as f:  # the damaged entry was replaced by a good one
-        assert np.array_equal(f["y_test"], ref.y_test.numpy())
+    damaged = [b"not a zip file", b""]  # a truncated write, an empty file left by a crash, a bare .npy array
+    with open(tmp_path / "bare.npy", "wb") as f:
+        np.save(f, np.zeros(3))
+    damaged.append((tmp_path / "bare.npy").read_bytes())
+    for n, content in enumerate(damaged, start=2):
+        entry.write_bytes(content)
+        clear_cache()
+        again = load_raw(dcfg("mnist1d", num_samples=300))
+        assert len(calls) == n and torch.equal(again.x_train, ref.x_train)
+        with np.load(entry) as f:  # the damaged entry was replaced by a good one
+            assert np.array_equal(f["y_test"], ref.y_test.numpy())
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the cache folder should be: nothing can be written
     monkeypatch.setenv("REGBENCH_CACHE_DIR", str(blocked / "cache"))
     clear_cache()
-    assert torch.equal(load_raw(dcfg("mnist1d", num_samples=300)).x_test, ref.x_test) and len(calls) == 3
+    assert torch.equal(load_raw(dcfg("mnist1d", num_samples=300)).x_test, ref.x_test) and len(calls) == 5
 
 
 def test_digits_are_read_from_the_cache_without_sklearn_after_the_first_load(tmp_path, monkeypatch):
@@ -408,3 +413,15 @@ def test_digits_are_read_from_the_cache_without_sklearn_after_the_first_load(tmp
     assert torch.equal(second.x_train, first.x_train) and torch.equal(second.y_test, first.y_test)
     together = torch.cat([second.x_train, second.x_test])[:, 0]
     assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, ref_x.numpy()))
+
+
+def test_no_home_folder_means_no_cache_not_an_error(monkeypatch):
+    from regbench.data import bundled
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(bundled, "cache_dir", no_home)
+    clear_cache()
+    raw = load_raw(dcfg("digits"))
+    assert len(raw.y_train) + len(raw.y_test) == 1797

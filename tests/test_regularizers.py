@@ -542,17 +542,17 @@ def test_dropconnect_wraps_hidden_layers_and_per_sample_masks_backprop(model):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-def test_inverted_keep_mask_per_cell_rates_under_vmap():
+def test_inverted_dropout_per_cell_rates_under_vmap():
     """Each cell's noise is 0 or 1/(1-p) at its own rate p (keep share within 4 standard errors), in
     the input's dtype; rate 0 is exactly ones (a rate-0 cell of a stack is its lone baseline)."""
     from torch.func import vmap
 
-    from regbench.regularizers.base import inverted_keep_mask
+    from regbench.regularizers.base import inverted_dropout
 
     torch.manual_seed(0)
     rates = torch.tensor([0.0, 0.1, 0.5, 0.9])
     x = torch.ones(len(rates), 200, 100)
-    noise = vmap(inverted_keep_mask, randomness="different")(x, rates)
+    noise = vmap(inverted_dropout, randomness="different")(x, rates)  # x of ones: the output is the noise
     assert noise.dtype == x.dtype and noise.shape == x.shape
     n = x[0].numel()
     for m, p in enumerate(rates.tolist()):
@@ -561,4 +561,7 @@ def test_inverted_keep_mask_per_cell_rates_under_vmap():
         kept = (noise[m] > 0).double().mean().item()
         assert abs(kept - (1 - p)) <= 4 * math.sqrt(p * (1 - p) / n) + 1e-12, (p, kept)
     assert torch.equal(noise[0], torch.ones_like(noise[0]))
-    assert inverted_keep_mask(torch.ones(3, dtype=torch.bfloat16), torch.tensor(0.5)).dtype == torch.bfloat16
+    half = inverted_dropout(torch.ones(1000, dtype=torch.bfloat16), torch.tensor(0.5))
+    assert half.dtype == torch.bfloat16 and set(half.unique().tolist()) <= {0.0, 2.0}
+    maps = inverted_dropout(torch.ones(50, 4, 6), torch.tensor(0.5), like=torch.ones(50, 4, 1))
+    assert torch.equal(maps.amin(-1), maps.amax(-1))  # one draw per (example, map), broadcast along it

@@ -270,6 +270,9 @@ def test_small_models_get_one_cpu_thread_unless_told(make_cfg, tmp_path):
         setup.limit_job_threads(3)  # a parallel launcher's share bounds what a large stack gets
         set_threads(cfg, torch.device("cpu"), model, (1, 8, 8), big)
         assert torch.get_num_threads() == 3
+        setup.limit_job_threads(None)  # the next job has no share (launchers.setup_job resets it each job)
+        set_threads(cfg, torch.device("cpu"), model, (1, 8, 8), big)
+        assert torch.get_num_threads() == setup._PROCESS_THREADS
     finally:
         setup._job_threads = None
         torch.set_num_threads(before)

@@ -98,18 +98,29 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "regbench"
 
 
+CACHE_FORMAT = 1  # part of every cache key: a change to what is stored makes new entries, never misreads old ones
+# a damaged entry: a truncated zip, an empty file (EOFError), a bare .npy under the name (TypeError), a missing array
+_UNREADABLE = (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile)
+
+
 def cached_arrays(name: str, key: dict, names: tuple[str, ...], make: Callable[[], dict]) -> dict[str, np.ndarray]:
-    """make()'s arrays `names`, made once per `key` (package version and arguments) and then read
-    from cache_dir()/name/: making them costs seconds (generating MNIST-1D ~3 s; importing sklearn
-    for digits ~1 s), reading the file ~10 ms, and every process of a sweep needs them. The file is
-    written whole (temporary file + rename) and read back exactly (same dtypes); an unreadable or
+    """make()'s arrays `names`, made once per `key` and then read from cache_dir()/name/: making them
+    costs seconds (generating MNIST-1D ~3 s; importing sklearn for digits ~1 s), reading the file
+    ~10 ms, and every process of a sweep needs them. The key is `key` (the maker's package version
+    and arguments) plus numpy's and scipy's versions and CACHE_FORMAT. The file is written whole
+    (temporary file, fsync, rename) and read back exactly (same dtypes); an unreadable or
     unwritable cache is skipped, never an error: make() is the truth."""
-    blob = json.dumps(key, sort_keys=True)
-    path = cache_dir() / name / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.npz"
+    blob = json.dumps({**key, "numpy": version("numpy"), "scipy": version("scipy"), "format": CACHE_FORMAT},
+                      sort_keys=True)
+    try:
+        path = cache_dir() / name / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.npz"
+    except RuntimeError as e:  # no home folder to put a cache in (HOME unset, no passwd entry)
+        log.debug("%s: no cache folder (%s)", name, e)
+        return {k: np.asarray(v) for k, v in make().items() if k in names}
     try:
         with np.load(path) as f:
             return {k: f[k] for k in names}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except _UNREADABLE:
         pass  # not cached yet, or a damaged file: make them (and replace it)
     made = make()
     arrays = {k: np.asarray(made[k]) for k in names}
@@ -118,6 +129,9 @@ def cached_arrays(name: str, key: dict, names: tuple[str, ...], make: Callable[[
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
             np.savez(tmp, **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())  # whole on disk before the name points at it
+        os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes 0600: a cache folder may be shared
         os.replace(tmp.name, path)
     except OSError as e:  # read-only home, full disk: the next process makes them again
         log.debug("%s: not cached in %s (%s)", name, path.parent, e)

@@ -126,11 +126,13 @@ _PROCESS_THREADS = torch.get_num_threads()  # torch's default for this process, 
 _job_threads: int | None = None  # a parallel launcher's share of the cores for this job (limit_job_threads)
 
 
-def limit_job_threads(threads: int) -> None:
-    """A parallel launcher's threads rule for this job (launchers.setup_job): the most it may use."""
+def limit_job_threads(threads: int | None) -> None:
+    """A parallel launcher's threads rule for this job (launchers.setup_job, every job): the most it
+    may use; None: no launcher share (torch's default again for large models)."""
     global _job_threads
     _job_threads = threads
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def set_threads(cfg: DictConfig, device: torch.device, model, input_shape: tuple, cells: int = 1) -> None:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regbench.regularizers.base import DropoutSpec, inverted_keep_mask, is_off, register
+from regbench.regularizers.base import DropoutSpec, inverted_dropout, is_off, register
 
 MASKS = ("batch", "sample")
 _CONV_FN = {1: F.conv1d, 2: F.conv2d}
@@ -41,7 +41,7 @@ def masked_weight(weight: torch.Tensor, p: float | torch.Tensor, batch: int | No
     """weight * Bernoulli(1-p) / (1-p): one mask (batch=None) or one per example -> (batch, *weight.shape)."""
     shape = weight.shape if batch is None else (batch, *weight.shape)
     if isinstance(p, torch.Tensor):  # one cell's rate inside a stack: a vmap-safe draw shaped like the weight
-        return weight * inverted_keep_mask(weight.expand(shape), p)
+        return inverted_dropout(weight, p, like=weight.expand(shape))
     keep = torch.empty(shape, dtype=weight.dtype, device=weight.device).bernoulli_(1.0 - p)
     return weight * keep.div_(1.0 - p)
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from regbench.regularizers.base import ConvDropoutSpec, Slot, inverted_keep_mask, register
+from regbench.regularizers.base import ConvDropoutSpec, Slot, inverted_dropout, register
 
 
 def channel_dropout(x: Tensor, p: Tensor) -> Tensor:
     """x: (N, C, *spatial) -> x with whole maps dropped: one keep draw per (example, channel)."""
     one_per_map = x[(..., *([slice(0, 1)] * (x.ndim - 2)))]  # (N, C, 1[, 1])
-    return x * inverted_keep_mask(one_per_map, p)
+    return inverted_dropout(x, p, like=one_per_map)
 
 
 class Dropout1d(nn.Dropout1d):
