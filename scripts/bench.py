@@ -11,7 +11,8 @@ threads rule, engine/setup.py), as a user would run them:
 - stacked: `regbench run -m hydra/launcher=vectorized ...` (the cells as stacks);
 - bare: the stacked forward + backward + optimizer step of the same cells for the same steps,
   in this process (engine.stack.Stacked on one fixed batch: the loop's arithmetic, nothing else),
-  next to the time the stacked sweep spent in its epochs (the runs' `seconds` columns summed).
+  next to the time the stacked sweep spent in its epochs (the runs' `seconds` columns summed);
+  with `python -c "import torch"` it gives the ceiling of any stacked speed-up on this machine.
 
 Grids (mnist1d, batch 100, `epochs` each): an MLP [100, 100] with dropout=standard at 8 rates x
 4 seeds (32 cells), x 4 weight decays (128), x 8 decays (256); a CNN with dropout=spatial at 4
@@ -200,6 +201,8 @@ def main() -> None:
                                    regbench_sweep(g, epochs, "vectorized", tmp, f"stacked{n}_{r}"))
         plan["plain128"] = ("plain mlp", 128, epochs, lambda r: plain(epochs, 128, tmp))
         plan["bare32"] = ("bare stacked mlp", 32, epochs, lambda r: bare(32, epochs))
+        plan["bare128"] = ("bare stacked mlp", 128, epochs, lambda r: bare(128, epochs))
+        plan["torch"] = ("python -c 'import torch'", 0, 0, lambda r: wall([sys.executable, "-c", "import torch"], tmp))
         plan["epochs32"] = ("epochs in stacked mlp", 32, epochs, lambda r: epoch_seconds(tmp / f"stacked32_{r}"))
         plan["cnn_basic"] = ("basic cnn", 16, cnn_epochs,
                              lambda r: regbench_sweep(cnn, cnn_epochs, None, tmp, f"cb_{r}"))
@@ -223,6 +226,11 @@ def main() -> None:
         ("basic / stacked, 16 cnn cells (target >= 2)", t["cnn_basic"] / t["cnn_stacked"]),
         ("epochs in the stacked sweep / bare stacked, 32 cells (target <= 2)", t["epochs32"] / t["bare32"]),
         ("whole stacked sweep / bare stacked, 32 cells", t["stacked32"] / t["bare32"]),
+        # what no implementation on this machine can beat: a process that only imports torch and runs the
+        # bare stacked steps
+        ("ceiling: plain / (import torch + bare stacked), 32 mlp cells", t["plain32"] / (t["torch"] + t["bare32"])),
+        ("ceiling: plain / (import torch + bare stacked), 128 mlp cells",
+         t["plain128"] / (t["torch"] + t["bare128"])),
     ]
     if "stacked256" in t:  # same model, 8x the cells: 8x the arithmetic
         ratios.append(("time(256) / time(32) / 8, mlp (target <= 1.2)", t["stacked256"] / t["stacked32"] / 8))
