@@ -1,6 +1,7 @@
 """Errors that the CLI turns into one line on stderr: exit code 2 (bad input) or 1 (the machine)."""
 
 import errno
+import logging
 
 
 class ConfigError(ValueError):
@@ -59,3 +60,13 @@ def machine_failure(exc: BaseException) -> MachineFailure | None:
             return MachineFailure(f"cannot write {path}: {seen.strerror or seen} (errno {seen.errno})")
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def failed_outcome(exc: Exception, what: str, detail: str) -> dict:
+    """A sweep goes on past one broken run or stack: its outcome, with one error line in the log.
+    A machine failure (disk full, read-only) is raised instead: the next one would fail the same way."""
+    failure = machine_failure(exc)
+    if failure is not None:
+        raise failure from None
+    logging.getLogger("regbench").error("%s failed (%s: %s): %s", what, type(exc).__name__, exc, detail)
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}

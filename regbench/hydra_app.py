@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from regbench import console, launchers
 from regbench.active import check_effective
 from regbench.config import register_configs, validate
-from regbench.errors import Abort, ConfigError, RunIncomplete, machine_failure
+from regbench.errors import Abort, ConfigError, RunIncomplete, failed_outcome, machine_failure
 from regbench.multirun import PLACEMENT_KEYS, STACK_KEY
 
 register_configs()
@@ -44,14 +44,10 @@ def entry(cfg: DictConfig) -> dict:
     except ConfigError as exc:
         raise Abort(str(exc)) from None
     except Exception as exc:  # noqa: BLE001
-        failure = machine_failure(exc)
-        if failure is not None:  # disk full / read-only: the next cell would fail the same way, so stop
-            raise failure from None
-        if hc.mode != RunMode.MULTIRUN:
+        if hc.mode != RunMode.MULTIRUN and machine_failure(exc) is None:
             raise
         # In a sweep one broken cell must not end the grid: record it and go on (the sweeper counts).
-        log.error("run failed (%s: %s): %s", type(exc).__name__, exc, command)
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        return failed_outcome(exc, "run", command)
     if hc.mode != RunMode.MULTIRUN:
         last_summary.clear()
         last_summary.update(summary)

@@ -21,8 +21,16 @@ from regbench import console
 from regbench.engine.cells import Cell
 from regbench.engine.launch import train_cells
 from regbench.engine.plan import alone_reason, stack_key
-from regbench.errors import Abort, machine_failure
-from regbench.multirun import PLACEMENT_KEYS, STACK_KEY, composed, decode_cells, encode_cells, task_config
+from regbench.errors import Abort, failed_outcome
+from regbench.multirun import (
+    PLACEMENT_KEYS,
+    STACK_KEY,
+    composed,
+    decode_cells,
+    encode_cells,
+    take_task_config,
+    task_config,
+)
 
 log = logging.getLogger("regbench")
 
@@ -40,7 +48,7 @@ class StackingLauncher:
         groups: dict[str, list[list[str]]] = {}
         for n, overrides in enumerate(job_overrides):
             job = composed.pop(tuple(overrides), None)  # the inner launcher composes its jobs itself
-            cfg = task_config(job) if job is not None else None
+            cfg = take_task_config(job) if job is not None else None  # read only for its stack key
             key = f"alone-{n}" if cfg is None or alone_reason(cfg) else stack_key(cfg)
             groups.setdefault(key, []).append(list(overrides))
         jobs = []
@@ -70,12 +78,8 @@ def stack_job(cfg: DictConfig, hc) -> dict:
     except Abort:
         raise
     except Exception as exc:  # noqa: BLE001 - as entry: a broken stack must not end the grid
-        failure = machine_failure(exc)
-        if failure is not None:  # disk full / read-only: the next job would fail the same way, so stop
-            raise failure from None
-        log.error("stack job failed (%s: %s): %d cells, first: %s", type(exc).__name__, exc, len(cells),
-                  cells[0].command)
-        values = [{"status": "failed", "error": f"{type(exc).__name__}: {exc}"}] * len(cells)
+        failed = failed_outcome(exc, "stack job", f"{len(cells)} cells, first: {cells[0].command}")
+        values = [dict(failed) for _ in cells]
     for v in values:
         if "run_dir" in v:
             console.run_done(v, single=False)

@@ -28,7 +28,7 @@ from regbench.config import config_hash, validate
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
 from regbench.engine.plan import alone_reason, chunk_sizes, memory_budget, stack_key
-from regbench.errors import Abort, ConfigError, Interrupted, machine_failure
+from regbench.errors import Abort, ConfigError, Interrupted, failed_outcome
 from regbench.multirun import PLACEMENT_KEYS
 
 log = logging.getLogger("regbench")
@@ -161,12 +161,8 @@ def _train_part(part: list[tuple[int, Cell]]) -> dict[int, dict]:
         raise Abort(f"out of memory training a stack of {len(cells)} cells; lower hydra.launcher.max_cells "
                     f"(or hydra.launcher.max_memory_gb) and rerun: completed cells are kept") from None
     except Exception as exc:  # noqa: BLE001 - as hydra_app.entry in a sweep: record, go on with the grid
-        failure = machine_failure(exc)
-        if failure is not None:  # disk full / read-only: the next stack would fail the same way, so stop
-            raise failure from None
-        log.error("vectorized stack failed (%s: %s): %d cells, first: %s", type(exc).__name__, exc, len(cells),
-                  cells[0].command)
-        return {i: {"status": "failed", "error": f"{type(exc).__name__}: {exc}"} for i, _ in part}
+        failed = failed_outcome(exc, "vectorized stack", f"{len(cells)} cells, first: {cells[0].command}")
+        return {i: dict(failed) for i, _ in part}
     for c in cells:
         c.supersede_stale()
     return {i: c.summary for i, c in part}
