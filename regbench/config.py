@@ -368,12 +368,19 @@ def hashable_dict(cfg: DictConfig) -> dict:
     # node by node, leaving the hydra node out before converting (it is the larger part of a job's config)
     d = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
          for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")}
-    for key in NOT_HASHED_KEYS:
+    drop_keys(d, NOT_HASHED_KEYS)
+    return d
+
+
+def drop_keys(d: dict, keys) -> None:
+    """Remove dotted `keys` from the nested dict d in place; a group left empty goes too (as if it
+    were never there), and a group written as one value (older runs: logger: csv) goes whole."""
+    for key in keys:
         *parents, leaf = key.split(".")
         nodes = [d]
         for p in parents:
             child = nodes[-1].get(p, {})
-            if not isinstance(child, dict):  # older runs wrote the group as one value (logger: csv)
+            if not isinstance(child, dict):
                 nodes[-1].pop(p, None)
                 break
             nodes.append(child)
@@ -381,9 +388,8 @@ def hashable_dict(cfg: DictConfig) -> dict:
             nodes[-1].pop(leaf, None)
         for parent, node, name in zip(reversed(nodes[:-1]), reversed(nodes[1:]), reversed(parents[: len(nodes) - 1]),
                                       strict=True):
-            if node == {}:  # a group of not-hashed keys (logger) leaves nothing, as if it were never there
+            if node == {}:
                 parent.pop(name, None)
-    return d
 
 
 def config_hash(cfg: DictConfig) -> str:

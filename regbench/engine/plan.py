@@ -1,8 +1,8 @@
 """Which sweep cells train together: stacks of equal structure, differing only in values.
 
-A stack key is the cell's resolved config minus the keys a stack holds per cell
-(PER_CELL_VALUES: (M,) tensors or each cell's own objects) and minus the keys that only say
-where or how visibly results go (PER_CELL_PLACES). Two cells with the same key have the same
+A stack key is what the cell's config hash covers (config.hashable_dict: not the keys that only
+say where or how visibly results go) minus the keys a stack holds per cell (PER_CELL_VALUES:
+(M,) tensors or each cell's own objects). Two cells with the same key have the same
 data, model shapes, dropout type and placement, optimizer rule, schedule, batch size and
 epochs, so their steps line up one to one. What cannot stack (`alone_reason`) trains as a
 stack of one through the same loop, with one log line saying why.
@@ -17,7 +17,7 @@ import os
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.config import NOT_HASHED_KEYS, PER_CELL_KEYS
+from regbench.config import PER_CELL_KEYS, drop_keys, hashable_dict
 
 # Values a stack holds per cell: the schema's per-cell keys (regbench/config.py: (M,) tensors or each
 # cell's own generator), plus what each cell keeps in its own objects here: its augmentation (any
@@ -25,8 +25,6 @@ from regbench.config import NOT_HASHED_KEYS, PER_CELL_KEYS
 ENGINE_PER_CELL = frozenset({"augment", "eval.mc_samples", "eval.ece_bins", "trainer.select", "trainer.monitor",
                              "trainer.patience", "trainer.min_delta"})
 PER_CELL_VALUES = tuple(sorted(PER_CELL_KEYS | ENGINE_PER_CELL))
-# Where or how visibly a run is written (the schema's not-hashed keys): each cell keeps its own.
-PER_CELL_PLACES = (*sorted(NOT_HASHED_KEYS), "hydra")
 DEFAULT_MEMORY_FRACTION = 0.5  # of the free device memory (CPU: MemAvailable) a stack may plan for
 
 
@@ -47,13 +45,8 @@ def alone_reason(cfg: DictConfig) -> tuple[str, str] | None:
 
 def stack_key(cfg: DictConfig) -> str:
     """Cells with equal keys train as one stack."""
-    d = OmegaConf.to_container(cfg, resolve=True)
-    for key in PER_CELL_VALUES + PER_CELL_PLACES:
-        *parents, leaf = key.split(".")
-        node = d
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
+    d = hashable_dict(cfg)  # where and how visibly each cell is written: its own (the not-hashed keys)
+    drop_keys(d, PER_CELL_VALUES)
     if d["dropout"]["name"] == "none":  # no slot modules at all, as standard dropout at rate 0
         d["dropout"]["name"] = "standard"
     return json.dumps(d, sort_keys=True, default=str)
