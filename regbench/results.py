@@ -56,12 +56,12 @@ def writing(path: Path, tmp: Path | None = None):
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str | bytes) -> None:
     """Write a temporary file and rename it over `path`: a full disk leaves the old file (or none),
-    never a 0-byte or half-written one, and no temporary file behind."""
+    never a 0-byte or half-written one, and no temporary file behind. Bytes are written as they are."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with writing(path, tmp), open(tmp, "w") as f:
+        with writing(path, tmp), open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -7,13 +7,12 @@ touches the global torch / numpy / random state or writes into the working direc
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import random
-import tempfile
 import zipfile
 from collections.abc import Callable
 from importlib.metadata import version
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from regbench import results
 from regbench.data.base import DATASETS, RawDataset, stratified_split
 from regbench.errors import ConfigError
 
@@ -108,7 +108,7 @@ def cached_arrays(name: str, key: dict, names: tuple[str, ...], make: Callable[[
     costs seconds (generating MNIST-1D ~3 s; importing sklearn for digits ~1 s), reading the file
     ~10 ms, and every process of a sweep needs them. The key is `key` (the maker's package version
     and arguments) plus numpy's and scipy's versions and CACHE_FORMAT. The file is written whole
-    (temporary file, fsync, rename) and read back exactly (same dtypes); an unreadable or
+    (results.atomic_write_text) and read back exactly (same dtypes); an unreadable or
     unwritable cache is skipped, never an error: make() is the truth."""
     blob = json.dumps({**key, "numpy": version("numpy"), "scipy": version("scipy"), "format": CACHE_FORMAT},
                       sort_keys=True)
@@ -124,20 +124,13 @@ def cached_arrays(name: str, key: dict, names: tuple[str, ...], make: Callable[[
         pass  # not cached yet, or a damaged file: make them (and replace it)
     made = make()
     arrays = {k: np.asarray(made[k]) for k in names}
-    tmp = None
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
-            np.savez(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())  # whole on disk before the name points at it
-        os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes 0600: a cache folder may be shared
-        os.replace(tmp.name, path)
+        results.atomic_write_text(path, buf.getvalue())
     except OSError as e:  # read-only home, full disk: the next process makes them again
         log.debug("%s: not cached in %s (%s)", name, path.parent, e)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp.name)
     return arrays
 
 
