@@ -177,8 +177,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="rounds of every measurement; each time is the median")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = ap.parse_args()
-    if args.repeat < 1:
-        sys.exit(f"bench: --repeat={args.repeat} is not valid; valid: a whole number >= 1")
+    if args.repeat < 1:  # bad input: one line, exit code 2 (as argparse's own errors)
+        print(f"bench: --repeat={args.repeat} is not valid; valid: a whole number >= 1", file=sys.stderr)
+        sys.exit(2)
     epochs = 2 if args.quick else 10
     cnn_epochs = 1 if args.quick else 5
     rows: list[dict] = []
