@@ -192,9 +192,10 @@ def sweep(overrides: Sequence[str] | str, launcher: str | None = None) -> SweepR
     (["dropout.p=0,0.3", "seed=0,1"] is 4 runs), in the same sweep folder as the command line.
 
     launcher: a Hydra launcher, as `hydra/launcher=NAME` (basic, vectorized, joblib, submitit_local, ...);
-    None: the config's default (basic). Every cell is validated before the first starts; a bad value
-    anywhere raises ConfigError and nothing is written. Cells that diverge or fail are returned with
-    their status (see SweepResult.completed); the sweep's report is written to `<dir>/report` as usual.
+    None: the config's default (vectorized: cells that share a structure train as stacks). Every cell
+    is validated before the first starts; a bad value anywhere raises ConfigError and nothing is
+    written. Cells that diverge or fail are returned with their status (see SweepResult.completed);
+    the sweep's report is written to `<dir>/report` as usual.
     """
     from regbench import multirun
 

@@ -1,6 +1,6 @@
 """What a person at the terminal sees: a bar per run and per sweep, a final line per run, a table per sweep.
 
-On a terminal (stderr is a TTY) a run shows a tqdm bar (epoch, val accuracy, gap) and a sweep
+On a terminal (stderr is a TTY) a run or a stack shows a tqdm bar (epoch, val accuracy, gap) and a sweep
 shows one more bar above it (cells done / total, ETA, outcome counts). Off a terminal (CI logs,
 `> log.txt`) there are no bars, only the lines: one when a run ends, a table when a sweep ends.
 The sweep bar is driven by Hydra callbacks and the sweeper, so it works for any launcher that
@@ -63,6 +63,19 @@ def run_bar(epochs: int, done: int, desc: str, enabled: bool) -> tqdm:
     return tqdm(range(done + 1, epochs + 1), desc=desc, total=epochs, initial=done, unit="epoch", leave=False,
                 file=sys.stderr, disable=not (enabled and on_terminal()), ncols=_columns(),
                 position=1 if _Sweep.bar is not None else 0, dynamic_ncols=False)
+
+
+def epoch_postfix(numbers: list[list[float]], training: int) -> str:
+    """The run bar's numbers after an epoch: val accuracy and the accuracy gap (train − val, in points,
+    as the final line says it); a stack shows the range of val accuracy over its cells, the mean gap
+    and how many cells still train. numbers: one row per cell, (train_loss, train_acc, val_loss,
+    val_acc, ...) as the loop measures them."""
+    val = [row[3] for row in numbers]
+    gaps = [100 * (row[1] - row[3]) for row in numbers]
+    if len(numbers) == 1:
+        return f"val_acc={val[0]:.3f}, gap={gaps[0]:+.1f}"
+    return (f"val_acc={min(val):.3f}..{max(val):.3f}, gap={sum(gaps) / len(gaps):+.1f} (mean), "
+            f"cells={training}")
 
 
 def say(line: str) -> None:

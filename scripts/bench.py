@@ -1,4 +1,4 @@
-"""regbench speed as ratios measured in one run of this script (issue #12's targets).
+"""regbench speed as ratios measured in one run of this script (the targets of issues #12 and #20).
 
     .venv/bin/python scripts/bench.py [--quick] [--repeat N] [--out results/bench]
 
@@ -7,8 +7,12 @@ run one after another, each with its own default CPU threads (the plain script t
 threads rule, engine/setup.py), as a user would run them:
 - plain: a PyTorch script this file writes itself (TensorDataset + DataLoader, one model after
   another, evaluation of the train subset and validation each epoch, no files), same grid;
-- basic: `regbench run -m ...` with Hydra's basic launcher (one cell after another);
-- stacked: `regbench run -m hydra/launcher=vectorized ...` (the cells as stacks);
+- default: `regbench run -m <grid>` as the README says it, nothing else named: the default
+  launcher (stacks) and the sweep's own report;
+- basic: `regbench run -m hydra/launcher=basic ... report=false` (one cell after another);
+- stacked: `regbench run -m hydra/launcher=vectorized ... report=false` (the cells as stacks);
+- report: `regbench report <a stacked sweep's folder>` alone (32 and 256 runs), next to the bare
+  import of what a report needs (`python -c "import pandas, scipy.stats, matplotlib.pyplot"`);
 - bare: the stacked forward + backward + optimizer step of the same cells for the same steps,
   in this process (engine.stack.Stacked on one fixed batch: the loop's arithmetic, nothing else),
   next to the time the stacked sweep spent in its epochs (the runs' `seconds` columns summed);
@@ -39,8 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RATES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7"  # 8 dropout rates
 SEEDS = "0,1,2,3"
 DECAYS = {32: None, 128: "0,1e-4,1e-3,1e-2", 256: "0,1e-5,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2"}
-COMMON = ["dataset=mnist1d", "trainer.batch_size=100", "trainer.progress=false", "trainer.device=cpu",
-          "report=false"]
+GRID = ["dataset=mnist1d", "trainer.batch_size=100", "trainer.progress=false", "trainer.device=cpu"]
+COMMON = [*GRID, "report=false"]  # every sweep but the default command's: training alone
+REPORT_IMPORTS = "import pandas, scipy.stats, matplotlib.pyplot"  # what any report of runs needs
 MLP = ["model=mlp", "model.hidden=[100,100]", "dropout=standard", f"dropout.p={RATES}"]
 CNN = ["model=cnn", "dropout=spatial", "dropout.p=0,0.1,0.2,0.3"]
 
@@ -66,10 +71,20 @@ def wall(cmd: list[str], cwd: Path) -> float:
     return seconds
 
 
-def regbench_sweep(grid: list[str], epochs: int, launcher: str | None, tmp: Path, name: str) -> float:
-    exe = str(Path(sys.executable).with_name("regbench"))
-    args = [exe, "run", "-m", *COMMON, *grid, f"trainer.epochs={epochs}", f"results_dir={tmp / name}"]
+def regbench_exe() -> str:
+    return str(Path(sys.executable).with_name("regbench"))
+
+
+def regbench_sweep(grid: list[str], epochs: int, launcher: str | None, tmp: Path, name: str,
+                   common: list[str] = COMMON) -> float:
+    """`regbench run -m` of the grid into tmp/name; launcher None: the default (nothing named)."""
+    args = [regbench_exe(), "run", "-m", *common, *grid, f"trainer.epochs={epochs}", f"results_dir={tmp / name}"]
     return wall(args + ([f"hydra/launcher={launcher}"] if launcher else []), tmp)
+
+
+def regbench_report(runs: Path, out: Path) -> float:
+    """`regbench report` of every run below `runs`, in a fresh process (a user's second command)."""
+    return wall([regbench_exe(), "report", str(runs), "--out", str(out)], runs.parent)
 
 
 def epoch_seconds(results_dir: Path) -> float:
@@ -195,18 +210,28 @@ def main() -> None:
         # machine (this is a shared VM) touches every measurement alike; the epochs of the 32-cell stacked
         # sweep are read from that round's run folders
         plan = {"plain32": ("plain mlp", 32, epochs, lambda r: plain(epochs, 32, tmp)),
-                "basic32": ("basic mlp", 32, epochs, lambda r: regbench_sweep(mlp, epochs, None, tmp, f"basic32_{r}"))}
+                "default32": ("default command mlp", 32, epochs,
+                              lambda r: regbench_sweep(mlp, epochs, None, tmp, f"default32_{r}", GRID)),
+                "basic32": ("basic mlp", 32, epochs,
+                            lambda r: regbench_sweep(mlp, epochs, "basic", tmp, f"basic32_{r}"))}
         for n in sizes:
             grid = mlp + ([f"optim.weight_decay={DECAYS[n]}"] if DECAYS[n] else [])
             plan[f"stacked{n}"] = ("stacked mlp", n, epochs, lambda r, g=grid, n=n:
                                    regbench_sweep(g, epochs, "vectorized", tmp, f"stacked{n}_{r}"))
+        plan["report32"] = ("regbench report", 32, epochs,
+                            lambda r: regbench_report(tmp / f"stacked32_{r}", tmp / f"report32_{r}"))
+        if 256 in sizes:
+            plan["report256"] = ("regbench report", 256, epochs,
+                                 lambda r: regbench_report(tmp / f"stacked256_{r}", tmp / f"report256_{r}"))
+        plan["imports"] = (f"python -c '{REPORT_IMPORTS}'", 0, 0,
+                           lambda r: wall([sys.executable, "-c", REPORT_IMPORTS], tmp))
         plan["plain128"] = ("plain mlp", 128, epochs, lambda r: plain(epochs, 128, tmp))
         plan["bare32"] = ("bare stacked mlp", 32, epochs, lambda r: bare(32, epochs))
         plan["bare128"] = ("bare stacked mlp", 128, epochs, lambda r: bare(128, epochs))
         plan["torch"] = ("python -c 'import torch'", 0, 0, lambda r: wall([sys.executable, "-c", "import torch"], tmp))
         plan["epochs32"] = ("epochs in stacked mlp", 32, epochs, lambda r: epoch_seconds(tmp / f"stacked32_{r}"))
         plan["cnn_basic"] = ("basic cnn", 16, cnn_epochs,
-                             lambda r: regbench_sweep(cnn, cnn_epochs, None, tmp, f"cb_{r}"))
+                             lambda r: regbench_sweep(cnn, cnn_epochs, "basic", tmp, f"cb_{r}"))
         plan["cnn_stacked"] = ("stacked cnn", 16, cnn_epochs,
                                lambda r: regbench_sweep(cnn, cnn_epochs, "vectorized", tmp, f"cs_{r}"))
         times: dict[str, list[float]] = {key: [] for key in plan}
@@ -221,6 +246,11 @@ def main() -> None:
                          "rounds": " ".join(f"{v:.2f}" for v in times[key])})
 
     ratios = [
+        ("plain / default command (report included), 32 mlp cells (target >= 3)", t["plain32"] / t["default32"]),
+        ("regbench report of 32 runs / import baseline (target <= 2)", t["report32"] / t["imports"]),
+        # the sweep's own report: what the default command takes beyond the same sweep without it
+        ("sweep's own report (default - stacked) / import baseline (target <= 2)",
+         (t["default32"] - t["stacked32"]) / t["imports"]),
         ("plain / stacked, 32 mlp cells (target >= 4)", t["plain32"] / t["stacked32"]),
         ("plain / stacked, 128 mlp cells (target >= 6)", t["plain128"] / t["stacked128"]),
         ("plain / basic, 32 mlp cells (target >= 1)", t["plain32"] / t["basic32"]),
@@ -235,9 +265,10 @@ def main() -> None:
     ]
     if "stacked256" in t:  # same model, 8x the cells: 8x the arithmetic
         ratios.append(("time(256) / time(32) / 8, mlp (target <= 1.2)", t["stacked256"] / t["stacked32"] / 8))
+        ratios.append(("regbench report of 256 runs / of 32 runs (target <= 3)", t["report256"] / t["report32"]))
     print(f"\n{device_name()}, torch {torch.__version__}")
     for name, value in ratios:
-        print(f"{name:>68}: {value:5.2f}")
+        print(f"{name:>75}: {value:5.2f}")
         rows.append({"what": name, "cells": "", "epochs": "", "seconds": round(value, 3), "rounds": ""})
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "bench.csv", "w", newline="") as f:

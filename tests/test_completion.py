@@ -71,7 +71,7 @@ def test_bash_script_completes_after_run():
     assert group == ["alpha", "dropblock", "dropconnect", "gaussian", "none", "original", "spatial", "standard"]
     assert partial == ["standard"]
     assert key == ["trainer.epochs="]
-    assert launcher == ["ray", "regbench"]  # hydra/launcher=regbench is the default launcher
+    assert launcher == ["ray"]  # hydra/launcher=r: regbench's Ray launcher (the old `regbench` name is gone)
     assert report == []  # no config query for `report`: bash falls back to file names (-o default)
 
 

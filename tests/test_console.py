@@ -13,7 +13,10 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
 from conftest import FAST, without_overridden_fast
+
+from regbench.console import epoch_postfix
 
 
 def _run_on_a_pty(args: list[str], cwd: Path, columns: int = 120) -> str:
@@ -40,8 +43,10 @@ def _run_on_a_pty(args: list[str], cwd: Path, columns: int = 120) -> str:
     return out.decode("utf-8", "replace")
 
 
-def test_a_sweep_on_a_terminal_shows_run_and_sweep_bars_then_a_table(tmp_path):
-    args = without_overridden_fast(["run", "-m", *FAST, "trainer.progress=true", "trainer.epochs=6", "seed=0,1"])
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=basic"]], ids=["stacked (default)", "basic"])
+def test_a_sweep_on_a_terminal_shows_run_and_sweep_bars_then_a_table(tmp_path, launcher):
+    args = without_overridden_fast(["run", "-m", *FAST, "trainer.progress=true", "trainer.epochs=6", "seed=0,1",
+                                    *launcher])
     out = _run_on_a_pty(args, tmp_path)
     assert "sweep:" in out and "2/2" in out  # the sweep bar reached the end
     assert "epoch" in out and "val_acc=" in out and "gap=" in out  # a run's bar
@@ -62,3 +67,10 @@ def test_a_tiny_training_split_warns_once_per_run(cli):
     code, out, err = cli("run", *FAST, "dataset.train_size=5")
     assert code == 0, err
     assert "5 examples for 10 classes" in out + err
+
+
+def test_the_bar_shows_val_accuracy_and_the_gap_of_a_run_or_a_stack():
+    # rows: train_loss, train_acc, val_loss, val_acc, ...; the gap is train_acc - val_acc in points
+    assert epoch_postfix([[0.3, 0.95, 0.5, 0.90]], 1) == "val_acc=0.900, gap=+5.0"
+    two = epoch_postfix([[0.3, 0.95, 0.5, 0.90], [0.4, 0.90, 0.5, 0.92]], 1)
+    assert two == "val_acc=0.900..0.920, gap=+1.5 (mean), cells=1"

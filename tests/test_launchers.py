@@ -160,7 +160,8 @@ def sweeps(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("launchers")
     out = {}
     threads = torch.get_num_threads()
-    for name, extra in [("basic", []), ("joblib", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]),
+    for name, extra in [("basic", ["hydra/launcher=basic"]),
+                        ("joblib", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]),
                         ("submitit_local", ["hydra/launcher=submitit_local"]),
                         # absolute: joblib's worker processes outlive the sweep above, in its folder
                         ("joblib_stacks", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2",

@@ -66,6 +66,12 @@ def test_one_file_runs_sweeps_lists_and_reports(plugin, cli, tmp_path):
                          "sweep_name=grid")
     assert code == 0, err
     assert "sweep finished: 8 runs: 8 completed" in out
+    # Its `p == 0.0` branch cannot run on a per-cell rate under vmap: those cells train alone, said once.
+    assert (out + err).count("of dropout=uniform train alone (their model does not run stacked") == 1
+    sizes = {p.parent.name: json.loads(p.read_text())["stack_cells"]
+             for p in (tmp_path / "runs/grid").glob("*/summary.json")}
+    assert sorted(n for name, n in sizes.items() if "uniform" in name) == [1, 1, 1, 1]
+    assert all(n > 1 for name, n in sizes.items() if "uniform" not in name)  # the built-in type still stacks
     with open(tmp_path / "runs/grid/report/groups.csv", newline="") as f:
         groups = list(csv.DictReader(f))
     assert [(g["dropout.name"], g["dropout.p"]) for g in groups] == [  # `none` first: it has no rate keys

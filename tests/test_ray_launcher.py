@@ -94,7 +94,7 @@ def test_ray_sweep_matches_basic_resumes_and_reports(cli, tmp_path, monkeypatch)
     pytest.importorskip("ray")
     from tests.test_launchers import _report_rows
 
-    for name, extra in [("basic", []), ("ray", RAY)]:
+    for name, extra in [("basic", ["hydra/launcher=basic"]), ("ray", RAY)]:
         (tmp_path / name).mkdir()
         monkeypatch.chdir(tmp_path / name)  # results_dir=runs is relative: the Ray workers must agree on it
         code, out, err = cli("run", *SWEEP, *extra)

@@ -46,7 +46,8 @@ def test_rerun_skips_a_completed_config_unless_resume_false(cli, tmp_path):
 
 
 def test_rerunning_an_interrupted_sweep_completes_only_the_missing_cells(tmp_path):
-    args = ["-m", "seed=0,1,2", "trainer.epochs=30", *SLOW_ENOUGH]
+    # one cell after another, so that some cells have completed when SIGTERM comes (a stack: below)
+    args = ["-m", "seed=0,1,2", "trainer.epochs=30", "hydra/launcher=basic", *SLOW_ENOUGH]
     proc = _start(tmp_path, *args)
     _wait_for(lambda: any(read_summary(d).get("status") == "completed"
                           for d in run_dirs(tmp_path / "runs") if (d / "summary.json").exists()))
@@ -125,3 +126,26 @@ def test_a_sweep_does_not_borrow_cells_from_another_sweep(cli, tmp_path):
     assert len(run_dirs(tmp_path / "runs" / "b")) == 2
     code, out, err = cli("run", *FAST, "seed=2")  # a single run may reuse any earlier run
     assert code == 0 and "skipped" in out + err
+
+
+def test_rerunning_an_interrupted_stacked_sweep_trains_every_cell_again_and_supersedes_the_old(tmp_path):
+    args = ["-m", "seed=0,1,2", "trainer.epochs=30", *SLOW_ENOUGH]  # the default launcher: one stack of 3
+    proc = _start(tmp_path, *args)
+    _wait_for(lambda: len(run_dirs(tmp_path / "runs")) == 3 and all(
+        len(read_metrics(d)) >= 1 for d in run_dirs(tmp_path / "runs") if (d / "metrics.csv").exists()))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode in (143, -signal.SIGTERM)
+    first = run_dirs(tmp_path / "runs")
+    assert sorted(read_summary(d)["status"] for d in first) == ["interrupted"] * 3
+    assert all(len(read_metrics(d)) >= 1 for d in first)  # whole rows kept
+
+    again = subprocess.run([sys.executable, "-m", "regbench.cli", "run", *args], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "sweep finished: 3 runs: 3 completed" in again.stdout
+    live = [d for d in run_dirs(tmp_path / "runs") if d not in first]
+    assert sorted(read_summary(d)["seed"] for d in live) == [0, 1, 2]
+    assert {read_summary(d)["stack_cells"] for d in live} == {3}
+    assert len({read_summary(d)["stack_id"] for d in live}) == 1
+    assert all(read_summary(d).get("superseded_by") in {x.name for x in live} for d in first)

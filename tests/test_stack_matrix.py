@@ -1,6 +1,6 @@
 """Item 1's matrix: each config trained alone and inside a stack gives the same run folder.
 
-Same files, same metrics.csv columns, same summary.json keys (plus `stack_cells`), and the
+Same files, same metrics.csv columns, same summary.json keys (`stack_cells` says how many shared the stack), and the
 same curves: to 1e-5 where no random draw differs between the two (no dropout, no
 augmentation: the stack computes the lone run's numbers up to float rounding), and within
 LOOSE nats per epoch where dropout masks or augmentation draws come from the stack's own
@@ -86,8 +86,8 @@ def test_alone_and_inside_a_stack_write_the_same_run(make_cfg, tmp_path, case):
     assert stacked["status"] == alone["status"] == "completed"
     assert _files(a) == _files(b)
     assert (a / "metrics.csv").read_text().splitlines()[0] == (b / "metrics.csv").read_text().splitlines()[0]
-    expected_keys = set(alone) | ({"stack_cells"} if alone_reason(cells[0].cfg) is None else set())
-    assert set(stacked) == expected_keys
+    assert set(stacked) == set(alone)
+    assert stacked["stack_cells"] == (2 if alone_reason(cells[0].cfg) is None else 1) and alone["stack_cells"] == 1
     rows_a, rows_b = read_metrics(a), read_metrics(b)
     assert len(rows_a) == len(rows_b) and read_summary(a)["best_epoch"] == read_summary(b)["best_epoch"]
     keys = ("train_loss", "val_loss", "batch_loss") if case in RANDOM else \

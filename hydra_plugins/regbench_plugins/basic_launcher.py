@@ -1,11 +1,14 @@
-"""`hydra/launcher=regbench` (the default): Hydra's basic launcher without the per-job composition.
+"""`hydra/launcher=basic`: one cell after another, in this process, without composing every job again.
 
-Hydra's BasicLauncher composes every job's config again (the sweeper already did, for its
-preflight) and runs it through run_job, which deep-copies the whole config twice. This one
-takes each job's config from the sweeper (regbench.multirun.composed, built by
-regbench/compose.py) and runs it with regbench.multirun.run_cell_job: the same jobs, configs,
-callbacks and JobReturns, one after another in this process. `hydra/launcher=basic` still
-selects Hydra's own.
+The default launcher of `regbench run -m` is `vectorized` (cells that share a structure train
+as stacks); `basic` is the choice for one cell at a time. Hydra's own BasicLauncher composes every
+job's config again (the sweeper already did, for its preflight) and runs it through run_job,
+which deep-copies the whole config twice. This subclass takes each job's config from the sweeper
+(regbench.multirun.composed, built by regbench/compose.py) and runs it with
+regbench.multirun.run_cell_job: the same jobs, configs, callbacks and JobReturns, one after
+another. It is stored under Hydra's own name `basic` (the ConfigStore keeps the last entry
+of a name, and this module imports Hydra's first), so a command line that names Hydra's basic
+launcher gets the same launcher without the per-job composition.
 (No `from __future__ import annotations` here: Hydra's plugin scan breaks on it.)
 """
 
@@ -22,7 +25,7 @@ class RegbenchLauncherConf:
     _target_: str = "hydra_plugins.regbench_plugins.basic_launcher.RegbenchBasicLauncher"
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="regbench", node=RegbenchLauncherConf, provider="regbench")
+ConfigStore.instance().store(group="hydra/launcher", name="basic", node=RegbenchLauncherConf, provider="regbench")
 
 
 class RegbenchBasicLauncher(BasicLauncher):

@@ -124,23 +124,26 @@ class Cell:
     def finished(self) -> bool:
         return self.summary is not None and "run_dir" in self.summary
 
-    def start(self, device, data, stack_cells: int, lone=None) -> None:
-        """Open the run folder (or the interrupted one to resume) and everything written per epoch."""
+    def start(self, device, data, stack_cells: int, stack_id: str, lone=None) -> None:
+        """Open the run folder (or the interrupted one to resume) and everything written per epoch.
+
+        stack_cells / stack_id: how the cell trains (summary.json): the number of cells in its stack
+        (1: alone) and an id its stack's cells share."""
         cfg = self.cfg
+        how = {"stack_cells": stack_cells, "stack_id": stack_id}
         self.protocol = Protocol.from_trainer(cfg.trainer)
         self.progress = Progress(order=torch.Generator().manual_seed(cfg.seed))
         if self.resume_dir is not None:
             self.run_dir = Path(self.resume_dir)
             self.summary = checkpoint.load(self.run_dir, lone.model, lone.optimizer, lone.scheduler, self.progress)
             results.truncate_metrics(self.run_dir / "metrics.csv", self.progress.epoch)  # rows newer than it
-            self.summary.update(status="running", error=None, resumed_at_epoch=self.progress.epoch)
+            self.summary.update(status="running", error=None, resumed_at_epoch=self.progress.epoch, **how)
             results.mark_started(cfg.results_dir, self.run_dir, self.summary["config_hash"])
             self.seconds = self.summary.get("seconds_before_resume", 0.0)
             log.info("resuming %s at epoch %d", self.run_dir, self.progress.epoch + 1)
         else:
-            extra = {"stack_cells": stack_cells} if stack_cells > 1 else {}
             self.run_dir, self.summary = start_run(cfg, device, data, self.model, self.command, self.overrides,
-                                                   **extra)
+                                                   **how)
             log.info("run %s: %s on %s, %d parameters", self.run_dir, cfg.model.name, device,
                      self.summary["parameters"])
         uncertainty.warn_ineffective(self.model, cfg.eval)

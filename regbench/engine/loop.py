@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 import zlib
 
 import torch
@@ -36,6 +37,7 @@ from regbench.models import build_model
 from regbench.regularizers.mixing import soft_targets
 
 log = logging.getLogger("regbench")
+PROBE_BATCH = 2  # examples per cell of the stacked trial step before training (2: BatchNorm needs > 1)
 
 
 def train(cells: list[Cell]) -> None:
@@ -80,6 +82,15 @@ def train(cells: list[Cell]) -> None:
         stack = Lone(cells[0].model, cfg0, n_batches)
     else:
         stack = Stacked([c.model for c in cells], [c.cfg for c in cells], n_batches, device)
+        probe = data.x_train[:PROBE_BATCH]
+        failure = stack.probe(data.normalize(probe).expand(len(cells), *probe.shape).contiguous(),
+                              data.y_train[:PROBE_BATCH].expand(len(cells), -1))
+        if failure is not None:
+            log.info("%d cells of dropout=%s train alone (their model does not run stacked: %s)", len(cells),
+                     cfg0.dropout.name, failure)
+            for c in cells:
+                train([c])
+            return
         # vmap draws the masks of all cells from the global stream: seed it from the cells' seeds
         torch.manual_seed(zlib.crc32(",".join(str(c.cfg.seed) for c in cells).encode()))
         log.info("stack of %d cells: %s on %s, %d parameters each", len(cells), cfg0.model.name, device,
@@ -98,8 +109,9 @@ def train(cells: list[Cell]) -> None:
     bar = None
     try:
         with sigterm_raises():
+            stack_id = uuid.uuid4().hex[:12]  # shared by this stack's cells (summary.json)
             for c in cells:
-                c.start(device, data, len(cells), lone=stack if len(cells) == 1 else None)
+                c.start(device, data, len(cells), stack_id, lone=stack if len(cells) == 1 else None)
             first = cells[0].progress.epoch + 1  # > 1 only when a lone run resumes from its checkpoint
             desc = cells[0].run_dir.name.split("_", 1)[-1][-40:] if len(cells) == 1 else f"stack x{len(cells)}"
             bar = console.run_bar(tr.epochs, first - 1, desc, tr.progress)
@@ -146,10 +158,7 @@ def train(cells: list[Cell]) -> None:
                                                               autocast, c.cfg.eval)
                         if c.end_epoch(epoch, numbers[m], lrs[m], share, stack, m, extra) or epoch == tr.epochs:
                             leaving.append(m)
-                if len(active) == 1:
-                    bar.set_postfix(val_acc=f"{numbers[0][3]:.3f}", gap=f"{numbers[0][0] - numbers[0][2]:+.3f}")
-                else:
-                    bar.set_postfix(cells=len(active) - len(leaving))
+                bar.set_postfix_str(console.epoch_postfix(numbers, len(active) - len(leaving)))
                 if leaving:
                     for m in leaving:
                         _finish(active[m], stack, m, data, autocast)

@@ -152,6 +152,27 @@ class Stacked:
     def forward(self, xb: Tensor) -> Tensor:  # (M, B, ...) -> (M, B, K)
         return self._train(self.params, self.buffers, xb)
 
+    def probe(self, xb: Tensor, yb: Tensor) -> str | None:
+        """One training-mode forward and backward of every cell on a small batch (M, b, ...), leaving
+        no trace (random stream, BatchNorm statistics, gradients): None if the stack runs, else the
+        error. A module that cannot run under vmap (e.g. a plugin's dropout that branches in Python on
+        its rate, which is a per-cell tensor here) fails here, before any cell has started, and its
+        cells train alone instead."""
+        saved = {k: v.clone() for k, v in self.buffers.items()}
+        devices = [xb.device] if xb.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                self.train()
+                self.losses(self.forward(xb), yb).sum().backward()
+        except Exception as exc:  # noqa: BLE001 - any failure means: not as a stack
+            return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        finally:
+            with torch.no_grad():
+                for k, v in saved.items():
+                    self.buffers[k].copy_(v)
+            self.zero_grad()
+        return None
+
     def losses(self, logits: Tensor, yb: Tensor) -> Tensor:
         """(M, B, K) logits, (M, B) labels or (M, B, K) soft targets -> (M,) mean loss per cell, with
         each cell's label smoothing eps: (1 - eps) * CE(target) + eps * CE(uniform), torch's formula."""
