@@ -148,7 +148,7 @@ def results_frame(grid: Grid) -> pd.DataFrame:
 
 def paired_interval(g: pd.DataFrame, group: Any, metric: str) -> str:
     """'+4.8 [+1.8, +7.7]' in pp for one group's headline difference to its baseline."""
-    diff, low, high = (g.at[group, f"{metric}.vs_baseline.{f}"] for f in ("diff", "ci_low", "ci_high"))
+    diff, low, high = (g.at[group, f"{metric}.vs_baseline.{f}"] for f in ("diff", "ci95_low", "ci95_high"))
     if pd.isna(diff):
         return "—"
     text = f"{diff * PCT:+.1f}"
