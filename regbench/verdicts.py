@@ -122,7 +122,8 @@ def words(decision: str, low: float, high: float, metric: str, margin: float, n:
         return f"equivalent (within ±{delta}; n = {n})"
     if decision == UNDECIDED:
         more = "more than 100000" if math.isnan(seeds_to_decide) else f"{int(seeds_to_decide)}"
-        return f"undecided (n = {n}; {more} seeds would decide it)"
+        side = " per side" if " vs " in n else ""  # Welch: n is 'a vs b'
+        return f"undecided (n = {n}; {more} seeds{side} would decide it)"
     return f"{UNTESTABLE} (n = {n})"
 
 

@@ -45,6 +45,7 @@ def test_seed_auto_adds_looks_until_the_budget_and_a_rerun_trains_nothing(cli, t
     assert record["looks_planned"] == 2 and (comps["looks"] == 2).all()  # the report reads the looks' level
     text = (folder / "report" / "report.md").read_text()
     assert f"**seed=auto**: {record['seeds']} seeds per cell" in text and record["reason"] in text
+    assert "seed=auto hydra.sweeper.max_seeds=6" in text  # the Rerun command reruns it as seed=auto
     # a rerun of the same command: the same folder, every look replayed, nothing trained again
     before = sorted(run_dirs(tmp_path / "runs"))
     code, out2, err = cli(*args)

@@ -219,8 +219,8 @@ def figure(c: Comparison) -> Figure:
     ax.set_yticks(y, labels(t))
     ax.invert_yaxis()
     ax.set(xlabel=f"B − A in {name} ({unit})".replace(" ()", ""),
-           title=f"{name}: B − A per matched configuration (error bars: the verdict's interval, Bonferroni "
-                 f"over {int(t['family_m'].max()) if len(t) else 0})\nB changes: {c.changed[:90]}")
+           title=f"{name}: B − A per matched configuration\nerror bars: the verdict's interval (Bonferroni over "
+                 f"{int(t['family_m'].max()) if len(t) else 0})\nB changes: {c.changed[:90]}")
     return fig
 
 
