@@ -37,10 +37,11 @@ PathLike = str | os.PathLike
 # ---------------------------------------------------------------------------- loading
 
 
-def _grid(paths: Sequence[PathLike]):
+def _grid(paths: Sequence[PathLike], margin: str | None = None):
     """Read the runs below `paths` as `regbench report` does; missing paths -> FileNotFoundError."""
     from regbench.report import read_runs
     from regbench.report.grid import build_grid
+    from regbench.report.sequential import read_record
 
     roots = [Path(p) for p in paths]
     if not roots:
@@ -52,7 +53,7 @@ def _grid(paths: Sequence[PathLike]):
     if skipped:
         first = skipped[0]
         warnings.warn(f"{len(skipped)} folder(s) skipped, e.g. {first.path}: {first.reason}", stacklevel=3)
-    return runs, build_grid(runs)
+    return runs, build_grid(runs, margin, read_record(roots))
 
 
 def load_runs(*paths: PathLike) -> pd.DataFrame:
@@ -92,12 +93,14 @@ def load_groups(*paths: PathLike) -> pd.DataFrame:
     return grid.groups.copy()
 
 
-def load_comparisons(*paths: PathLike) -> pd.DataFrame:
+def load_comparisons(*paths: PathLike, margin: str | None = None) -> pd.DataFrame:
     """One row per (group, metric) against the group's baseline: the report's comparisons.csv, i.e.
-    the seed-paired difference with its 95% interval, p, Holm-adjusted p and the verdict in words.
-    Raises like `load_runs`.
+    the seed-paired difference with its unadjusted 95% interval (ci95_low/high), the verdict's
+    interval (ci_low/high: Bonferroni within the metric's family of `family_m` comparisons), p and
+    p_adj, the margin δ, the TOST p, the decision and the verdict in words. margin: as `regbench
+    report --margin` ('0.02' or 'test.acc=0.02,final.gap_loss=0.05'). Raises like `load_runs`.
     """
-    _, grid = _grid(paths)
+    _, grid = _grid(paths, margin)
     return grid.comparisons.copy()
 
 

@@ -82,9 +82,14 @@ def hydra_args(args: list[str]) -> list[str]:
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     args = [a for a in args if a not in MULTIRUN_FLAGS]
     refuse_repeated_keys(args)
+    from regbench import auto_seeds
+
+    typed = args
+    args = auto_seeds.rewrite(args, multirun)  # seed=auto -> the sweeper's flag
     if multirun:
         # Right after --multirun: Hydra flags that take a value (--cfg hydra) must not swallow it.
-        named = [] if any(a.startswith("sweep_name=") for a in args) else [f"sweep_name={default_sweep_name(args)}"]
+        # The name comes from the line as typed (seed=auto included): a rerun finds the same folder.
+        named = [] if any(a.startswith("sweep_name=") for a in args) else [f"sweep_name={default_sweep_name(typed)}"]
         args = ["--multirun", *named, *args]
     return args
 

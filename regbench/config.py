@@ -188,6 +188,8 @@ class Config:
     name: str | None = _key(None, NOT_HASHED)  # optional label for the run folder (experiments set it)
     resume: bool = _key(True, NOT_HASHED)  # skip a config that already completed under results_dir (by config hash)
     report: bool = _key(True, NOT_HASHED)  # after a multirun, write <sweep folder>/report (tables, figures, report.md)
+    # the report's equivalence margins: 0.02 (its headline metric) or 'test.acc=0.02,final.gap_loss=0.05'; None: default
+    margin: str | None = _key(None, NOT_HASHED)
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # logger=csv | tensorboard | mlflow | [csv,mlflow]
 
 
@@ -291,6 +293,10 @@ def validate(cfg: DictConfig) -> None:
     _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
     protocol.check(cfg.trainer)
+    if cfg.get("margin") is not None:
+        from regbench.verdicts import METRICS, parse_margins  # numpy only: a run does not import the report
+
+        parse_margins(str(cfg.margin), METRICS, "test.acc", name="margin")
     for key in ("seed", "dataset.split_seed"):
         seed = OmegaConf.select(cfg, key)
         if not 0 <= seed <= MAX_SEED:

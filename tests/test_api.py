@@ -96,6 +96,13 @@ def test_load_comparisons_is_the_reports_comparisons_csv(swept):
     written = pd.read_csv(swept.dir / "report" / "comparisons.csv")
     assert len(comparisons) == len(written) > 0 and list(comparisons.columns) == list(written.columns)
     assert comparisons["diff"].to_numpy() == pytest.approx(written["diff"].to_numpy(), nan_ok=True)
+    # the same columns the report writes: the verdict's interval, the family, the margin
+    assert {"ci95_low", "ci95_high", "p_adj", "family_m", "margin", "decision"} <= set(comparisons.columns)
+    wide = regbench.load_comparisons(swept.dir, margin="0.5")  # a bare number: the headline metric's
+    head = wide["metric"] == ("test.acc" if wide["metric"].eq("test.acc").any() else "final.val_acc")
+    assert wide.loc[head, "margin"].eq(0.5).all() and wide.loc[~head, "margin"].ne(0.5).all()
+    with pytest.raises(regbench.ConfigError, match="unknown metric 'nope'"):
+        regbench.load_comparisons(swept.dir, margin="nope=0.1")
 
 
 def test_loaders_bad_paths(tmp_path):

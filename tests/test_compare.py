@@ -55,19 +55,15 @@ def test_two_sweeps_matched_by_configuration_and_recomputed_independently(tmp_pa
         x = [acc_b[p, s] for s in range(3)]
         y = [acc_a[p, s] for s in range(3)]
         res = sps.ttest_rel(x, y)
-        ci = res.confidence_interval(0.95)
+        ci95, ci = res.confidence_interval(0.95), res.confidence_interval(1 - 0.05 / 3)  # one family of 3
         assert row["diff"] == pytest.approx(sum(x) / 3 - sum(y) / 3)
+        assert (row["ci95_low"], row["ci95_high"]) == pytest.approx((ci95.low, ci95.high))
         assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
         assert row["p"] == pytest.approx(res.pvalue)
+        assert row["p_adj"] == pytest.approx(min(1.0, 3 * res.pvalue)) and row["family_m"] == 3
+        assert (row["decision"] in ("better", "worse")) == (ci.low > 0 or ci.high < 0) == (row["p_adj"] < 0.05)
         p_values.append(res.pvalue)
-    # Holm over the 3 rows, by hand: sorted p times 3, 2, 1, made monotone
-    order = sorted(range(3), key=lambda i: p_values[i])
-    running, expected = 0.0, [0.0] * 3
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, p_values[i] * (3 - rank)))
-        expected[i] = running
-    got = [table[table["configuration"] == f"dropout.p={p:g}"]["p_holm"].iloc[0] for p in RATES]
-    assert got == pytest.approx(expected)
+    assert (table["margin"] == 0.01).all() and "Verdicts: better / worse" in out and "Bonferroni over 3" in out
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0 and (tmp_path / "cmp" / "compare.svg").exists()
 
 
@@ -77,7 +73,7 @@ def test_one_folder_split_by_where(tmp_path, capsys):
     assert code == 0, err
     table = pd.read_csv(root / "compare" / "compare.csv")  # default: <folder>/compare
     assert list(table["variant"]) == ["dropout.p=0.3", "dropout.p=0.5"] and (table["metric"] == "final.val_acc").all()
-    assert "no detectable difference" in out or "better" in out or "worse" in out
+    assert any(word in out for word in ("undecided", "equivalent", "better", "worse"))
 
 
 def test_seeds_that_do_not_pair_use_welch(tmp_path, capsys):
@@ -98,7 +94,8 @@ def test_single_seed_sides_are_said_in_words(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "nothing_in_common", "metric", "where_key", "where_value",
-                                  "where_all", "one_folder_no_where"])
+                                  "where_all", "one_folder_no_where", "margin_value",
+                                  "margin_metric"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case):
     a = _sweep(tmp_path / "A", rates=(0.0, 0.3))
     other = {"missing": [tmp_path / "nope"], "empty": [tmp_path / "empty"],
@@ -113,6 +110,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case)
         "where_value": [a, "--where", "dropout.p=0.9"],
         "where_all": [a, "--where", "dropout.name=standard"],
         "one_folder_no_where": [a],
+        "margin_value": [a, "--where", "dropout.p=0", "--margin", "big"],
+        "margin_metric": [a, "--where", "dropout.p=0", "--margin", "final.gap_loss=0.1"],
     }[case]
     out_dir = tmp_path / "out"
     code, out, err = _run(capsys, *args, "--out", out_dir)
@@ -120,8 +119,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case)
     assert err.startswith("regbench: error:") and ("valid" in err or "usage:" in err)
     expected = {"missing": "nope", "empty": "no runs", "nothing_in_common": "no configuration in common",
                 "metric": "test.accuracy", "where_key": "dropout.rate", "where_value": "0.9",
-                "where_all": "every run", "one_folder_no_where": "--where"}[case]
+                "where_all": "every run", "one_folder_no_where": "--where", "margin_value": "'big' is not a number",
+                "margin_metric": "unknown metric 'final.gap_loss'"}[case]
     assert expected in err
+    if case.startswith("margin"):
+        assert "METRIC one of test.acc" in err
     if case in ("metric", "where_key"):
         assert ("test.acc" if case == "metric" else "dropout.p") in err  # names the valid choices
     assert not out_dir.exists()

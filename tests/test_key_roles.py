@@ -76,7 +76,7 @@ def test_every_schema_key_has_exactly_one_role(default_cfg):
 def test_the_roles_the_issue_names():
     assert {"dropout.p", "optim.lr", "optim.momentum", "optim.weight_decay", "seed", "reg.l1", "reg.max_norm",
             "reg.label_smoothing", "augment.mixup_alpha", "augment.cutmix_alpha"} <= PER_CELL_KEYS
-    assert {"results_dir", "sweep_name", "name", "resume", "report", "trainer.progress"} <= NOT_HASHED_KEYS
+    assert {"results_dir", "sweep_name", "name", "resume", "report", "margin", "trainer.progress"} <= NOT_HASHED_KEYS
     assert {"logger.mlflow.enabled", "logger.mlflow.tracking_uri", "logger.tensorboard.enabled"} <= NOT_HASHED_KEYS
     # process-wide settings that change the numbers: hashed, shared by a stack, not a configuration difference
     for key in ("trainer.threads", "trainer.device", "trainer.deterministic"):

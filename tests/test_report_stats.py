@@ -40,28 +40,32 @@ def test_groups_csv_and_comparisons_match_an_independent_recomputation(tmp_path)
         row = groups[groups["dropout.p"] == p].iloc[0]
         x, y = [acc[p, s] for s in range(4)], [acc[0.0, s] for s in range(4)]
         res = sps.ttest_rel(x, y)
-        ci = res.confidence_interval(0.95)
+        ci95, ci = res.confidence_interval(0.95), res.confidence_interval(1 - 0.05 / 2)  # m = 2 per metric
         assert row["test.acc.vs_baseline.diff"] == pytest.approx(sum(x) / 4 - sum(y) / 4)
+        assert (row["test.acc.vs_baseline.ci95_low"], row["test.acc.vs_baseline.ci95_high"]) == pytest.approx(
+            (ci95.low, ci95.high))
         assert (row["test.acc.vs_baseline.ci_low"], row["test.acc.vs_baseline.ci_high"]) == pytest.approx(
-            (ci.low, ci.high))
+            (ci.low, ci.high))  # the verdict's interval: Bonferroni within test accuracy's family
         assert row["test.acc.vs_baseline.p"] == pytest.approx(res.pvalue)
+        assert row["test.acc.vs_baseline.p_adj"] == pytest.approx(min(1.0, 2 * res.pvalue))
+        assert row["test.acc.vs_baseline.family_m"] == 2 and row["test.acc.vs_baseline.margin"] == 0.01
         assert row["vs_baseline.test"] == "paired t" and row["vs_baseline.n"] == 4
         p_values[p] = res.pvalue
-    # Holm runs over every test of the report: 2 groups x the metrics present
-    m = int(comps["p"].notna().sum())
-    assert m == 2 * comps["metric"].nunique() and m >= 8
-    ranked = comps["p"].rank(method="first").astype(int)
-    assert (comps["p_holm"] >= comps["p"] - 1e-12).all()
-    smallest = comps.loc[ranked == 1]
-    assert smallest["p_holm"].iloc[0] == pytest.approx(min(1.0, smallest["p"].iloc[0] * m))
+    # one family per metric: m = the 2 groups' comparisons of that metric, not all of the report's tests
+    assert comps["metric"].nunique() >= 4 and (comps["family_m"] == 2).all() and (comps["adjust"] == "Bonferroni").all()
+    assert comps["p_adj"].to_numpy() == pytest.approx((comps["p"] * 2).clip(upper=1).to_numpy())
+    excludes = (comps["ci_low"] > 0) | (comps["ci_high"] < 0)
+    assert (excludes == comps["decision"].isin(["better", "worse"])).all()
+    assert (excludes == (comps["p_adj"] < 0.05)).all()
     baseline = groups[groups["dropout.p"] == 0.0].iloc[0]
     assert pd.isna(baseline["test.acc.vs_baseline.diff"])  # the baseline is not compared with itself
     assert 0 <= groups["stays_best"].min() and groups["stays_best"].sum() == pytest.approx(1.0)
     text = result.markdown.read_text()
-    assert "## Comparison with the baseline (seed-paired)" in text and f"adjusted over all {m} tests" in text
+    assert "## Comparison with the baseline (seed-paired)" in text and "Bonferroni over its comparisons (m = 2" in text
     assert "Evaluation protocol: the test split is scored with" in text
     assert "bootstrap resamples of the seeds" in text
-    assert "95% confidence interval of the seed-paired difference" in text  # the vs_baseline caption
+    assert "Verdicts: **better** / **worse**" in text  # the legend
+    assert "Bonferroni over the m comparisons of that metric" in text  # the vs_baseline caption
 
 
 def test_n1_and_n2_groups_are_said_in_words_and_no_winner_at_n1(tmp_path):
@@ -111,3 +115,36 @@ def test_the_baseline_is_the_least_regularized_group(tmp_path):
     base = g.loc[g["baseline"].iloc[0]]
     assert base["dropout.p"] == 0.0 and base["augment.ops"] == "[]"
     assert g.index[0] != g["baseline"].iloc[0]  # it is not simply the first group
+
+
+def test_margin_from_the_command_line_and_from_the_runs_config(tmp_path, capsys):
+    from regbench.report import main
+
+    for p, seed in [(p, s) for p in (0.0, 0.3) for s in range(3)]:
+        write_run(tmp_path / "runs", p=p, seed=seed)
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "wide"), "--format", "png", "--margin",
+                 "test.acc=0.9,final.gap_loss=5"]) == 0
+    wide = pd.read_csv(tmp_path / "wide" / "comparisons.csv").set_index("metric")
+    assert wide.at["test.acc", "margin"] == 0.9 and wide.at["final.gap_loss", "margin"] == 5.0
+    assert wide.at["final.val_acc", "margin"] == 0.01  # not named: its kind's default
+    # every interval that contains 0 fits inside +-0.9 of accuracy: equivalent
+    row = wide.loc["test.acc"]
+    assert row["decision"] == ("equivalent" if row["ci_low"] <= 0 <= row["ci_high"] else row["decision"])
+    assert row["decision"] != "undecided" and "δ" in (tmp_path / "wide" / "report.md").read_text()
+    # the runs' own `margin` config key (a sweep's config): a bare number is the headline metric's
+    for config in (tmp_path / "runs").rglob("config.yaml"):
+        cfg = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**cfg, "margin": "0.5"}))
+    result = build_report([tmp_path / "runs"], tmp_path / "own", formats=["png"])
+    assert result.groups["test.acc.vs_baseline.margin"].dropna().eq(0.5).all()
+    capsys.readouterr()
+    for bad, named in (("-0.1", "'-0.1' must be a positive number"), ("test.err=0.1", "unknown metric 'test.err'")):
+        assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "bad"), "--margin", bad]) == 2
+        err = capsys.readouterr().err
+        assert named in err and "test.acc" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists()
+
+
+def test_a_bad_margin_config_key_is_refused_before_a_run(tmp_path, cli):
+    code, _, err = cli("run", f"results_dir={tmp_path}", "margin='test.acc=3'")
+    assert code == 2 and "300 pp" in err and not list(tmp_path.rglob("summary.json"))

@@ -1,5 +1,6 @@
-"""regbench.report.stats: interval coverage and test size by simulation (seeded), Holm against a
-hand-worked table, power formulas against simulation, n = 1 / n = 2 in words, the bootstrap."""
+"""regbench.report.stats: interval coverage and test size by simulation (seeded), power formulas
+against simulation, n = 1 / n = 2 in words, one Bonferroni family per metric, the bootstrap
+(the verdicts against scipy: test_verdicts.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from regbench.report.stats import (
     WELCH,
     compare_values,
     detectable_nc,
-    holm,
-    paired_seeds_needed,
     paired_stats,
     paired_t,
     stays_best,
@@ -41,7 +40,8 @@ def test_paired_interval_covers_the_true_difference_95_percent(n):
     # [93%, 97%] is +-4 SE around 95% at 2000 replications (SE 0.49 pp)
     assert 0.93 <= hits <= 0.97
     one = compare_values(pd.Series(a[0]), pd.Series(b[0]))
-    assert (one["ci_low"], one["ci_high"]) == pytest.approx((low[0], high[0]))
+    assert (one["ci95_low"], one["ci95_high"]) == pytest.approx((low[0], high[0]))
+    assert (one["ci_low"], one["ci_high"]) == (one["ci95_low"], one["ci95_high"])  # level alpha: the same
 
 
 def test_paired_interval_and_p_match_scipy_on_one_case():
@@ -62,7 +62,7 @@ def test_welch_when_seeds_do_not_pair_and_its_coverage():
     assert 0.93 <= np.mean((low <= 1.0) & (1.0 <= high)) <= 0.97  # Welch is approximate; within 4 SE here
     r = compare_values(pd.Series(a[0], index=range(6)), pd.Series(b[0], index=range(10, 14)))  # other seeds
     assert r["test"] == WELCH and r["n"] == 0 and "do not pair" in r["note"]
-    assert (r["ci_low"], r["ci_high"]) == pytest.approx((low[0], high[0]))
+    assert (r["ci95_low"], r["ci95_high"]) == pytest.approx((low[0], high[0]))
 
 
 def test_false_positive_rate_under_the_null_is_alpha():
@@ -77,24 +77,6 @@ def test_minimum_detectable_effect_is_detected_80_percent_of_the_time():
     diffs = rng.normal(mde, sd, (REPS, n))
     hits = np.mean(paired_t(diffs, np.zeros_like(diffs))[3] < 0.05)
     assert 0.80 - 4 * 0.0089 <= hits <= 0.80 + 4 * 0.0089  # SE of 80% at 2000 reps: 0.89 pp
-    needed = paired_seeds_needed(mde, sd)
-    assert needed == n  # the same power rule, inverted
-
-
-def test_seeds_needed_is_the_smallest_n_with_80_percent_power():
-    n = paired_seeds_needed(0.5, 1.0)
-    power = [sps.nct.sf(sps.t.ppf(0.975, k - 1), k - 1, 0.5 * math.sqrt(k)) for k in (n - 1, n)]
-    assert power[0] < 0.8 <= power[1] + sps.nct.cdf(-sps.t.ppf(0.975, n - 1), n - 1, 0.5 * math.sqrt(n))
-    assert paired_seeds_needed(0.0, 1.0) is None and paired_seeds_needed(1e-9, 1.0) is None  # beyond the cap
-
-
-def test_holm_against_a_hand_worked_table():
-    # p sorted: .005, .01, .03, .04 (m = 4) -> x4 = .02, x3 = .03, x2 = .06, x1 = .04 -> monotone: .06
-    p = [0.01, 0.04, 0.03, 0.005, float("nan")]
-    assert holm(p)[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert math.isnan(holm(p)[4])
-    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
-    assert holm([]).shape == (0,)
 
 
 def test_n1_and_n2_are_said_in_words():
@@ -106,7 +88,7 @@ def test_n1_and_n2_are_said_in_words():
     assert two["ci_high"] - two["ci_low"] > 0.5  # t(0.975, 1) = 12.7: very wide
 
 
-def test_paired_stats_rows_holm_and_verdicts_in_words():
+def test_paired_stats_rows_families_and_verdicts_in_words():
     rng = np.random.default_rng(4)
     seed_effect = rng.normal(0, 0.02, 5)
     rows = []
@@ -119,17 +101,16 @@ def test_paired_stats_rows_holm_and_verdicts_in_words():
     assert len(frame) == 8 and set(frame["group"]) == {1, 2, 3, 4}
     acc = frame[frame["metric"] == "test.acc"].set_index("group")
     assert acc.at[1, "verdict"] == "better (n = 5)" and acc.at[3, "verdict"] == "worse (n = 5)"
-    assert acc.at[2, "verdict"] == "no detectable difference (n = 5)"
+    assert acc.at[2, "decision"] in ("equivalent", "undecided")
     assert acc.at[4, "verdict"].startswith("not testable") and "n = 1" in acc.at[4, "note"]
     # final.gap_acc: same shift in every seed (sd 0) -> exact; a smaller gap is better
     gap = frame[frame["metric"] == "final.gap_acc"].set_index("group")
     assert gap.at[1, "verdict"].startswith("better") and gap.at[3, "verdict"].startswith("worse")
-    assert frame["p_holm"].dropna().ge(frame["p"].dropna()).all()
-    # power numbers at the Bonferroni level alpha / m of the whole family (m = 6 testable rows)
-    m = int(frame["p"].notna().sum())
+    # one family per metric: m = 3 testable rows each; power numbers at alpha / m
+    assert (frame["family_m"] == 3).all() and frame["p_adj"].dropna().ge(frame["p"].dropna()).all()
     d = pd.DataFrame(rows).pivot(index="seed", columns="group", values="test.acc")
     se = (d[2] - d[0]).std(ddof=1) / math.sqrt(5)
-    assert m == 6 and acc.at[2, "mde"] == pytest.approx(detectable_nc(4, 0.05 / m) * se)
+    assert acc.at[2, "mde"] == pytest.approx(detectable_nc(4, 0.05 / 3) * se)
     assert not frame.to_string().lower().count(" nan%")  # nothing renders as NaN text here
 
 
@@ -153,5 +134,6 @@ def test_power_numbers_at_a_tiny_level_with_two_seeds_do_not_crash():
     """df = 1 at alpha / m = 0.05 / 60: the noncentrality needed is far beyond the first bracket."""
     nc = detectable_nc(1, 0.05 / 60)
     assert nc > 200 and (math.isinf(nc) or nc < 1e6)
-    r = compare_values(pd.Series([0.5, 0.6]), pd.Series([0.4, 0.45]), power_alpha=0.05 / 60)
+    r = compare_values(pd.Series([0.5, 0.6]), pd.Series([0.4, 0.45]), level=0.05 / 60, margin=0.01)
     assert r["test"] == PAIRED and r["mde"] > 0
+    assert r["decision"] == "undecided" and r["seeds_to_decide"] > 2

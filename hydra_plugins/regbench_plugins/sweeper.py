@@ -9,6 +9,10 @@ any did not complete the command exits 1 (regbench.multirun.last_counts).
 stacks instead of cells: the grid's cells are grouped by structure (regbench.engine.plan)
 into jobs of at most K cells, and each job trains its cells as one stack in the one loop
 (regbench/engine/jobs.py); every cell still writes its own run folder.
+
+`seed=auto` (hydra.sweeper.auto_seeds, regbench/auto_seeds.py) runs the grid in looks: a pilot
+of 3 seeds, then more seeds for every cell until every comparison with the baseline is decided
+or `hydra.sweeper.max_seeds` is reached (regbench/report/sequential.py).
 """
 
 import logging
@@ -28,6 +32,8 @@ class RegbenchSweeperConf:
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None = all)
     params: dict[str, str] | None = None  # sweep definition from config (experiments use it)
     cells_per_job: int = 1  # cells of one structure trained as one stack per launcher job (1: a cell per job)
+    auto_seeds: bool = False  # seed=auto on the command line: add seeds until decided (regbench/auto_seeds.py)
+    max_seeds: int | None = None  # seed budget per cell of seed=auto (None: report/sequential.py's MAX_SEEDS)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="regbench", node=RegbenchSweeperConf, provider="regbench")
@@ -62,9 +68,10 @@ class RegbenchSweeper(BasicSweeper):
             multirun.announce_swept_keys([list(job) for b in self.overrides for job in b])
 
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
-                 cells_per_job: int = 1):
+                 cells_per_job: int = 1, auto_seeds: bool = False, max_seeds: int | None = None):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.cells_per_job = cells_per_job
+        self.auto_seeds, self.max_seeds = auto_seeds, max_seeds
 
     def sweep(self, arguments: list[str]) -> Any:
         from regbench import multirun
@@ -82,8 +89,16 @@ class RegbenchSweeper(BasicSweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
         try:
+            from regbench import auto_seeds
+            from regbench.report.sequential import PILOT
+
+            budget = auto_seeds.check(self.auto_seeds, self.max_seeds, PILOT)
             with multirun.keep_previous(sweep_dir / "multirun.yaml"):
-                returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
+                if budget is None:
+                    returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
+                else:  # the looks of seed=auto: the seeds are the sweeper's, not the config's
+                    self.params = {k: v for k, v in (self.params or {}).items() if k != "seed"}
+                    returns = auto_seeds.run_looks(self._one_look, arguments, sweep_dir, budget)
         except BaseException:
             # Hydra wrote multirun.yaml before the preflight (or the launcher: Abort, a BaseException)
             # failed: a sweep that ran nothing leaves nothing.
@@ -97,3 +112,8 @@ class RegbenchSweeper(BasicSweeper):
             multirun.announce_swept_keys([])
         count_statuses(returns, str(sweep_dir))
         return returns
+
+    def _one_look(self, arguments: list[str]) -> Any:
+        """One look of seed=auto: BasicSweeper.sweep over the look's seeds (its batches start afresh)."""
+        self.batch_index = 0
+        return super().sweep(arguments)

@@ -88,10 +88,13 @@ def build_report(
     *,
     formats: Iterable[str] = DEFAULT_FORMATS,
     figures: Iterable[str] | None = None,
+    margin: str | None = None,
 ) -> ReportResult:
     """Read every run below `paths` and write runs.csv, groups.csv, figures, report.md and report.html.
 
     `figures` limits which figures are drawn (names as in FIGURES; None = all the data supports).
+    `margin`: the equivalence margins (`--margin`, regbench/verdicts.py parse_margins); None: the
+    runs' `margin` config key, else the defaults.
     Raises ConfigError when nothing can be reported (no path, no runs, no readable run).
     """
     roots = [Path(p) for p in paths]
@@ -99,14 +102,18 @@ def build_report(
         raise ConfigError("no PATH given; valid: one or more folders holding run folders")
     runs, skipped = read_runs(roots)
     out = Path(out_dir)
-    grid = build_grid(runs)
+    from regbench.report.sequential import read_record
+
+    record = read_record(roots)  # a seed=auto sweep: its verdicts account for its planned looks
+    grid = build_grid(runs, margin, record)
     with staging(out) as stage:
         grid.runs.to_csv(stage / "runs.csv", index=False)
         grid.groups.to_csv(stage / "groups.csv")
         grid.comparisons.to_csv(stage / "comparisons.csv", index=False)
         written, figures_skipped = {}, {}
         for panel, part in panels(runs).items():  # one set of figures per dataset/model: never overlaid
-            drawn, not_drawn = draw_all(grid if len(runs) == len(part) else build_grid(part), stage, formats,
+            drawn, not_drawn = draw_all(grid if len(runs) == len(part) else build_grid(part, margin, record),
+                                        stage, formats,
                                         figures, panel=panel)
             written |= drawn
             figures_skipped |= not_drawn
@@ -181,7 +188,7 @@ def _formats(text: str) -> tuple[str, ...]:
 
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse prints usage + error on 2 lines; the CLI promises one
-        raise ConfigError(f"{message}; usage: regbench report PATH... [--out DIR] [--format png,svg]")
+        raise ConfigError(f"{message}; usage: regbench report PATH... [--out DIR] [--format png,svg] [--margin D]")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -198,6 +205,9 @@ def parser() -> argparse.ArgumentParser:
         "report embeds it); default %(default)s",
     )
     ap.add_argument("--figures", help=f"only these figures, comma-separated, from {','.join(FIGURES)}")
+    ap.add_argument("--margin", help="equivalence margins δ in the metrics' own units: 0.02 (the headline metric; "
+                    "0.02 = 2 pp of accuracy) or METRIC=VALUE,... (default: 1 pp for accuracies and ECE, 0.02 nats "
+                    "for losses and NLL)")
     return ap
 
 
@@ -215,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(only or []) - set(FIGURES))
         if unknown:
             raise ConfigError(f"--figures {unknown[0]!r} is not valid; valid: {', '.join(FIGURES)}")
-        result = build_report(args.paths, out, formats=_formats(args.format), figures=only)
+        result = build_report(args.paths, out, formats=_formats(args.format), figures=only, margin=args.margin)
     except (ConfigError, MachineFailure) as exc:
         print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -52,6 +52,8 @@ def multirun_command(grid: Grid) -> tuple[str, str]:
     parts = _shared_overrides(runs, set(sweep)) + [
         f"{key}={','.join(hydra_value(v) for v in values)}" for key, values in sweep.items()
     ]
+    if grid.sequential is not None and "seed" in sweep:  # a seed=auto sweep reruns as one (its folder, its looks)
+        parts[-1] = f"seed=auto hydra.sweeper.max_seeds={grid.sequential.max_seeds}"
     command = " ".join(["regbench run -m", *parts])
     cells = math.prod(len(values) for key, values in sweep.items() if key != "seed")
     if cells > len(grid.groups):

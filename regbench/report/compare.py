@@ -5,7 +5,8 @@ that vary inside either folder (the grid); whatever is fixed in each but differs
 is the change being measured, B − A. One folder with `--where key=value`: the runs with
 key=value are the reference A, and every other value of that key is compared with them,
 matched on the remaining varied values. Within a matched configuration, runs pair by seed
-(report/stats.py; Welch where the seeds do not pair); Holm's correction runs over all rows.
+(report/stats.py; Welch where the seeds do not pair); all rows are one family (one metric):
+Bonferroni over them, and the verdicts read that interval (regbench/verdicts.py; --margin sets δ).
 
 Writes <out>/compare.csv (one row per comparison) and compare.png/.svg, and prints the table.
 Every check happens before anything is written (bad input: one line, exit 2).
@@ -22,9 +23,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from regbench import verdicts
 from regbench.errors import ConfigError
 from regbench.report import read_runs, stats
-from regbench.report.content_compare import display, interval_text, p_text
+from regbench.report.content_compare import bounds_text, confidence, display, interval_text, p_text
 from regbench.report.style import CAPSIZE, NEUTRAL, REFERENCE, save
 from regbench.report.table import (
     COMPLETED,
@@ -36,7 +38,7 @@ from regbench.report.table import (
     varied_keys,
 )
 
-USAGE = "regbench compare A B | A --where KEY=VALUE [--metric M] [--out DIR] [--format png,svg]"
+USAGE = "regbench compare A B | A --where KEY=VALUE [--metric M] [--margin D] [--out DIR] [--format png,svg]"
 DEFAULT_METRICS = ("test.acc", "final.val_acc")  # the first the runs have is compared unless --metric says
 BAR_HEIGHT = 0.4  # inches per compared configuration in the figure
 MIN_HEIGHT = 2.2
@@ -60,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("paths", nargs="+", metavar="FOLDER", help="A B (two folders of runs), or A with --where")
     ap.add_argument("--where", metavar="KEY=VALUE", help="split one folder: runs with KEY=VALUE are the reference")
     ap.add_argument("--metric", help="metric column of runs.csv to compare (default: test.acc, else final.val_acc)")
+    ap.add_argument("--margin", help="equivalence margin δ of the compared metric in its own units (0.02 = 2 pp "
+                    "of accuracy), or METRIC=VALUE; default: 1 pp for accuracies and ECE, 0.02 nats for losses")
     ap.add_argument("--out", type=Path, help="output folder (default: A/compare with --where, else ./compare)")
     ap.add_argument("--format", default="png,svg", help="figure formats, comma-separated (png always)")
     return ap
@@ -131,7 +135,8 @@ def _split(table: pd.DataFrame, config: list[str], where: str) -> tuple[pd.DataF
     return table[mask], table[~mask], key
 
 
-def compare(paths: list[Path], where: str | None = None, metric: str | None = None) -> Comparison:
+def compare(paths: list[Path], where: str | None = None, metric: str | None = None,
+            margin: str | None = None) -> Comparison:
     """The comparison table; raises ConfigError for bad input (before anything is written)."""
     if len(paths) not in (1, 2):
         raise ConfigError(f"compare takes one folder with --where, or two folders; got {len(paths)}; usage: {USAGE}")
@@ -166,7 +171,8 @@ def compare(paths: list[Path], where: str | None = None, metric: str | None = No
         for variant, part in b[b["_config"] == config].groupby("_variant", sort=True):
             pairs.append(({"configuration": config, "variant": variant}, part.set_index("seed")[metric], ref,
                           stats.direction(metric)))
-    frame = stats.compare_many(pairs)
+    margins = verdicts.parse_margins(margin, [metric], metric)
+    frame = stats.compare_many(pairs, verdicts.margin_for(metric, margins), metric=metric)
     changed = _changed(a, b, keys, grid) if split_key is None else split_key
     return Comparison(frame, metric, reference, changed)
 
@@ -188,16 +194,18 @@ def display_frame(c: Comparison) -> pd.DataFrame:
         "A": (t["mean_baseline"] * scale).map(lambda v: f"{v:.{digits}f}"),
         "B": (t["mean"] * scale).map(lambda v: f"{v:.{digits}f}"),
         f"B − A ({unit}) [95% CI]".replace(" ()", ""): [interval_text(d, lo, hi, scale, digits)
-                                     for d, lo, hi in zip(t["diff"], t["ci_low"], t["ci_high"], strict=True)],
+                                     for d, lo, hi in zip(t["diff"], t["ci95_low"], t["ci95_high"], strict=True)],
+        "verdict's interval": [bounds_text(r["ci_low"], r["ci_high"], scale, digits)
+                               + ("" if pd.isna(r["ci_low"]) else f" ({confidence(r)})") for r in t.to_dict("records")],
         "test": [f"{r['test']}, n = {stats.n_text(r)}" for r in t.to_dict("records")],
         "p": t["p"].map(p_text),
-        "p (Holm)": t["p_holm"].map(p_text),
+        "p adjusted": t["p_adj"].map(p_text),
         "verdict": t["verdict"],
     })
 
 
 def figure(c: Comparison) -> Figure:
-    """One bar per compared configuration: B − A with its 95% CI (error bar)."""
+    """One bar per compared configuration: B − A with the verdict's interval (error bar)."""
     name, scale, unit, _ = display(c.metric)
     t = c.table
     diff = t["diff"].to_numpy(float) * scale
@@ -211,7 +219,8 @@ def figure(c: Comparison) -> Figure:
     ax.set_yticks(y, labels(t))
     ax.invert_yaxis()
     ax.set(xlabel=f"B − A in {name} ({unit})".replace(" ()", ""),
-           title=f"{name}: B − A per matched configuration (error bars: 95% CI)\nB changes: {c.changed[:90]}")
+           title=f"{name}: B − A per matched configuration\nerror bars: the verdict's interval (Bonferroni over "
+                 f"{int(t['family_m'].max()) if len(t) else 0})\nB changes: {c.changed[:90]}")
     return fig
 
 
@@ -226,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--format {args.format!r} is not valid; valid: a comma-separated list of "
                               f"{', '.join(FORMATS)}")
         paths = [Path(p) for p in args.paths]
-        result = compare(paths, args.where, args.metric)
+        result = compare(paths, args.where, args.metric, args.margin)
         out = args.out or (paths[0] / "compare" if len(paths) == 1 else Path("compare"))
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result.reference}; B changes: {result.changed}; metric: {result.metric}")
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(display_frame(result).to_string(index=False))
-    m = int(result.table["p"].notna().sum())
-    print(f"paired by seed (Welch where seeds do not pair); Holm over {m} test(s); "
+    m = int(result.table["family_m"].max()) if len(result.table) else 0
+    print(f"paired by seed (Welch where seeds do not pair); {stats.ADJUST} over {m} comparison(s); "
+          f"δ = {verdicts.margin_text(result.metric, float(result.table['margin'].iloc[0]))}; "
           f"written: {out / 'compare.csv'}, {png}")
+    print(" ".join(verdicts.LEGEND.replace("**", "").split()))
     return 0

@@ -118,7 +118,7 @@ def results_frame(grid: Grid) -> pd.DataFrame:
     headline = paired.headline_metric(grid.runs)
     if f"{headline}.vs_baseline.diff" in g:
         name = "test acc" if headline == "test.acc" else "val acc"
-        columns[f"Δ {name} vs baseline (pp) [95% CI]"] = [
+        columns[f"Δ {name} vs baseline (pp) [verdict's interval]"] = [
             "" if g_ == b else paired_interval(g, g_, headline)
             for g_, b in zip(g.index, g["baseline"], strict=True)
         ]
@@ -147,7 +147,8 @@ def results_frame(grid: Grid) -> pd.DataFrame:
 
 
 def paired_interval(g: pd.DataFrame, group: Any, metric: str) -> str:
-    """'+4.8 [+1.8, +7.7]' in pp for one group's headline difference to its baseline."""
+    """'+4.8 [+1.8, +7.7]' in pp for one group's headline difference to its baseline, with the interval its
+    verdict reads (Bonferroni within the metric: content_compare shows the unadjusted 95% one next to it)."""
     diff, low, high = (g.at[group, f"{metric}.vs_baseline.{f}"] for f in ("diff", "ci_low", "ci_high"))
     if pd.isna(diff):
         return "—"

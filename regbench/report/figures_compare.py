@@ -149,8 +149,9 @@ def vs_baseline(grid: Grid) -> Drawn:
     y = np.arange(len(groups))
     for ax, metric, what in ((axes[0], acc, acc_name), (axes[1], "final.gap_acc", "final accuracy gap")):
         value = groups[f"{metric}.mean"] * PCT
-        # Each group against the baseline of its own dataset: the mean seed-paired difference and its
-        # 95% CI (report/stats.py); a baseline bar is 0, a group without an interval (n = 1) has no bar.
+        # Each group against the baseline of its own dataset: the mean seed-paired difference and the
+        # verdict's interval (report/stats.py: Bonferroni over the metric's comparisons); a baseline bar
+        # is 0, a group without an interval (n = 1) has no bar.
         delta, low, high = (_vs_baseline(groups, metric, f) for f in ("diff", "ci_low", "ci_high"))
         delta = delta.where(~is_base, 0.0)
         xerr = np.vstack([(delta - low).fillna(0.0).clip(lower=0), (high - delta).fillna(0.0).clip(lower=0)])
@@ -187,9 +188,9 @@ def vs_baseline(grid: Grid) -> Drawn:
         f"Difference to the baseline group (hatched; {'; '.join(grid.groups.loc[groups['baseline'].unique(), 'label'])}"
         ")"
         f" in {acc_name.split(' (')[0]} and in the final train − val accuracy gap, in percentage points; the numbers "
-        "right of each panel are the group's mean and its difference [95% CI]; error bars are the 95% confidence "
-        "interval of the seed-paired difference (Student t; Welch where seeds do not pair; none at n = 1), "
-        "not corrected for multiple comparisons."
+        "right of each panel are the group's mean and its difference [the verdict's interval]; error bars are that "
+        "interval of the seed-paired difference (Student t; Welch where seeds do not pair; none at n = 1) at "
+        "1 − 0.05/m, Bonferroni over the m comparisons of that metric in the report, as the verdicts read it."
     )
     return fig, caption
 

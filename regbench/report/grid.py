@@ -46,8 +46,9 @@ class Grid:
     varied: list[str]
     names: dict[str, str]  # varied key -> short name used in labels and legends
     notes: list[str] = field(default_factory=list)
-    # one row per (group, metric) against the group's baseline: paired differences, CI, p, Holm (stats.py)
+    # one row per (group, metric) against the group's baseline: paired differences, CI, p, verdict (stats.py)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sequential: Any = None  # a seed=auto sweep's record (report/sequential.py), else None
 
 
 def _status_counts(statuses: pd.Series) -> str:
@@ -208,7 +209,9 @@ def grid_notes(table: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
     return notes
 
 
-def build_grid(runs: list[Run]) -> Grid:
+def build_grid(runs: list[Run], margin: str | None = None, sequential: Any = None) -> Grid:
+    """The grid of `runs`; margin: the --margin text (else the runs' `margin` key, else the
+    defaults); sequential: a seed=auto sweep's record, whose planned looks the verdicts account for."""
     table, config_keys = runs_table(runs)
     varied = varied_keys(table, config_keys)
     names = short_names(varied)
@@ -216,7 +219,8 @@ def build_grid(runs: list[Run]) -> Grid:
     table["aggregated"] = aggregated_mask(table)
     groups = group_table(table, varied, names)
     table["label"] = table["group"].map(groups["label"])
-    comparisons = paired.compare_groups(table, groups)
+    looks = sequential.looks_planned if sequential is not None else 1
+    comparisons = paired.compare_groups(table, groups, paired.margins(table, margin), looks)
     groups = paired.with_comparisons(groups, comparisons, table)
     return Grid(
         runs=table,
@@ -228,4 +232,5 @@ def build_grid(runs: list[Run]) -> Grid:
         names=names,
         notes=grid_notes(table, groups),
         comparisons=comparisons,
+        sequential=sequential,
     )

@@ -11,12 +11,16 @@ from typing import Any
 
 import pandas as pd
 
+from regbench import verdicts
 from regbench.report import stats
 
 RANKING = "final.val_acc"  # the best configuration is chosen on validation, never on test
 HEADLINE_ORDER = ("test.acc", "final.val_acc")  # the metric a group's verdict is about: test if the runs have it
-PER_METRIC = ("diff", "ci_low", "ci_high", "p", "p_holm", "verdict")  # groups.csv: <metric>.vs_baseline.<field>
-HEADLINE_EXTRA = ("test", "n", "mde", "seeds_needed", "note")  # groups.csv: vs_baseline.<field> (headline only)
+# groups.csv: <metric>.vs_baseline.<field>
+PER_METRIC = ("diff", "ci_low", "ci_high", "ci95_low", "ci95_high", "p", "p_adj", "family_m", "margin", "decision",
+              "verdict")
+HEADLINE_EXTRA = ("test", "n", "mde", "seeds_to_decide", "note")  # groups.csv: vs_baseline.<field> (headline only)
+MARGIN_KEY = "margin"  # the config key (regbench/config.py) a sweep's runs carry their report's margins in
 
 
 def headline_metric(runs: pd.DataFrame) -> str:
@@ -32,10 +36,22 @@ def counted(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["aggregated"]] if "aggregated" in runs else runs
 
 
-def compare_groups(runs: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+def margins(runs: pd.DataFrame, text: str | None = None) -> dict[str, float]:
+    """The margins δ a report uses where they are not the defaults: `text` (--margin), else the
+    runs' own `margin` config key when they all share one (a sweep's config), else none.
+    A bare number is the headline metric's. Raises ConfigError for a bad --margin."""
+    if text is None and MARGIN_KEY in runs:
+        values = set(runs[MARGIN_KEY].dropna().astype(str))
+        text = values.pop() if len(values) == 1 else None
+    return verdicts.parse_margins(text, stats.METRICS, headline_metric(runs))
+
+
+def compare_groups(runs: pd.DataFrame, groups: pd.DataFrame, margins: dict[str, float] | None = None,
+                   looks: int = 1) -> pd.DataFrame:
     """stats.paired_stats over every group vs its baseline; adds each side's protocol and a flag
-    where they differ (their test numbers were then taken from differently selected weights)."""
-    frame = stats.paired_stats(counted(runs), groups["baseline"].to_dict())
+    where they differ (their test numbers were then taken from differently selected weights).
+    margins: metric -> δ (else verdicts.MARGINS); looks: the planned looks of a seed=auto sweep."""
+    frame = stats.paired_stats(counted(runs), groups["baseline"].to_dict(), margins=margins, looks=looks)
     protocols = runs.groupby("group")["protocol"].agg(lambda p: "; ".join(sorted(set(p.dropna()))))
     frame["protocol"] = frame["group"].map(protocols)
     frame["protocol_baseline"] = frame["baseline"].map(protocols)

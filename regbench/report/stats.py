@@ -1,22 +1,24 @@
 """Seed-paired statistics: how sure are we that a configuration differs from its baseline?
 
-Pure functions, DataFrame in, DataFrame out (the report, `regbench compare` and the Python API
-all call them). Runs with the same seed share their initialisation and data order, so two
-configurations are compared on the per-seed *differences*:
+Pure functions, DataFrame in, DataFrame out (the report, `regbench compare`, the Python API and
+the `seed=auto` sweeper all call them). Runs with the same seed share their initialisation and
+data order, so two configurations are compared on the per-seed *differences*:
 
-- paired: the mean difference d̄ over the n shared seeds, its Student-t 95% interval
-  d̄ ± t(0.975, n−1)·s_d/√n and the two-sided paired t-test (scipy.stats.ttest_rel and its
-  confidence_interval);
+- paired: the mean difference d̄ over the n shared seeds, its Student-t interval
+  d̄ ± t(1 − level/2, n−1)·s_d/√n and the two-sided paired t-test (scipy.stats.ttest_rel and its
+  confidence_interval); TOST against ±δ as two one-sided tests (ttest_1samp with `alternative=`);
 - unpaired (fewer than 2 shared seeds, both sides with ≥ 2 runs): Welch's t-interval and test
   (scipy.stats.ttest_ind with equal_var=False, Welch–Satterthwaite df), said in the `test` column;
 - n = 1 (or nothing to pair): the difference alone, no interval, said in words.
 
-Holm's step-down correction runs over every p-value of one report (`holm`). The power numbers
-use the exact noncentral t (scipy.stats.nct): the smallest |difference| a two-sided test
-detects with 80% power given the observed spread (`mde`), and how many seeds would detect the
-observed difference with 80% power (`seeds_needed`), both at the Bonferroni level α/m (m tests
-in the family: Holm's strictest step), so they are consistent with the corrected verdict. `stays_best` resamples seeds
-(bootstrap, seeded) and counts how often each group has the highest mean.
+Multiple comparisons: each metric of one report is one family of m comparisons, adjusted by
+Bonferroni (and over the K planned looks of a seed=auto sweep): the verdict's interval is the
+(1 − α/(m·K)) interval and p_adj = min(1, m·K·p), so they agree by construction; the
+unadjusted 95% interval is kept too (ci95_low/high). The verdict words are report/verdicts.py's.
+The power numbers use the exact noncentral t (scipy.stats.nct): the smallest |difference| a
+two-sided test at the verdict's level detects with 80% power given the observed spread (`mde`).
+`stays_best` resamples seeds (bootstrap, seeded) and counts how often each group has the
+highest mean.
 """
 
 from __future__ import annotations
@@ -30,24 +32,15 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-ALPHA = 0.05  # two-sided significance level of every test and 1 − the interval's confidence
+from regbench.verdicts import ALPHA, METRICS, UNDECIDED, UNTESTABLE, decide, level, margin_for, words
+
 POWER = 0.8  # target power for the minimum detectable effect and the seeds needed
 N_BOOT = 2000  # bootstrap resamples for `stays_best`
 BOOT_SEED = 0  # the bootstrap's own generator: the same runs always give the same fraction
 NC_MAX = 200.0  # search bracket for the noncentrality (df = 1 needs ~18 for 80% power at alpha = 0.05)
 NC_MAX_SEARCH = 1e6  # widened up to this for tiny alpha / df = 1; beyond it the MDE is reported as inf
-MAX_SEEDS = 100_000  # seeds_needed beyond this is reported as NaN ("more than MAX_SEEDS")
+MAX_SEEDS = 100_000  # seeds_to_decide beyond this is reported as NaN ("more than MAX_SEEDS")
 SAME_SPREAD = 1e-12  # differences whose sd is below this (relative) are "the same in every seed": no t
-# Headline metrics compared against the baseline, with their direction (+1: higher is better).
-METRICS: dict[str, int] = {
-    "test.acc": +1,
-    "final.val_acc": +1,
-    "final.gap_acc": -1,  # train − val accuracy: a smaller gap is less overfitting
-    "final.gap_loss": -1,
-    "calibration.test.nll": -1,
-    "calibration.test.ece": -1,
-}
-BETTER, WORSE, SAME, UNTESTABLE = "better", "worse", "no detectable difference", "not testable"
 PAIRED, WELCH, NO_TEST = "paired t", "Welch t", "none"
 
 
@@ -90,27 +83,6 @@ def _smallest_n(reaches, lo: int = 2) -> int | None:
     return lo
 
 
-def paired_seeds_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
-    """Seed pairs a paired t-test needs to detect `diff` at the observed sd of the differences."""
-    if diff == 0 or not math.isfinite(diff) or not (sd > 0):
-        return None
-    return _smallest_n(lambda n: _power(abs(diff) / (sd / math.sqrt(n)), n - 1, alpha) >= power)
-
-
-def welch_seeds_needed(diff: float, sd_a: float, sd_b: float, alpha: float = ALPHA,
-                       power: float = POWER) -> int | None:
-    """Seeds per side a Welch test needs to detect `diff` (equal n on both sides)."""
-    var = sd_a**2 + sd_b**2
-    if diff == 0 or not math.isfinite(diff) or not (var > 0):
-        return None
-
-    def reaches(n: int) -> bool:
-        df = var**2 / ((sd_a**4 + sd_b**4) / (n - 1))  # Welch–Satterthwaite with n per side
-        return _power(abs(diff) / math.sqrt(var / n), df, alpha) >= power
-
-    return _smallest_n(reaches)
-
-
 # ---------------------------------------------------------------------------- one comparison
 
 
@@ -138,83 +110,103 @@ def _per_seed(values: pd.Series) -> pd.Series:
     return values.groupby(level=0).mean()
 
 
-def compare_values(values: pd.Series, baseline: pd.Series, alpha: float = ALPHA, power: float | None = POWER,
-                   power_alpha: float | None = None) -> dict:
+def _sides(values: pd.Series, baseline: pd.Series) -> tuple[pd.Series, pd.Series, pd.Index, str]:
+    """Per-seed values of each side, their shared seeds and the test they allow."""
+    a, b = _per_seed(values), _per_seed(baseline)
+    shared = a.index.intersection(b.index)
+    test = PAIRED if len(shared) >= 2 else WELCH if len(a) >= 2 and len(b) >= 2 else NO_TEST
+    return a, b, shared, test
+
+
+def seeds_to_decide(diff: float, half_width, margin: float) -> int | None:
+    """Smallest n at which an interval around the *observed* mean, with the observed spread, decides:
+    its half width drops below |diff| (the mean would be detected) or |diff| + half width drops
+    below δ (the interval would fit inside ±δ), whichever comes first. A plug-in number, not a
+    power calculation: with the true difference equal to the observed one, about half of the
+    repeats at that n would decide. None beyond MAX_SEEDS (or never: diff = 0 and no margin)."""
+    if not math.isfinite(diff):
+        return None
+    return _smallest_n(lambda n: half_width(n) < abs(diff) or abs(diff) + half_width(n) < margin)
+
+
+def compare_values(values: pd.Series, baseline: pd.Series, level: float = ALPHA, margin: float = math.nan,
+                   sign: int = +1, power: float | None = POWER) -> dict:
     """Compare one metric of a configuration with its baseline. Both Series are indexed by seed.
 
     Returns diff = mean(values) − mean(baseline) (paired: mean of per-seed differences), the
-    (1 − alpha) interval, the two-sided p-value, the test used, n, the minimum detectable
-    effect at `power`, the seeds needed for the observed diff, and a note in words.
-    The power numbers are for a test at `power_alpha` (default: alpha); power=None skips them
-    (NaN), since each costs a root search.
+    unadjusted 95% interval (ci95_low/high), the verdict's (1 − level) interval (ci_low/high),
+    the two-sided p-value, the TOST p-value against ±margin (the larger of the two one-sided
+    p-values), the test used, n, the decision (verdicts.decide), the seeds that would decide an
+    undecided one, the minimum detectable effect at `power` (at `level`; power=None: NaN) and a
+    note in words. sign: +1 where higher is better.
     """
-    level = alpha if power_alpha is None else power_alpha
-    a, b = _per_seed(values), _per_seed(baseline)
-    shared = a.index.intersection(b.index)
+    a, b, shared, test = _sides(values, baseline)
     out: dict[str, Any] = {"n": len(shared), "n_a": len(a), "n_b": len(b), "mean": a.mean(), "mean_baseline": b.mean(),
-                           "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "test": NO_TEST,
-                           "mde": np.nan, "seeds_needed": np.nan, "note": ""}
+                           "diff": np.nan, "ci95_low": np.nan, "ci95_high": np.nan, "ci_low": np.nan,
+                           "ci_high": np.nan, "p": np.nan, "p_tost": np.nan, "test": test, "decision": UNTESTABLE,
+                           "mde": np.nan, "seeds_to_decide": np.nan, "note": ""}
     if len(a) == 0 or len(b) == 0:
         out["note"] = "no values to compare"
         return out
-    if len(shared) >= 2:
+    if test == NO_TEST:
+        out["diff"] = float(a.mean() - b.mean())
+        lone = "n = 1" if min(len(a), len(b)) == 1 else "too few runs"
+        out["note"] = f"{lone}: no interval and no test (one seed cannot measure the spread between seeds)"
+        return out
+    if test == PAIRED:
         x, y = a[shared].to_numpy(float), b[shared].to_numpy(float)  # (n,) each, the same seeds in order
-        n, mean, sd = len(x), float(np.mean(x - y)), float(np.std(x - y, ddof=1))
-        out.update(test=PAIRED, diff=mean)
+        n, diff, sd = len(x), float(np.mean(x - y)), float(np.std(x - y, ddof=1))
         dropped = len(a) + len(b) - 2 * n
         note = [f"paired over {n} seeds"] + ([f"{dropped} unpaired run(s) left out"] if dropped else [])
-        if sd <= SAME_SPREAD * max(1.0, abs(mean)):  # every seed differs by the same amount: t is undefined
-            out.update(ci_low=mean, ci_high=mean, p=1.0 if mean == 0 else 0.0)
-            note.append("identical in every seed" if mean == 0 else f"every seed differs by exactly {mean:.4g}")
-        else:
-            _, low, high, p = paired_t(x, y, alpha)
-            out.update(ci_low=float(low), ci_high=float(high), p=float(p))
-            if power is not None:
-                se = sd / math.sqrt(n)
-                out.update(mde=detectable_nc(n - 1, level, power) * se,
-                           seeds_needed=paired_seeds_needed(mean, sd, level, power) or np.nan)
+        same = sd <= SAME_SPREAD * max(1.0, abs(diff))  # every seed differs by the same amount: t is undefined
+        if not same:
+            res = stats.ttest_rel(x, y)
+            upper, lower = (stats.ttest_1samp(x - y, d, alternative=alt).pvalue
+                            for d, alt in ((margin, "less"), (-margin, "greater")))
+            df, se = n - 1, sd / math.sqrt(n)
             if n == 2:
                 note.append("n = 2: the interval rests on 1 degree of freedom, so it is very wide")
-        out["note"] = "; ".join(note)
-        return out
-    out["diff"] = float(a.mean() - b.mean())
-    if len(a) >= 2 and len(b) >= 2:
+
+            def half_width(k: int) -> float:
+                return float(stats.t.ppf(1 - level / 2, k - 1)) * sd / math.sqrt(k)
+        else:
+            note.append("identical in every seed" if diff == 0 else f"every seed differs by exactly {diff:.4g}")
+    else:
         sd_a, sd_b = float(a.std(ddof=1)), float(b.std(ddof=1))
-        out["test"] = WELCH
-        if sd_a + sd_b <= SAME_SPREAD * max(1.0, abs(out["diff"])):
-            out.update(ci_low=out["diff"], ci_high=out["diff"], p=1.0 if out["diff"] == 0 else 0.0,
-                       note="seeds do not pair: unpaired; no spread on either side")
-            return out
-        _, low, high, p, df = welch_t(a.to_numpy(float), b.to_numpy(float), alpha)
-        out.update(ci_low=float(low), ci_high=float(high), p=float(p),
-                   note=f"seeds do not pair: unpaired Welch test ({len(a)} vs {len(b)} runs)")
+        diff = float(a.mean() - b.mean())
+        note = [f"seeds do not pair: unpaired Welch test ({len(a)} vs {len(b)} runs)"]
+        same = sd_a + sd_b <= SAME_SPREAD * max(1.0, abs(diff))
+        if not same:
+            xa, xb = a.to_numpy(float), b.to_numpy(float)
+            res = stats.ttest_ind(xa, xb, equal_var=False)
+            upper, lower = (stats.ttest_ind(xa - d, xb, equal_var=False, alternative=alt).pvalue
+                            for d, alt in ((margin, "less"), (-margin, "greater")))
+            df, se = float(res.df), math.sqrt(sd_a**2 / len(a) + sd_b**2 / len(b))
+            var = sd_a**2 + sd_b**2
+
+            def half_width(k: int) -> float:  # k seeds per side, Welch–Satterthwaite df at equal n
+                dfk = var**2 / ((sd_a**4 + sd_b**4) / (k - 1))
+                return float(stats.t.ppf(1 - level / 2, dfk)) * math.sqrt(var / k)
+        else:
+            note.append("no spread on either side")
+    out["diff"] = diff
+    if same:  # an exact difference: the interval is the point, p says whether it is 0
+        out.update(ci95_low=diff, ci95_high=diff, ci_low=diff, ci_high=diff, p=1.0 if diff == 0 else 0.0,
+                   p_tost=0.0 if abs(diff) < margin or diff == 0 else 1.0 if math.isfinite(margin) else np.nan)
+    else:
+        ci95, ci = res.confidence_interval(1 - ALPHA), res.confidence_interval(1 - level)
+        out.update(ci95_low=float(ci95.low), ci95_high=float(ci95.high), ci_low=float(ci.low),
+                   ci_high=float(ci.high), p=float(res.pvalue), p_tost=float(max(upper, lower)))
         if power is not None:
-            se = math.sqrt(sd_a**2 / len(a) + sd_b**2 / len(b))
-            out.update(mde=detectable_nc(float(df), level, power) * se,
-                       seeds_needed=welch_seeds_needed(out["diff"], sd_a, sd_b, level, power) or np.nan)
-        return out
-    lone = "n = 1" if min(len(a), len(b)) == 1 else "too few runs"
-    out["note"] = f"{lone}: no interval and no test (one seed cannot measure the spread between seeds)"
+            out["mde"] = detectable_nc(df, level, power) * se
+    out["decision"] = str(decide(out["ci_low"], out["ci_high"], margin, sign))
+    if out["decision"] == UNDECIDED:
+        out["seeds_to_decide"] = seeds_to_decide(diff, half_width, margin) or np.nan
+    out["note"] = "; ".join(note)
     return out
 
 
 # ---------------------------------------------------------------------------- many comparisons
-
-
-def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values (NaN entries stay NaN and do not count towards m).
-
-    Written here because scipy.stats offers only Benjamini–Hochberg (false_discovery_control);
-    Holm controls the family-wise error: sorted ascending, p_(i) × (m − i + 1), made monotone.
-    """
-    p = np.asarray(p_values, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
-    out[order] = adjusted
-    return out
 
 
 def n_text(row: Mapping[str, Any]) -> str:
@@ -224,40 +216,34 @@ def n_text(row: Mapping[str, Any]) -> str:
     return str(row["n"])
 
 
-def verdict(row: Mapping[str, Any], direction: int, alpha: float = ALPHA) -> str:
-    """better / worse / no detectable difference (n = …) / not testable, from the Holm-adjusted p."""
-    n = n_text(row)
-    if row["test"] == NO_TEST or pd.isna(row.get("p_holm")):
-        return f"{UNTESTABLE} (n = {n})"
-    if row["p_holm"] < alpha and row["diff"] != 0:
-        return f"{BETTER if direction * row['diff'] > 0 else WORSE} (n = {n})"
-    return f"{SAME} (n = {n})"
+COLUMNS = ["test", "n", "n_a", "n_b", "mean", "mean_baseline", "diff", "ci_low", "ci_high", "ci95_low", "ci95_high",
+           "p", "p_adj", "family_m", "looks", "adjust", "margin", "p_tost", "p_tost_adj", "decision", "verdict",
+           "mde", "seeds_to_decide", "note"]  # what compare_many adds to each row's keys
+ADJUST = "Bonferroni"  # the method's name in comparisons.csv and the report
 
 
-COLUMNS = ["test", "n", "n_a", "n_b", "mean", "mean_baseline", "diff", "ci_low", "ci_high", "p", "p_holm",
-           "verdict", "mde", "seeds_needed", "note"]  # what compare_many adds to each row's keys
-
-
-def compare_many(pairs: Sequence[tuple[dict, pd.Series, pd.Series, int]], alpha: float = ALPHA,
-                 power: float = POWER) -> pd.DataFrame:
-    """One family of comparisons: Holm over all of them, verdicts, power numbers at α/m.
+def compare_many(pairs: Sequence[tuple[dict, pd.Series, pd.Series, int]], margin: float = math.nan,
+                 looks: int = 1, alpha: float = ALPHA, power: float = POWER, metric: str = "") -> pd.DataFrame:
+    """One family of comparisons (one metric): Bonferroni over its m testable ones and K looks.
 
     pairs: (keys, values, baseline, direction) per comparison; keys (e.g. group and metric) start
     the row, values / baseline are Series indexed by seed, direction is +1 where higher is better.
-    The power numbers use the Bonferroni level α/m, Holm's strictest step, so a difference of
-    `mde` (or one measured with `seeds_needed` seeds) would be called better / worse here.
+    Every row's verdict interval, p_adj = min(1, m·K·p) and p_tost_adj = min(1, 2·m·K·p_tost)
+    read the same level α/(m·K), so "better"/"worse" holds exactly when p_adj < α and the
+    interval excludes 0, "equivalent" exactly when p_tost_adj < α and the interval contains 0.
+    The power numbers (mde) are at that level too.
     """
-    rows = [{**keys, **compare_values(v, b, alpha, power=None)} for keys, v, b, _ in pairs]
+    m = sum(_sides(v, b)[3] != NO_TEST for _, v, b, _ in pairs)
+    at = level(m, looks, alpha)
+    rows = [{**keys, **compare_values(v, b, at, margin, d, power)} for keys, v, b, d in pairs]
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     frame = pd.DataFrame(rows)
-    frame["p_holm"] = holm(frame["p"])
-    frame["verdict"] = [verdict(r, d, alpha) for r, (*_, d) in zip(frame.to_dict("records"), pairs, strict=True)]
-    m = max(1, int(frame["p"].notna().sum()))
-    for i, (_, v, b, _) in enumerate(pairs):
-        if not np.isnan(frame.at[i, "p"]):
-            again = compare_values(v, b, alpha, power, power_alpha=alpha / m)
-            frame.loc[i, ["mde", "seeds_needed"]] = again["mde"], again["seeds_needed"]
+    frame["p_adj"] = np.minimum(1.0, frame["p"] * alpha / at)
+    frame["p_tost_adj"] = np.minimum(1.0, 2 * frame["p_tost"] * alpha / at)
+    frame["family_m"], frame["looks"], frame["adjust"], frame["margin"] = m, looks, ADJUST, margin
+    frame["verdict"] = [words(r["decision"], r["ci_low"], r["ci_high"], metric, margin, n_text(r),
+                              r["seeds_to_decide"]) for r in frame.to_dict("records")]
     return frame[[c for c in frame.columns if c not in COLUMNS] + COLUMNS]
 
 
@@ -269,24 +255,31 @@ def direction(metric: str) -> int:
 
 
 def paired_stats(runs: pd.DataFrame, baselines: Mapping[Any, Any], metrics: Sequence[str] | None = None,
-                 group: str = "group", seed: str = "seed", alpha: float = ALPHA, power: float = POWER) -> pd.DataFrame:
+                 group: str = "group", seed: str = "seed", alpha: float = ALPHA, power: float = POWER,
+                 margins: Mapping[str, float] | None = None, looks: int = 1) -> pd.DataFrame:
     """Every group against its baseline, for every metric present: one row per (group, metric).
 
     runs: one row per run with columns `group`, `seed` and the metrics (pass only the runs that
     count: completed ones). baselines: group -> its baseline group (a baseline's own rows are
-    left out). All rows are one family (`compare_many`): Holm over every p-value together.
-    Columns: group, baseline, metric, then COLUMNS.
+    left out). Each metric is one family (`compare_many`): Bonferroni over that metric's
+    comparisons; margins: metric -> δ where it is not the default (verdicts.MARGINS); looks: the
+    planned looks of a seed=auto sweep. Columns: group, baseline, metric, then COLUMNS.
     """
     metrics = [m for m in (metrics or METRICS) if m in runs and runs[m].notna().any()]
     indexed = runs.set_index(seed)
-    pairs = []
-    for g, base in baselines.items():
-        if g == base:
-            continue
-        mine, theirs = indexed[indexed[group] == g], indexed[indexed[group] == base]
-        pairs += [({"group": g, "baseline": base, "metric": m}, mine[m], theirs[m], direction(m)) for m in metrics]
-    frame = compare_many(pairs, alpha, power)
-    return frame if len(frame) else pd.DataFrame(columns=["group", "baseline", "metric", *COLUMNS])
+    frames = []
+    for m in metrics:
+        pairs = []
+        for g, base in baselines.items():
+            if g == base:
+                continue
+            mine, theirs = indexed[indexed[group] == g], indexed[indexed[group] == base]
+            pairs.append(({"group": g, "baseline": base, "metric": m}, mine[m], theirs[m], direction(m)))
+        if pairs:
+            frames.append(compare_many(pairs, margin_for(m, margins), looks, alpha, power, metric=m))
+    if not frames:
+        return pd.DataFrame(columns=["group", "baseline", "metric", *COLUMNS])
+    return pd.concat(frames, ignore_index=True)
 
 
 def stays_best(runs: pd.DataFrame, metric: str, group: str = "group", seed: str = "seed", n_boot: int = N_BOOT,

@@ -1,0 +1,109 @@
+"""`seed=auto`: the sequential rule that says when a sweep has enough seeds.
+
+A pilot of PILOT seeds, then looks at doubling seed counts (3, 6, 12, 20 for max_seeds = 20)
+until every comparison against the baseline on the primary metric is decided (better / worse /
+equivalent, report/verdicts.py) or the seed budget is spent. The error rate survives the
+repeated looks by Bonferroni over the K planned looks: every look reads its intervals at
+α/(m·K) (m: the metric's family), so the chance that *any* look calls a true null better or
+worse is at most α whatever the correlation between looks. Simpler than an alpha-spending
+boundary (Lan–DeMets), and the report of a seed=auto sweep reads the same level, so its verdicts
+are the sweeper's. Doubling keeps K small (the price of each look) and each look's seeds train
+as stacks.
+
+Pure functions: the sweeper (hydra_plugins/regbench_plugins/sweeper.py) and the simulation test
+call the same `decide_paired` and `schedule`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from regbench.verdicts import ALPHA, DECIDED, decide, level
+
+PILOT = 3  # seeds every cell gets before the first look
+MAX_SEEDS = 20  # default seed budget per cell (hydra.sweeper.max_seeds)
+RECORD = "seed_auto.json"  # in the sweep folder: the looks, for the sweep's report and a rerun
+METHOD = "Bonferroni over the planned looks"
+
+
+def schedule(max_seeds: int = MAX_SEEDS, pilot: int = PILOT) -> list[int]:
+    """Seed counts at which the rule looks: the pilot, then doubling, capped at max_seeds."""
+    looks = [pilot]
+    while looks[-1] < max_seeds:
+        looks.append(min(max_seeds, 2 * looks[-1]))
+    return looks
+
+
+def decide_paired(d: np.ndarray, margin: float, at: float, sign: int = 1) -> np.ndarray:
+    """Decisions from paired differences d (..., n) at two-sided level `at`: the paired-t interval
+    d̄ ± t(1 − at/2, n−1)·s/√n read by verdicts.decide. The formula of scipy's ttest_rel
+    confidence_interval (tests check both agree), vectorised for the simulation; an exact
+    difference (s = 0) is its own interval, as in stats.compare_values."""
+    d = np.asarray(d, dtype=float)
+    n = d.shape[-1]
+    mean, sd = d.mean(axis=-1), d.std(axis=-1, ddof=1)
+    half = stats.t.ppf(1 - at / 2, n - 1) * sd / math.sqrt(n)
+    return decide(mean - half, mean + half, margin, sign)
+
+
+def simulate(diffs: np.ndarray, margin: float, m: int = 1, max_seeds: int | None = None,
+             pilot: int = PILOT) -> tuple[np.ndarray, np.ndarray]:
+    """Run the rule over sequences diffs (S, max_seeds) of one comparison's paired differences
+    (with m comparisons in its family): (decision at the stop, seeds used) per sequence."""
+    looks = schedule(max_seeds or diffs.shape[1], pilot)
+    at = level(m, len(looks))
+    final = np.full(len(diffs), "", dtype=object)
+    used = np.zeros(len(diffs), dtype=int)
+    open_ = np.ones(len(diffs), dtype=bool)
+    for n in looks:
+        got = decide_paired(diffs[:, :n], margin, at)
+        stop = open_ & (np.isin(got, DECIDED) | (n == looks[-1]))
+        final[stop], used[stop] = got[stop], n
+        open_ &= ~stop
+    return final, used
+
+
+@dataclass
+class Record:
+    """What a seed=auto sweep wrote about its looks (RECORD in the sweep folder)."""
+
+    pilot: int
+    max_seeds: int
+    looks_planned: int  # K: the Bonferroni factor over looks
+    seeds: int = 0  # seeds per cell so far
+    undecided: int = -1  # comparisons still undecided after the last look (-1: not looked yet)
+    reason: str = ""  # "all decided" / "seed budget reached: 2 undecided"
+    method: str = METHOD
+    alpha: float = ALPHA
+
+    def save(self, sweep_dir: Path) -> None:
+        from regbench.results import atomic_write_text
+
+        atomic_write_text(Path(sweep_dir) / RECORD, json.dumps(asdict(self), indent=1))
+
+
+def read_record(paths) -> Record | None:
+    """The seed=auto record of the first given folder that has one (None: a plain sweep)."""
+    for path in paths:
+        file = Path(path) / RECORD
+        if file.is_file():
+            try:
+                return Record(**json.loads(file.read_text()))
+            except (OSError, ValueError, TypeError):
+                return None
+    return None
+
+
+def stop_reason(undecided: int, seeds: int, max_seeds: int) -> str | None:
+    """Why the sweep stops after a look, or None to go on."""
+    if undecided == 0:
+        return "all decided"
+    if seeds >= max_seeds:
+        return f"seed budget reached: {undecided} undecided"
+    return None
