@@ -23,7 +23,7 @@ import torch
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig
 
-from regbench import console, multirun
+from regbench import claims, console, multirun
 from regbench.config import config_hash, validate
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
@@ -88,45 +88,64 @@ def _run_stack(launcher, commands: list[tuple[str, list[str]]], cfgs: dict[int, 
 
 
 def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) -> list[dict]:
-    """Resume check, split by size, train as stacks. Returns each cell's summary (or reused outcome), in order.
+    """Claim, resume check, split by size, train as stacks. Returns each cell's summary (or reused outcome), in order.
 
     Cells of one stack key (plan.stack_key); a cell that cannot share a stack trains alone inside
-    engine.loop.train. Used by the vectorized launcher and by stack jobs of other launchers.
+    engine.loop.train. Used by the vectorized launcher and by stack jobs of other launchers. A cell
+    another process is training (its claim, regbench/claims.py) is waited for after this process's
+    own cells, then looked up again: reused if that process finished it, else trained here.
     """
     values: dict[int, dict] = {}
     todo: list[tuple[int, Cell]] = []
     first_of_hash: dict[str, int] = {}
     duplicates: dict[int, int] = {}
-    for i, cell in enumerate(cells):
-        cfg = cell.cfg
-        try:
-            if not cell.checked:
-                validate(cfg)
-        except ConfigError as exc:
-            raise Abort(str(exc)) from None
-        if cfg.resume:
-            h = config_hash(cfg)
-            if h in first_of_hash:  # the same config twice in one grid: the sequential loop would skip the 2nd
-                duplicates[i] = first_of_hash[h]
-                continue
-            first_of_hash[h] = i
-            reused = cell.resume_outcome(h)
-            if reused is not None:
-                values[i] = reused
-                continue
-        todo.append((i, cell))
+    claimed: dict[int, str] = {}  # cell position -> its claim, held by this process until the cell is trained
+    waiting: dict[int, str] = {}  # cell position -> its claim, held by another live process
+    try:
+        for i, cell in enumerate(cells):
+            cfg = cell.cfg
+            try:
+                if not cell.checked:
+                    validate(cfg)
+            except ConfigError as exc:
+                raise Abort(str(exc)) from None
+            if cfg.resume:
+                h = config_hash(cfg)
+                if h in first_of_hash:  # the same config twice in one grid: the sequential loop would skip the 2nd
+                    duplicates[i] = first_of_hash[h]
+                    continue
+                first_of_hash[h] = i
+                name = claims.key(cfg, h)
+                if claims.take(cfg.results_dir, name) is not None:
+                    waiting[i] = name
+                    continue
+                claimed[i] = name
+                reused = cell.resume_outcome(h)
+                if reused is not None:
+                    values[i] = reused
+                    claims.release(cfg.results_dir, [claimed.pop(i)])
+                    continue
+            todo.append((i, cell))
 
-    if todo:
-        limit = _cells_limit(todo[0][1], max_cells, max_memory_gb)
-        sizes = chunk_sizes(len(todo), limit)
-        if len(sizes) > 1:
-            log.info("vectorized: %d cells split into stacks of %s (max_cells=%s, memory estimate: %d cells)",
-                     len(todo), sizes, max_cells, limit)
-        start = 0
-        for size in sizes:
-            part = todo[start : start + size]
-            start += size
-            values.update(_train_part(part))
+        if todo:
+            limit = _cells_limit(todo[0][1], max_cells, max_memory_gb)
+            sizes = chunk_sizes(len(todo), limit)
+            if len(sizes) > 1:
+                log.info("vectorized: %d cells split into stacks of %s (max_cells=%s, memory estimate: %d cells)",
+                         len(todo), sizes, max_cells, limit)
+            start = 0
+            for size in sizes:
+                part = todo[start : start + size]
+                start += size
+                values.update(_train_part(part))
+                claims.release(part[0][1].cfg.results_dir, [claimed.pop(i) for i, _ in part if i in claimed])
+    finally:
+        if claimed:  # an error or a signal on its way: the claims go with it
+            claims.release(cells[0].cfg.results_dir, claimed.values())
+    if waiting:  # trained by another process meanwhile: once it lets go, resume finds (or trains) them
+        claims.wait(cells[0].cfg.results_dir, list(waiting.values()))
+        again = train_cells([cells[i] for i in waiting], max_cells, max_memory_gb)
+        values.update(zip(waiting, again, strict=True))
     for i, first in duplicates.items():
         values[i] = {**values[first], "skipped": True} if "run_dir" in values[first] else dict(values[first])
     return [values[i] for i in range(len(cells))]

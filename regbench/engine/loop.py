@@ -98,7 +98,9 @@ def train(cells: list[Cell]) -> None:
     bar = None
     try:
         with sigterm_raises():
+            started = time.perf_counter()
             for c in cells:
+                c.stack_started = started
                 c.start(device, data, len(cells), lone=stack if len(cells) == 1 else None)
             first = cells[0].progress.epoch + 1  # > 1 only when a lone run resumes from its checkpoint
             desc = cells[0].run_dir.name.split("_", 1)[-1][-40:] if len(cells) == 1 else f"stack x{len(cells)}"
@@ -135,15 +137,16 @@ def train(cells: list[Cell]) -> None:
                                      stack.evaluate(data.x_val, data.y_val, data.normalize, autocast, mode),
                                      (batch_loss / max(n_steps, 1)).double()[:, None],
                                      stack.zero_fraction().double()[:, None]], 1).tolist()  # (M, 6)
-                share = (time.perf_counter() - t0) / len(active)  # the epoch's wall time, shared by its cells
+                wall = time.perf_counter() - t0
+                share = wall / len(active)  # the epoch's wall time, shared by its cells (a lone run: all of it)
                 lrs = stack.lrs()
                 leaving = []
                 with sigterm_deferred():  # a row and its checkpoint are written together (resume stays exact)
                     for m, c in enumerate(active):
-                        extra = None
+                        extra = {"stack_seconds": wall} if len(cells) > 1 else {}
                         if c.mc_epoch:  # MC dropout on validation (its own host sync; leaves training's RNG alone)
-                            extra = uncertainty.epoch_columns(c.model, data.x_val, data.y_val, data.normalize,
-                                                              autocast, c.cfg.eval)
+                            extra |= uncertainty.epoch_columns(c.model, data.x_val, data.y_val, data.normalize,
+                                                               autocast, c.cfg.eval)
                         if c.end_epoch(epoch, numbers[m], lrs[m], share, stack, m, extra) or epoch == tr.epochs:
                             leaving.append(m)
                 if len(active) == 1:
