@@ -31,7 +31,7 @@ from regbench.engine.setup import (
     steps_per_epoch,
 )
 from regbench.engine.stack import Lone, Stacked, signature
-from regbench.errors import Interrupted
+from regbench.errors import Interrupted, machine_failure
 from regbench.models import build_model
 from regbench.regularizers.mixing import soft_targets
 
@@ -147,7 +147,12 @@ def train(cells: list[Cell]) -> None:
                         if c.mc_epoch:  # MC dropout on validation (its own host sync; leaves training's RNG alone)
                             extra |= uncertainty.epoch_columns(c.model, data.x_val, data.y_val, data.normalize,
                                                                autocast, c.cfg.eval)
-                        if c.end_epoch(epoch, numbers[m], lrs[m], share, stack, m, extra) or epoch == tr.epochs:
+                        try:
+                            if c.end_epoch(epoch, numbers[m], lrs[m], share, stack, m, extra) or epoch == tr.epochs:
+                                leaving.append(m)
+                        except Exception as exc:
+                            if not _only_this_cell(c, exc, len(cells)):
+                                raise
                             leaving.append(m)
                 if len(active) == 1:
                     bar.set_postfix(val_acc=f"{numbers[0][3]:.3f}", gap=f"{numbers[0][0] - numbers[0][2]:+.3f}")
@@ -155,7 +160,13 @@ def train(cells: list[Cell]) -> None:
                     bar.set_postfix(cells=len(active) - len(leaving))
                 if leaving:
                     for m in leaving:
-                        _finish(active[m], stack, m, data, autocast)
+                        try:
+                            _finish(active[m], stack, m, data, autocast)
+                        except Exception as exc:
+                            if not _only_this_cell(active[m], exc, len(cells)):
+                                raise
+                            if not active[m].finished:  # failed before its files were closed: close them now
+                                active[m].finish(data, autocast, status="failed", error=active[m].summary["error"])
                     keep = [m for m in range(len(active)) if m not in leaving]
                     active = [active[m] for m in keep]
                     if not active:
@@ -197,6 +208,17 @@ def _finish(c: Cell, stack, m: int, data, autocast) -> None:
     with sigterm_deferred():
         stack.load_cell(m, c.model)
         c.finish(data, autocast)
+
+
+def _only_this_cell(c: Cell, exc: Exception, stack_cells: int) -> bool:
+    """Does this error end only cell c (it becomes `failed`, the rest of its stack goes on)? Yes for an error
+    in the cell's own files or end of run (e.g. its summary.json path taken by a folder) in a stack of
+    several; no for a lone run and for a machine failure (a full disk: every other cell would fail alike)."""
+    if stack_cells == 1 or machine_failure(exc) is not None:
+        return False
+    log.error("run %s failed (%s: %s); the other cells of its stack go on", c.run_dir.name, type(exc).__name__, exc)
+    c.summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    return True
 
 
 def _abort(active: list[Cell], stack, data, autocast, status: str, error: str) -> None:
