@@ -10,14 +10,17 @@ A claim is the file `<results_dir>/.regbench-claims/<key>` holding its process's
 (results.identity_text: host, pid, process start time). It is read and written under the run
 index's file lock (filelock), so two processes never both take it; a claim whose process is
 gone (kill -9, a reused pid: results.identity_alive) is taken over, so a dead claimant blocks
-no one. The folder exists only while claims are held; hidden, like the index, and never read by
-`regbench report`.
+no one. A process of another host cannot be checked from here: its claim holds while the cell's
+epochs keep refreshing it (`refresh`, the file's mtime) and is taken over once it is older than
+STALE_SECONDS (a crashed node blocks a cell that long, not forever). The folder exists only
+while claims are held; hidden, like the index, and never read by `regbench report`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from regbench import results
 log = logging.getLogger("regbench")
 CLAIMS = ".regbench-claims"  # in results_dir: one file per config being trained
 POLL_SECONDS = 0.5  # how often a waiting process looks again (a cell trains for seconds at least)
+STALE_SECONDS = 3600.0  # another host's claim not refreshed by an epoch for this long: its process is gone
 
 
 def key(cfg: DictConfig, cfg_hash: str) -> str:
@@ -38,6 +42,24 @@ def key(cfg: DictConfig, cfg_hash: str) -> str:
 
 def _lock(results_dir: str) -> FileLock:
     return FileLock(f"{Path(results_dir) / results.INDEX}.lock")  # the index's lock: short holds only
+
+
+def _held(path: Path, holder: str) -> bool:
+    """Does the process named in this claim still hold it (this host: pid + start time; another: fresh)?"""
+    if not results.identity_alive(holder):
+        return False
+    if holder.split()[0] == results.process_identity()["host"]:
+        return True
+    try:
+        return time.time() - path.stat().st_mtime < STALE_SECONDS
+    except OSError:
+        return False
+
+
+def refresh(results_dir: str, name: str) -> None:
+    """This process still trains the cell (called once per epoch): another host's waiter keeps waiting."""
+    with contextlib.suppress(OSError):  # no claim (resume=false) or a read-only folder: nothing to refresh
+        os.utime(Path(results_dir) / CLAIMS / name)
 
 
 def take(results_dir: str, name: str) -> str | None:
@@ -53,7 +75,7 @@ def take(results_dir: str, name: str) -> str | None:
             holder = (folder / name).read_text().strip()
         except FileNotFoundError:
             holder = ""
-        if holder and holder != me and results.identity_alive(holder):
+        if holder and holder != me and _held(folder / name, holder):
             return holder
         results.atomic_write_text(folder / name, me + "\n")  # free, ours already, or its process is gone
     return None
@@ -80,7 +102,7 @@ def held_by_others(results_dir: str, names) -> dict[str, str]:
             holder = (folder / name).read_text().strip()
         except OSError:
             continue
-        if holder and holder != me and results.identity_alive(holder):
+        if holder and holder != me and _held(folder / name, holder):
             held[name] = holder
     return held
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 import signal
 import subprocess
@@ -296,3 +297,18 @@ def test_a_stack_records_each_cells_share_and_the_stacks_wall_time(cli, tmp_path
     [lone] = run_dirs(tmp_path / "lone")
     assert "stack_seconds" not in read_metrics(lone)[0] and "stack_seconds" not in read_summary(lone)
     assert "stack of" not in out
+
+
+def test_another_hosts_claim_holds_while_fresh_and_is_taken_over_when_stale(tmp_path):
+    folder = tmp_path / claims.CLAIMS
+    folder.mkdir()
+    (folder / "k").write_text("some-other-host 4242 -\n")  # cannot be checked from here: its age decides
+    assert claims.take(str(tmp_path), "k") == "some-other-host 4242 -"
+    stale = time.time() - claims.STALE_SECONDS - 1
+    os.utime(folder / "k", (stale, stale))  # its epochs stopped refreshing it: the node is gone
+    assert claims.take(str(tmp_path), "k") is None
+    os.utime(folder / "k", (stale, stale))
+    claims.refresh(str(tmp_path), "k")  # what each epoch of the cell does: fresh again
+    assert time.time() - (folder / "k").stat().st_mtime < claims.STALE_SECONDS
+    claims.release(str(tmp_path), ["k"])
+    assert not folder.exists()

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from regbench import checkpoint, loggers, results, uncertainty
+from regbench import checkpoint, claims, loggers, results, uncertainty
 from regbench.config import config_hash
 from regbench.evaluate import loss_and_correct
 from regbench.protocol import Protocol, Tracker
@@ -165,6 +165,8 @@ class Cell:
         self.writer.append(row)
         self.logger.log_epoch(row)
         p, s, tr = self.progress, self.summary, self.cfg.trainer
+        if self.cfg.resume:  # still training it: its claim stays fresh for processes of other hosts
+            claims.refresh(self.cfg.results_dir, claims.key(self.cfg, s["config_hash"]))
         p.rows.append(row)
         self.seconds += seconds
         if not all(math.isfinite(row[k]) for k in FINITE_KEYS):
