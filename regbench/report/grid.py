@@ -78,7 +78,7 @@ def group_table(table: pd.DataFrame, varied: list[str], names: dict[str, str]) -
         label=[make_label(row, names) for row in identity.to_dict("records")] if varied else "all runs",
         dropout=by_group["dropout.name"].first() if "dropout.name" in table else "none",
         n=used.size().reindex(identity.index, fill_value=0),
-        seeds=used["seed"].agg(_seeds).reindex(identity.index, fill_value=""),
+        seeds=used["seed"].agg(_seeds).astype(object).reindex(identity.index, fill_value=""),  # none used: float
         n_runs=by_group.size(),
         statuses=by_group["status"].agg(_status_counts),
         basis=by_group[["status", "aggregated"]].apply(_basis),
