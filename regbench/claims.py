@@ -118,3 +118,32 @@ def wait(results_dir: str, names: list[str]) -> None:
     while held:
         time.sleep(POLL_SECONDS)
         held = held_by_others(results_dir, held)
+
+
+class Held:
+    """The claims one process takes for a batch of cells (engine/launch.py), by cell position: released as
+    each part is trained, the rest on leaving the `with` block (an error or a signal on its way)."""
+
+    def __init__(self, results_dir: str):
+        self.results_dir = results_dir
+        self.mine: dict[int, str] = {}  # position -> claim name, held by this process
+        self.others: dict[int, str] = {}  # position -> claim name, held by another live process
+
+    def take(self, position: int, name: str) -> bool:
+        """Claim one cell; False (and it goes to `others`) when another live process holds it."""
+        if take(self.results_dir, name) is not None:
+            self.others[position] = name
+            return False
+        self.mine[position] = name
+        return True
+
+    def release(self, positions) -> None:
+        names = [self.mine.pop(p) for p in positions if p in self.mine]
+        if names:
+            release(self.results_dir, names)
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release(list(self.mine))

@@ -95,60 +95,59 @@ def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) 
     another process is training (its claim, regbench/claims.py) is waited for after this process's
     own cells, then looked up again: reused if that process finished it, else trained here.
     """
+    with claims.Held(cells[0].cfg.results_dir) as held:  # what is still held on an error or a signal goes too
+        values, duplicates = _train_own(cells, max_cells, max_memory_gb, held)
+    if held.others:  # trained by another process meanwhile: once it lets go, resume finds (or trains) them
+        claims.wait(held.results_dir, list(held.others.values()))
+        again = train_cells([cells[i] for i in held.others], max_cells, max_memory_gb)
+        values.update(zip(held.others, again, strict=True))
+    for i, first in duplicates.items():
+        values[i] = {**values[first], "skipped": True} if "run_dir" in values[first] else dict(values[first])
+    return [values[i] for i in range(len(cells))]
+
+
+def _train_own(cells: list[Cell], max_cells: int, max_memory_gb: float | None,
+               held: claims.Held) -> tuple[dict[int, dict], dict[int, int]]:
+    """train_cells for the cells this process claims: (position -> value, duplicate position -> first)."""
     values: dict[int, dict] = {}
     todo: list[tuple[int, Cell]] = []
     first_of_hash: dict[str, int] = {}
     duplicates: dict[int, int] = {}
-    claimed: dict[int, str] = {}  # cell position -> its claim, held by this process until the cell is trained
-    waiting: dict[int, str] = {}  # cell position -> its claim, held by another live process
-    try:
-        for i, cell in enumerate(cells):
-            cfg = cell.cfg
-            try:
-                if not cell.checked:
-                    validate(cfg)
-            except ConfigError as exc:
-                raise Abort(str(exc)) from None
-            if cfg.resume:
-                h = config_hash(cfg)
-                if h in first_of_hash:  # the same config twice in one grid: the sequential loop would skip the 2nd
-                    duplicates[i] = first_of_hash[h]
-                    continue
-                first_of_hash[h] = i
-                name = claims.key(cfg, h)
-                if claims.take(cfg.results_dir, name) is not None:
-                    waiting[i] = name
-                    continue
-                claimed[i] = name
-                reused = cell.resume_outcome(h)
-                if reused is not None:
-                    values[i] = reused
-                    claims.release(cfg.results_dir, [claimed.pop(i)])
-                    continue
-            todo.append((i, cell))
+    for i, cell in enumerate(cells):
+        cfg = cell.cfg
+        try:
+            if not cell.checked:
+                validate(cfg)
+        except ConfigError as exc:
+            raise Abort(str(exc)) from None
+        if cfg.resume:
+            h = config_hash(cfg)
+            if h in first_of_hash:  # the same config twice in one grid: the sequential loop would skip the 2nd
+                duplicates[i] = first_of_hash[h]
+                continue
+            first_of_hash[h] = i
+            if not held.take(i, claims.key(cfg, h)):
+                continue  # another process trains it (held.others)
+            reused = cell.resume_outcome(h)
+            if reused is not None:
+                values[i] = reused
+                held.release([i])
+                continue
+        todo.append((i, cell))
 
-        if todo:
-            limit = _cells_limit(todo[0][1], max_cells, max_memory_gb)
-            sizes = chunk_sizes(len(todo), limit)
-            if len(sizes) > 1:
-                log.info("vectorized: %d cells split into stacks of %s (max_cells=%s, memory estimate: %d cells)",
-                         len(todo), sizes, max_cells, limit)
-            start = 0
-            for size in sizes:
-                part = todo[start : start + size]
-                start += size
-                values.update(_train_part(part))
-                claims.release(part[0][1].cfg.results_dir, [claimed.pop(i) for i, _ in part if i in claimed])
-    finally:
-        if claimed:  # an error or a signal on its way: the claims go with it
-            claims.release(cells[0].cfg.results_dir, claimed.values())
-    if waiting:  # trained by another process meanwhile: once it lets go, resume finds (or trains) them
-        claims.wait(cells[0].cfg.results_dir, list(waiting.values()))
-        again = train_cells([cells[i] for i in waiting], max_cells, max_memory_gb)
-        values.update(zip(waiting, again, strict=True))
-    for i, first in duplicates.items():
-        values[i] = {**values[first], "skipped": True} if "run_dir" in values[first] else dict(values[first])
-    return [values[i] for i in range(len(cells))]
+    if todo:
+        limit = _cells_limit(todo[0][1], max_cells, max_memory_gb)
+        sizes = chunk_sizes(len(todo), limit)
+        if len(sizes) > 1:
+            log.info("vectorized: %d cells split into stacks of %s (max_cells=%s, memory estimate: %d cells)",
+                     len(todo), sizes, max_cells, limit)
+        start = 0
+        for size in sizes:
+            part = todo[start : start + size]
+            start += size
+            values.update(_train_part(part))
+            held.release([i for i, _ in part])
+    return values, duplicates
 
 
 def _cells_limit(cell: Cell, max_cells: int, max_memory_gb: float | None) -> int:
