@@ -192,9 +192,10 @@ def drop_repeats(table: pd.DataFrame) -> None:
     live = table[table["config_hash"].notna() & table["status"].ne(SUPERSEDED)]
     rank = live["status"].map(lambda s: KEEP_ORDER.index(s) if s in KEEP_ORDER else len(KEEP_ORDER))
     order = live.assign(_rank=rank).sort_values(["_rank", "run_id"], ascending=[True, False])
-    kept = order.drop_duplicates("config_hash")
+    kept = order.drop_duplicates(["config_hash", "seed"])  # the hash covers the seed; older writers' may not
     for i in order.index.difference(kept.index):
-        keeper = kept.loc[kept["config_hash"] == table.at[i, "config_hash"], "run_id"].iloc[0]
+        same = (kept["config_hash"] == table.at[i, "config_hash"]) & (kept["seed"] == table.at[i, "seed"])
+        keeper = kept.loc[same, "run_id"].iloc[0]
         table.at[i, "status"] = SUPERSEDED
         table.at[i, "issues"] = "; ".join(filter(None, [table.at[i, "issues"], DUPLICATE.format(kept=keeper)]))
 
