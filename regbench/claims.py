@@ -124,23 +124,25 @@ class Held:
     """The claims one process takes for a batch of cells (engine/launch.py), by cell position: released as
     each part is trained, the rest on leaving the `with` block (an error or a signal on its way)."""
 
-    def __init__(self, results_dir: str):
-        self.results_dir = results_dir
-        self.mine: dict[int, str] = {}  # position -> claim name, held by this process
-        self.others: dict[int, str] = {}  # position -> claim name, held by another live process
+    def __init__(self):
+        self.mine: dict[int, tuple[str, str]] = {}  # position -> (results_dir, claim name), held by this process
+        self.others: dict[int, tuple[str, str]] = {}  # position -> (results_dir, claim name), held by another
 
-    def take(self, position: int, name: str) -> bool:
+    def take(self, position: int, results_dir: str, name: str) -> bool:
         """Claim one cell; False (and it goes to `others`) when another live process holds it."""
-        if take(self.results_dir, name) is not None:
-            self.others[position] = name
+        if take(results_dir, name) is not None:
+            self.others[position] = (results_dir, name)
             return False
-        self.mine[position] = name
+        self.mine[position] = (results_dir, name)
         return True
 
     def release(self, positions) -> None:
-        names = [self.mine.pop(p) for p in positions if p in self.mine]
-        if names:
-            release(self.results_dir, names)
+        for results_dir, name in [self.mine.pop(p) for p in positions if p in self.mine]:
+            release(results_dir, [name])
+
+    def wait_for_others(self) -> None:
+        for results_dir in {d for d, _ in self.others.values()}:
+            wait(results_dir, [name for d, name in self.others.values() if d == results_dir])
 
     def __enter__(self) -> Held:
         return self

@@ -95,10 +95,10 @@ def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) 
     another process is training (its claim, regbench/claims.py) is waited for after this process's
     own cells, then looked up again: reused if that process finished it, else trained here.
     """
-    with claims.Held(cells[0].cfg.results_dir) as held:  # what is still held on an error or a signal goes too
+    with claims.Held() as held:  # what is still held on an error or a signal goes too
         values, duplicates = _train_own(cells, max_cells, max_memory_gb, held)
     if held.others:  # trained by another process meanwhile: once it lets go, resume finds (or trains) them
-        claims.wait(held.results_dir, list(held.others.values()))
+        held.wait_for_others()
         again = train_cells([cells[i] for i in held.others], max_cells, max_memory_gb)
         values.update(zip(held.others, again, strict=True))
     for i, first in duplicates.items():
@@ -126,7 +126,7 @@ def _train_own(cells: list[Cell], max_cells: int, max_memory_gb: float | None,
                 duplicates[i] = first_of_hash[h]
                 continue
             first_of_hash[h] = i
-            if not held.take(i, claims.key(cfg, h)):
+            if not held.take(i, cfg.results_dir, claims.key(cfg, h)):
                 continue  # another process trains it (held.others)
             reused = cell.resume_outcome(h)
             if reused is not None:
