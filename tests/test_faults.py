@@ -170,7 +170,7 @@ def test_the_report_counts_a_configuration_and_seed_once(cli, tmp_path):
     assert cli(*args, "resume=false")[0] == 0  # the same cells trained again: 4 folders, 2 configs+seeds
     rows = _report_rows(cli, tmp_path / "runs", tmp_path / "report")
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "superseded", "superseded"]
-    kept = {r["run_id"] for r in rows if r["status"] == "completed"}
+    kept = {r["path"] for r in rows if r["status"] == "completed"}
     assert all("counted once" in r["issues"] and any(k in r["issues"] for k in kept)
                for r in rows if r["status"] == "superseded")
     with open(tmp_path / "report" / "groups.csv", newline="") as f:

@@ -185,25 +185,24 @@ DUPLICATE = "same configuration and seed (config hash) as {kept}: counted once" 
 KEEP_ORDER = (COMPLETED, "diverged")  # of runs repeating one config hash, the first status here is kept
 
 
-def drop_repeats(table: pd.DataFrame) -> None:
+def drop_repeats(table: pd.DataFrame, varied: list[str]) -> None:
     """Runs of one config hash (configuration + seed: e.g. two sweeps into one folder, or resume=false) count
     once: the completed one (else diverged, else any), the newest among equals; the others become
-    `superseded`, with an issue naming the run kept. In place."""
+    `superseded`, with an issue naming the run kept. In place. The seed and the varied config values must
+    agree too: the hash covers them, but a hand-written or older one may not."""
     live = table[table["config_hash"].notna() & table["status"].ne(SUPERSEDED)]
     rank = live["status"].map(lambda s: KEEP_ORDER.index(s) if s in KEEP_ORDER else len(KEEP_ORDER))
     order = live.assign(_rank=rank).sort_values(["_rank", "run_id"], ascending=[True, False])
-    kept = order.drop_duplicates(["config_hash", "seed"])  # the hash covers the seed; older writers' may not
-    for i in order.index.difference(kept.index):
-        same = (kept["config_hash"] == table.at[i, "config_hash"]) & (kept["seed"] == table.at[i, "seed"])
-        keeper = kept.loc[same, "run_id"].iloc[0]
+    keeper = order.groupby(["config_hash", "seed", *varied], dropna=False, sort=False)["path"].transform("first")
+    for i in keeper.index[keeper.ne(order["path"])]:  # by folder: a copied sweep repeats the run ids too
         table.at[i, "status"] = SUPERSEDED
-        table.at[i, "issues"] = "; ".join(filter(None, [table.at[i, "issues"], DUPLICATE.format(kept=keeper)]))
+        table.at[i, "issues"] = "; ".join(filter(None, [table.at[i, "issues"], DUPLICATE.format(kept=keeper[i])]))
 
 
 def runs_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
     table = pd.DataFrame.from_records([run_row(run) for run in runs])
-    drop_repeats(table)
     config_keys = list(dict.fromkeys(key for run in runs for key in flatten(run.config)))
+    drop_repeats(table, varied_keys(table, config_keys))
     metric_cols = [c for c in table.columns if c in RUN_METRICS or c.startswith(EXTRA_METRIC_PREFIXES)]
     table[metric_cols] = table[metric_cols].apply(pd.to_numeric, errors="coerce")
     return table, config_keys
