@@ -237,6 +237,7 @@ def _warn_repeated_cells(cfgs: list[DictConfig], per_cell: list[dict[str, str]])
         keys |= set(problems) if blob in seen else set()
         seen.add(blob)
     if repeats:
-        log.warning("warning: %d cell(s) of this sweep train the same configuration as another cell (%s has no "
-                    "effect there); the report shows them as separate groups with equal numbers",
-                    repeats, ", ".join(sorted(keys)))
+        # no ineffective key: two cells whose overrides compose alike (a repeated value is refused earlier)
+        why = f"{', '.join(sorted(keys))} has no effect there" if keys else "their overrides compose alike"
+        log.warning("warning: %d cell(s) of this sweep train the same configuration as another cell (%s); the "
+                    "report shows them as separate groups with equal numbers", repeats, why)

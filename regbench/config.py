@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,6 +249,7 @@ PER_CELL_KEYS = keys_with_role(PER_CELL)  # values the stacked engine may hold p
 NOT_HASHED_KEYS = keys_with_role(NOT_HASHED)  # left out of config_hash and of a sweep's folder name
 # Differences in these do not make two runs different configurations (the report's grouping).
 NOT_COMPARED_KEYS = NOT_HASHED_KEYS | {key for key, f in _leaf_fields() if not f.metadata.get("compared", True)}
+FLOAT_KEYS = tuple(key for key, f in _leaf_fields() if "float" in str(f.type))  # float, float | None, list[float]
 
 
 # ---------------------------------------------------------------------------- validation
@@ -281,10 +283,22 @@ def _at_least(key: str, value: float, lo: float) -> None:
         raise ConfigError(f"{key}={value!r} is out of range; valid values: >= {lo}")
 
 
+def _finite_floats(cfg: DictConfig) -> None:
+    """inf and nan pass every `>=` / `<` range check below (nan compares false, inf exceeds any open
+    bound only where one is given): one rule for every float key of the schema, lists included."""
+    for key in FLOAT_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        values = value if OmegaConf.is_list(value) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"{key}={value} is not valid; valid values: finite numbers")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check ranges, names and combinations. Raises ConfigError with a one-line message."""
     from regbench.data import DATASETS
     from regbench.regularizers import DROPOUTS
+
+    _finite_floats(cfg)
 
     DATASETS.get(cfg.dataset.name)
     _choice("model.name", cfg.model.name, MODELS)

@@ -92,11 +92,15 @@ def _pct(block: dict | None, key: str) -> str:
 
 
 def final_line(summary: dict) -> str:
-    """e.g. `completed in 4.2 s, 30 epochs: train 100.0% val 97.2% test 96.9% gap +2.8 points`."""
+    """e.g. `completed in 4.2 s, 30 epochs: train 100.0% val 97.2% test 96.9% gap +2.8 points`; a cell of a
+    stack says the stack's wall time (`completed in 49.0 s (stack of 8), ...`), not its share of it."""
     final, test = summary.get("final") or {}, summary.get("test") or {}
     gap = final.get("gap_acc")
     gap_text = "—" if gap is None else f"{100 * gap:+.1f} points"
-    return (f"{summary.get('status')} in {summary.get('seconds', 0):.1f} s, {summary.get('epochs_completed')} epochs: "
+    took = f"{summary.get('seconds', 0):.1f} s"
+    if summary.get("stack_seconds") is not None:
+        took = f"{summary['stack_seconds']:.1f} s (stack of {summary.get('stack_cells')})"
+    return (f"{summary.get('status')} in {took}, {summary.get('epochs_completed')} epochs: "
             f"train {_pct(final, 'train_acc')} val {_pct(final, 'val_acc')} test {_pct(test, 'acc')} gap {gap_text}")
 
 
@@ -104,6 +108,8 @@ def run_done(summary: dict, single: bool) -> None:
     """The one line per run: what it reached; a single run also names its folder (a sweep's table follows)."""
     from pathlib import Path
 
+    if summary.get("skipped") and not single:
+        return  # resume reused it: the sweep's one resume line counts these (multirun.resume_line)
     incomplete = summary["status"] != "completed"
     said = final_line(summary)
     say(f"{Path(summary['run_dir']).name}: " + (f"skipped, already {said} (resume=false trains it again)"

@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from regbench import console, launchers
+from regbench import claims, console, launchers
 from regbench.active import check_effective
 from regbench.config import register_configs, validate
 from regbench.errors import Abort, ConfigError, RunIncomplete, failed_outcome, machine_failure
@@ -67,11 +67,20 @@ def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     from regbench.train import check_config
 
     cell = Cell(cfg=cfg, command=command, overrides=list(overrides))
-    if cfg.resume:
-        check_config(cfg)  # a bad config fails the same way whether or not it ran before
-        reused = cell.resume_outcome(config_hash(cfg))
+    if not cfg.resume:
+        train([cell])
+        return cell.summary
+    check_config(cfg)  # a bad config fails the same way whether or not it ran before
+    h = config_hash(cfg)
+    name = claims.key(cfg, h)
+    while claims.take(cfg.results_dir, name) is not None:  # another process trains it: resume after it
+        claims.wait(cfg.results_dir, [name])
+    try:
+        reused = cell.resume_outcome(h)
         if reused is not None:
             return reused
-    train([cell])
-    cell.supersede_stale()
-    return cell.summary
+        train([cell])
+        cell.supersede_stale()
+        return cell.summary
+    finally:
+        claims.release(cfg.results_dir, [name])

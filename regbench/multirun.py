@@ -63,6 +63,22 @@ def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
     check_grid(job_cfgs)
 
 
+def refuse_repeated_values(overrides) -> None:
+    """`seed=1,1`: a swept key listing one value twice would train the same cell twice (Hydra's
+    parsed overrides; values compared after parsing, so dropout.p=0.1,0.10 repeats too)."""
+    for override in overrides:
+        if not (override.is_sweep_override() and override.is_discrete_sweep()):
+            continue
+        seen: list = []
+        for value, text in zip(override.sweep_iterator(), override.sweep_string_iterator(), strict=True):
+            if value in seen:
+                key = override.get_key_element()
+                listed = ",".join(override.sweep_string_iterator())
+                raise ConfigError(f"{key}={listed} lists the value {text} twice; valid: each value once "
+                                  "(a repeated value is the same cell again)")
+            seen.append(value)
+
+
 def encode_cells(cells: list[list[str]]) -> str:
     """A stack job's other cells (their override lists) as one override value: base64 of JSON,
     which Hydra's override grammar passes through untouched inside quotes."""
@@ -97,12 +113,31 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
     last_sweep.update(dir=sweep_dir, runs=cells)
     rows = list(zip(cell_names(names), cells, strict=True))
     print(console.sweep_table(sorted(rows, key=lambda row: _natural(row[0]))))
+    resumed = resume_line(cells)
+    if resumed:
+        print(resumed)
     parts = ", ".join(f"{counts[s]} {s}" for s in ("completed", "diverged", "interrupted", "failed") if counts[s])
     line = f"sweep finished: {sum(counts.values())} runs: {parts} -> {sweep_dir}"
     print(line, flush=True)
     last_counts.clear()
     last_counts.update(counts)
     return counts
+
+
+def resume_line(cells: list[dict]) -> str | None:
+    """What resume did in this sweep, in one line (not one per folder): e.g. `resume: 12 finished runs
+    skipped, 3 unfinished rerun (resume=false trains every cell again)`; None when it did nothing."""
+    parts = []
+    skipped = sum(bool(c.get("skipped")) for c in cells)
+    rerun = sum(bool(c.get("supersedes")) for c in cells)
+    continued = sum(c.get("resumed_at_epoch") is not None for c in cells)
+    if skipped:
+        parts.append(f"{skipped} finished run{'s'[: skipped != 1]} skipped")
+    if rerun:
+        parts.append(f"{rerun} unfinished rerun")
+    if continued:
+        parts.append(f"{continued} continued from {'their checkpoints' if continued > 1 else 'its checkpoint'}")
+    return f"resume: {', '.join(parts)} (resume=false trains every cell again)" if parts else None
 
 
 def swept_keys(overrides: list[list[str]]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import logging
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.errors import ConfigError
+from regbench.errors import MachineFailure
 
 log = logging.getLogger("regbench")
 
@@ -38,9 +39,14 @@ METRIC_COLUMNS = [
     "gap_loss",  # val_loss - train_loss
     "gap_acc",  # train_acc - val_acc
     "lr",  # learning rate at the end of the epoch
-    "seconds",  # wall time of the epoch (training + evaluation)
+    "seconds",  # wall time of the epoch (training + evaluation); in a stack, this cell's share (STACK_COLUMNS)
     "batch_loss",  # mean minibatch loss in train mode (dropout on), what the optimiser saw
     "zero_frac",  # fraction of weights with |w| < 1e-3 (sparsity from L1)
+]
+
+# Only in a cell of a stack of more than one (a lone run's `seconds` is its own wall time already).
+STACK_COLUMNS = [
+    "stack_seconds",  # wall time of the stack's epoch; `seconds` = this / the cells still training in it
 ]
 
 
@@ -97,7 +103,8 @@ def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
 
 
 def check_writable(results_dir: str) -> Path:
-    """Fail early, with the one-line error, if run folders cannot be created under results_dir.
+    """Fail early, with the one line of a machine failure (exit 1), if run folders cannot be created
+    under results_dir: it, or a folder above it, is a file, read-only, or not ours to write.
 
     Permission bits are not enough (root ignores them, /proc refuses anyway), so the check
     creates and removes a probe folder in the nearest existing parent.
@@ -106,8 +113,8 @@ def check_writable(results_dir: str) -> Path:
     try:
         probe_folder(path)
     except OSError as exc:
-        raise ConfigError(f"results_dir={results_dir!r} is not writable ({exc.strerror or exc}: {exc.filename}); "
-                          "valid: a folder you can create and write") from None
+        raise MachineFailure(f"results_dir={results_dir!r} cannot hold run folders: {exc.filename}: "
+                             f"{exc.strerror or exc} (errno {exc.errno})") from None
     return path
 
 
@@ -117,9 +124,9 @@ def probe_folder(path: Path) -> None:
     probe = path
     while not probe.exists() and probe != probe.parent:  # the nearest existing parent decides
         probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(probe))
     try:
-        if not probe.is_dir():
-            raise NotADirectoryError(f"{probe} is not a folder")
         os.rmdir(tempfile.mkdtemp(prefix=".regbench-probe-", dir=probe))
     except OSError as exc:
         exc.filename = str(probe)
@@ -334,7 +341,7 @@ def process_identity() -> dict:
 
 def mark_started(results_dir: str, run_dir: Path, cfg_hash: str) -> None:
     me = process_identity()
-    atomic_write_text(run_dir / RUNNING, f"{me['host']} {me['pid']} {me['started']}\n")
+    atomic_write_text(run_dir / RUNNING, identity_text() + "\n")
     rel = os.path.relpath(run_dir, results_dir)
     _append_index(Path(results_dir), {"config_hash": cfg_hash, "run_dir": rel, "status": "running", **me})
 
@@ -380,21 +387,36 @@ def close_run(results_dir: str, run_dir: Path, summary: dict, steps: list) -> OS
 
 
 def alive(run_dir: Path) -> bool:
-    """Is the process that started this run still running? Checked on this host by pid and start
-    time (a reused pid is another process); a job of another host is assumed alive."""
+    """Is the process that started this run still running? (its .running marker: identity_alive)"""
     try:
-        host, pid, *started = (run_dir / RUNNING).read_text().split()
-    except (OSError, ValueError):
+        return identity_alive((run_dir / RUNNING).read_text())
+    except OSError:
+        return False
+
+
+def identity_text() -> str:
+    """This process as one line, "<host> <pid> <process start time>": what markers and claims hold."""
+    me = process_identity()
+    return f"{me['host']} {me['pid']} {me['started']}"
+
+
+def identity_alive(text: str) -> bool:
+    """Does the process named by identity_text() still run? Checked on this host by pid and start
+    time (a reused pid is another process); a process of another host is assumed alive."""
+    try:
+        host, pid, *started = text.split()
+        pid = int(pid)
+    except ValueError:
         return False
     if host != platform.node():
         return True  # another machine's job: assume alive, never touch it
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    return not started or started[0] == "-" or _process_start(int(pid)) == started[0]
+    return not started or started[0] == "-" or _process_start(pid) == started[0]
 
 
 def unfinished_status(run_dir: Path) -> str:
@@ -450,7 +472,8 @@ def earlier_outcome(cfg, cfg_hash: str) -> tuple[dict | None, list[Path]]:
     earlier = previous_runs(cfg.results_dir, cfg_hash, cfg.get("sweep_name"))
     for run_dir, status in reversed(earlier):
         if status in ("completed", "diverged"):
-            log.info("skipped: this config already %s in %s (resume=false trains it again)", status, run_dir)
+            # debug: the run's own line (console.run_done) or the sweep's one resume line says it
+            log.debug("skipped: this config already %s in %s (resume=false trains it again)", status, run_dir)
             summary = json.loads((run_dir / "summary.json").read_text())
             return {**summary, "run_dir": str(run_dir), "skipped": True}, []
     return None, [d for d, status in earlier if status in ("interrupted", "failed", "killed")]

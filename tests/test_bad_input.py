@@ -75,8 +75,7 @@ RUN_BAD_INPUT = [
     # -- data and folders
     (["dataset=mnist", "dataset.root=nowhere"], ["mnist", "nowhere", "dataset.download=true"]),
     (["dataset=cifar10", "dataset.root=nowhere"], ["cifar10", "nowhere", "dataset.download=true"]),
-    (["results_dir=/proc/regbench"], ["results_dir", "/proc/regbench", "writable"]),
-    (["results_dir=/dev/null/runs"], ["results_dir", "/dev/null", "writable"]),
+    # (a results_dir that cannot hold folders is the machine's state, exit 1: tests/test_faults.py)
     # -- sweeps: a bad value anywhere in the grid stops the sweep before anything runs
     (["dropout=standard", "dropout.p=0.2,1.5", "-m"], ["dropout.p=1.5", "[0, 1)"]),
     (["-m", "dropout=standard,spatial"], ["spatial", "mlp"]),

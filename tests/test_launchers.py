@@ -218,7 +218,7 @@ def test_submitit_local_keeps_folders_index_report_and_resume(sweeps, cli, monke
     # the same sweep again (basic launcher, in-process): both cells are found in the index and skipped
     monkeypatch.chdir(sweep_dir.parent.parent)
     code, out, err = cli("run", *SWEEP)
-    assert code == 0 and out.count("skipped: this config already completed") == 2, out + err
+    assert code == 0 and "resume: 2 finished runs skipped" in out, out + err
     assert len(list(sweep_dir.glob("*/summary.json"))) == 2
 
 

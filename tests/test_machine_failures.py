@@ -71,13 +71,13 @@ def _index(root: Path) -> list[dict]:
 
 def test_disk_full_during_a_run_fails_cleanly_and_the_rerun_says_failed(cli, tiny_fs):
     root, fill = tiny_fs
-    filler = fill(4)  # room for config.yaml, the marker, the index and a page of metrics.csv
+    filler = fill(5)  # room for config.yaml, the marker, the index, the claim and a page of metrics.csv
     code, out, err = cli("run", *FAST, f"trainer.epochs={EPOCHS}", f"results_dir={root}")
     assert code == 1, err
     _one_error_line(err, "No space left on device", "metrics.csv")
     assert "Traceback" not in out + err
     _no_partial_files(root)
-    [run_dir] = [p for p in root.iterdir() if p.is_dir()]
+    [run_dir] = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,") and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
     assert _index(root)[-1]["status"] == "failed" or (run_dir / results.FAILED).exists()
@@ -146,7 +146,7 @@ def test_kill_9_mid_run_is_killed_in_report_and_rerun(cli, tmp_path):
         while metrics() is None or len(metrics().read_text().splitlines()) < 3:
             assert time.monotonic() < deadline and proc.poll() is None, "the run did not start"
             time.sleep(0.2)
-        [run_dir] = [p for p in root.iterdir() if p.is_dir()]
+        [run_dir] = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
         assert results.alive(run_dir)
     finally:
         proc.send_signal(signal.SIGKILL)

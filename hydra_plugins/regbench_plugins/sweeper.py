@@ -73,9 +73,19 @@ class RegbenchSweeper(BasicSweeper):
         self.cells_per_job = cells_per_job
         self.auto_seeds, self.max_seeds = auto_seeds, max_seeds
 
+    @staticmethod
+    def split_arguments(overrides, max_batch_size):
+        from regbench.multirun import refuse_repeated_values
+
+        refuse_repeated_values(overrides)  # seed=1,1: before Hydra creates the sweep folder
+        return BasicSweeper.split_arguments(overrides, max_batch_size)
+
     def sweep(self, arguments: list[str]) -> Any:
         from regbench import multirun
         from regbench.multirun import composed, count_statuses, remove_if_only_sweep_record
+        from regbench.results import check_writable
+
+        check_writable(str(self.config.results_dir))  # a file in the way: one line, before Hydra's mkdir
 
         if self.cells_per_job < 1:
             from regbench.errors import Abort

@@ -34,6 +34,13 @@ ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=Vec
 
 class VectorizedLauncher(Launcher):
     def __init__(self, max_cells: int = 256, max_memory_gb: float | None = None):
+        from regbench.engine.plan import check_limits
+        from regbench.errors import Abort, ConfigError
+
+        try:  # Hydra makes the launcher before the sweep folder: a bad limit leaves nothing behind
+            check_limits(max_cells, max_memory_gb)
+        except ConfigError as exc:
+            raise Abort(str(exc)) from None  # through Hydra's instantiate, which wraps an Exception
         self.max_cells = max_cells
         self.max_memory_gb = max_memory_gb
         self.config: DictConfig | None = None

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from regbench import checkpoint, loggers, results, uncertainty
+from regbench import checkpoint, claims, loggers, results, uncertainty
 from regbench.config import config_hash
 from regbench.evaluate import loss_and_correct
 from regbench.protocol import Protocol, Tracker
@@ -96,6 +96,7 @@ class Cell:
     writer: results.MetricsWriter | None = None
     logger: loggers.RunLoggers | None = None  # logger=tensorboard / mlflow (regbench/loggers.py)
     seconds: float = 0.0  # this cell's share of the stack's wall time
+    stack_started: float = 0.0  # perf_counter when its stack began: summary `stack_seconds` counts from here
     mc_epoch: bool = False  # eval.mc_every_epoch columns (stacks of one: engine/plan.py)
     protocol: Protocol | None = None  # trainer.select / monitor / patience (regbench/protocol.py)
 
@@ -119,6 +120,8 @@ class Cell:
         """Trained again: the earlier interrupted / failed folders of this config point to the new one."""
         for run_dir in self.stale:
             results.mark_superseded(run_dir, self.summary["run_id"])
+        if self.stale:  # for the sweep's resume line (multirun.resume_line); not in summary.json
+            self.summary["supersedes"] = [d.name for d in self.stale]
 
     @property
     def finished(self) -> bool:
@@ -148,7 +151,8 @@ class Cell:
                      self.summary["parameters"])
         uncertainty.warn_ineffective(self.model, cfg.eval)
         self.mc_epoch = bool(cfg.eval.mc_every_epoch and cfg.eval.mc_samples > 0)  # extra columns when enabled
-        columns = results.METRIC_COLUMNS + (uncertainty.EPOCH_COLUMNS if self.mc_epoch else [])
+        columns = (results.METRIC_COLUMNS + (results.STACK_COLUMNS if self.summary["stack_cells"] > 1 else [])
+                   + (uncertainty.EPOCH_COLUMNS if self.mc_epoch else []))
         self.writer = results.MetricsWriter(self.run_dir / "metrics.csv", columns)
         self.logger = loggers.start(cfg, self.run_dir, self.summary)  # logger=tensorboard / mlflow, beside the csv
 
@@ -164,6 +168,8 @@ class Cell:
         self.writer.append(row)
         self.logger.log_epoch(row)
         p, s, tr = self.progress, self.summary, self.cfg.trainer
+        if self.cfg.resume:  # still training it: its claim stays fresh for processes of other hosts
+            claims.refresh(self.cfg.results_dir, claims.key(self.cfg, s["config_hash"]))
         p.rows.append(row)
         self.seconds += seconds
         if not all(math.isfinite(row[k]) for k in FINITE_KEYS):
@@ -216,6 +222,8 @@ class Cell:
         if s["status"] in ("completed", "diverged") and len(data.x_test):
             self._test(data, autocast)
         s["seconds"] = self.seconds + time.perf_counter() - t0  # epochs (its share of them) + this evaluation
+        if s.get("stack_cells", 1) > 1:  # what the user waited for this cell: the stack's time until it was done
+            s["stack_seconds"] = time.perf_counter() - self.stack_started
         s["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         s.setdefault("error", None)
         if s["status"] == "completed" and tr.checkpoint:

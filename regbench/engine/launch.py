@@ -23,7 +23,7 @@ import torch
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig
 
-from regbench import console, multirun
+from regbench import claims, console, multirun
 from regbench.config import config_hash, validate
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
@@ -88,11 +88,27 @@ def _run_stack(launcher, commands: list[tuple[str, list[str]]], cfgs: dict[int, 
 
 
 def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) -> list[dict]:
-    """Resume check, split by size, train as stacks. Returns each cell's summary (or reused outcome), in order.
+    """Claim, resume check, split by size, train as stacks. Returns each cell's summary (or reused outcome), in order.
 
     Cells of one stack key (plan.stack_key); a cell that cannot share a stack trains alone inside
-    engine.loop.train. Used by the vectorized launcher and by stack jobs of other launchers.
+    engine.loop.train. Used by the vectorized launcher and by stack jobs of other launchers. A cell
+    another process is training (its claim, regbench/claims.py) is waited for after this process's
+    own cells, then looked up again: reused if that process finished it, else trained here.
     """
+    with claims.Held() as held:  # what is still held on an error or a signal goes too
+        values, duplicates = _train_own(cells, max_cells, max_memory_gb, held)
+    if held.others:  # trained by another process meanwhile: once it lets go, resume finds (or trains) them
+        held.wait_for_others()
+        again = train_cells([cells[i] for i in held.others], max_cells, max_memory_gb)
+        values.update(zip(held.others, again, strict=True))
+    for i, first in duplicates.items():
+        values[i] = {**values[first], "skipped": True} if "run_dir" in values[first] else dict(values[first])
+    return [values[i] for i in range(len(cells))]
+
+
+def _train_own(cells: list[Cell], max_cells: int, max_memory_gb: float | None,
+               held: claims.Held) -> tuple[dict[int, dict], dict[int, int]]:
+    """train_cells for the cells this process claims: (position -> value, duplicate position -> first)."""
     values: dict[int, dict] = {}
     todo: list[tuple[int, Cell]] = []
     first_of_hash: dict[str, int] = {}
@@ -110,9 +126,12 @@ def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) 
                 duplicates[i] = first_of_hash[h]
                 continue
             first_of_hash[h] = i
+            if not held.take(i, cfg.results_dir, claims.key(cfg, h)):
+                continue  # another process trains it (held.others)
             reused = cell.resume_outcome(h)
             if reused is not None:
                 values[i] = reused
+                held.release([i])
                 continue
         todo.append((i, cell))
 
@@ -127,9 +146,8 @@ def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) 
             part = todo[start : start + size]
             start += size
             values.update(_train_part(part))
-    for i, first in duplicates.items():
-        values[i] = {**values[first], "skipped": True} if "run_dir" in values[first] else dict(values[first])
-    return [values[i] for i in range(len(cells))]
+            held.release([i for i, _ in part])
+    return values, duplicates
 
 
 def _cells_limit(cell: Cell, max_cells: int, max_memory_gb: float | None) -> int:

@@ -32,7 +32,7 @@ from regbench.engine.setup import (
     steps_per_epoch,
 )
 from regbench.engine.stack import Lone, Stacked, signature
-from regbench.errors import Interrupted
+from regbench.errors import Interrupted, machine_failure
 from regbench.models import build_model
 from regbench.regularizers.mixing import soft_targets
 
@@ -109,8 +109,9 @@ def train(cells: list[Cell]) -> None:
     bar = None
     try:
         with sigterm_raises():
-            stack_id = uuid.uuid4().hex[:12]  # shared by this stack's cells (summary.json)
+            stack_id, started = uuid.uuid4().hex[:12], time.perf_counter()  # shared by this stack's cells
             for c in cells:
+                c.stack_started = started
                 c.start(device, data, len(cells), stack_id, lone=stack if len(cells) == 1 else None)
             first = cells[0].progress.epoch + 1  # > 1 only when a lone run resumes from its checkpoint
             desc = cells[0].run_dir.name.split("_", 1)[-1][-40:] if len(cells) == 1 else f"stack x{len(cells)}"
@@ -147,21 +148,33 @@ def train(cells: list[Cell]) -> None:
                                      stack.evaluate(data.x_val, data.y_val, data.normalize, autocast, mode),
                                      (batch_loss / max(n_steps, 1)).double()[:, None],
                                      stack.zero_fraction().double()[:, None]], 1).tolist()  # (M, 6)
-                share = (time.perf_counter() - t0) / len(active)  # the epoch's wall time, shared by its cells
+                wall = time.perf_counter() - t0
+                share = wall / len(active)  # the epoch's wall time, shared by its cells (a lone run: all of it)
                 lrs = stack.lrs()
                 leaving = []
                 with sigterm_deferred():  # a row and its checkpoint are written together (resume stays exact)
                     for m, c in enumerate(active):
-                        extra = None
+                        extra = {"stack_seconds": wall} if len(cells) > 1 else {}
                         if c.mc_epoch:  # MC dropout on validation (its own host sync; leaves training's RNG alone)
-                            extra = uncertainty.epoch_columns(c.model, data.x_val, data.y_val, data.normalize,
-                                                              autocast, c.cfg.eval)
-                        if c.end_epoch(epoch, numbers[m], lrs[m], share, stack, m, extra) or epoch == tr.epochs:
+                            extra |= uncertainty.epoch_columns(c.model, data.x_val, data.y_val, data.normalize,
+                                                               autocast, c.cfg.eval)
+                        try:
+                            if c.end_epoch(epoch, numbers[m], lrs[m], share, stack, m, extra) or epoch == tr.epochs:
+                                leaving.append(m)
+                        except Exception as exc:
+                            if not _only_this_cell(c, exc, len(cells)):
+                                raise
                             leaving.append(m)
                 bar.set_postfix_str(console.epoch_postfix(numbers, len(active) - len(leaving)))
                 if leaving:
                     for m in leaving:
-                        _finish(active[m], stack, m, data, autocast)
+                        try:
+                            _finish(active[m], stack, m, data, autocast)
+                        except Exception as exc:
+                            if not _only_this_cell(active[m], exc, len(cells)):
+                                raise
+                            if not active[m].finished:  # failed before its files were closed: close them now
+                                active[m].finish(data, autocast, status="failed", error=active[m].summary["error"])
                     keep = [m for m in range(len(active)) if m not in leaving]
                     active = [active[m] for m in keep]
                     if not active:
@@ -203,6 +216,17 @@ def _finish(c: Cell, stack, m: int, data, autocast) -> None:
     with sigterm_deferred():
         stack.load_cell(m, c.model)
         c.finish(data, autocast)
+
+
+def _only_this_cell(c: Cell, exc: Exception, stack_cells: int) -> bool:
+    """Does this error end only cell c (it becomes `failed`, the rest of its stack goes on)? Yes for an error
+    in the cell's own files or end of run (e.g. its summary.json path taken by a folder) in a stack of
+    several; no for a lone run and for a machine failure (a full disk: every other cell would fail alike)."""
+    if stack_cells == 1 or machine_failure(exc) is not None:
+        return False
+    log.error("run %s failed (%s: %s); the other cells of its stack go on", c.run_dir.name, type(exc).__name__, exc)
+    c.summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    return True
 
 
 def _abort(active: list[Cell], stack, data, autocast, status: str, error: str) -> None:

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.config import PER_CELL_KEYS, drop_keys, hashable_dict
+from regbench.errors import ConfigError
 
 # Values a stack holds per cell: the schema's per-cell keys (regbench/config.py: (M,) tensors or each
 # cell's own generator), plus what each cell keeps in its own objects here: its augmentation (any
@@ -50,6 +51,17 @@ def stack_key(cfg: DictConfig) -> str:
     if d["dropout"]["name"] == "none":  # no slot modules at all, as standard dropout at rate 0
         d["dropout"]["name"] = "standard"
     return json.dumps(d, sort_keys=True, default=str)
+
+
+def check_limits(max_cells, max_memory_gb) -> None:
+    """hydra.launcher.max_cells / max_memory_gb of the vectorized launcher: a limit of no cells or no
+    memory cannot take effect (chunk_sizes would quietly make stacks of one). Raises ConfigError."""
+    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+        raise ConfigError(f"hydra.launcher.max_cells={max_cells} is not valid; valid values: an integer >= 1")
+    if max_memory_gb is not None and not (isinstance(max_memory_gb, (int, float)) and math.isfinite(max_memory_gb)
+                                          and max_memory_gb > 0):
+        raise ConfigError(f"hydra.launcher.max_memory_gb={max_memory_gb} is not valid; valid values: a number > 0 "
+                          "(GiB), or null for half of the free memory")
 
 
 def chunk_sizes(n: int, limit: int) -> list[int]:

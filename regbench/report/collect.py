@@ -18,12 +18,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from regbench.results import unfinished_status
+from regbench.results import FAILED, RUNNING, unfinished_status
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
-RUN_MARKERS = frozenset({METRICS_FILE, SUMMARY_FILE})
+RESULT_FILES = frozenset({METRICS_FILE, SUMMARY_FILE})  # a folder with one of these but no config.yaml: an orphan
+# With config.yaml, any of these makes a folder a run: a run killed before metrics.csv was opened
+# still has its process marker (results.py), and is a run of status killed, not a stray folder.
+RUN_MARKERS = RESULT_FILES | {RUNNING, FAILED}
 REQUIRED_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc", "lr", "seconds")
 MAX_REASON_CHARS = 160  # keep reasons to one readable line in the report
 
@@ -73,8 +76,8 @@ def scan(root: Path) -> tuple[list[Path], list[Skipped]]:
             runs.append(Path(here))
             subdirs.clear()
             continue
-        if names & RUN_MARKERS:
-            found = " and ".join(sorted(names & RUN_MARKERS))
+        if names & RESULT_FILES:
+            found = " and ".join(sorted(names & RESULT_FILES))
             orphans.append(Skipped(here, f"has {found} but no {CONFIG_FILE}"))
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
     return runs, orphans
@@ -168,6 +171,8 @@ def _read_metrics(path: Path) -> tuple[pd.DataFrame, list[str]]:
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise BadFile(f"{path.name}: missing column(s) {', '.join(missing)}")
+    if frame.empty:  # the header only: the run ended (or is) before its first epoch; pandas types it as text
+        return frame.astype(float), issues
     # nan/inf are legitimate (a diverged run); text in a numeric column is corruption.
     not_numeric = [c for c in REQUIRED_COLUMNS if not pd.api.types.is_numeric_dtype(frame[c])]
     if not_numeric and len(frame) > 1:  # only the last row holds the text? then it costs that row

@@ -19,6 +19,7 @@ from regbench.report.collect import REQUIRED_COLUMNS, Run
 from regbench.report.table import (
     COMPLETED,
     CURVE_COLUMNS,
+    DUPLICATE,
     EXCLUDED_STATUSES,
     EXTRA_METRIC_PREFIXES,
     MAIN_RATE,
@@ -78,7 +79,7 @@ def group_table(table: pd.DataFrame, varied: list[str], names: dict[str, str]) -
         label=[make_label(row, names) for row in identity.to_dict("records")] if varied else "all runs",
         dropout=by_group["dropout.name"].first() if "dropout.name" in table else "none",
         n=used.size().reindex(identity.index, fill_value=0),
-        seeds=used["seed"].agg(_seeds).reindex(identity.index, fill_value=""),
+        seeds=used["seed"].agg(_seeds).astype(object).reindex(identity.index, fill_value=""),  # none used: float
         n_runs=by_group.size(),
         statuses=by_group["status"].agg(_status_counts),
         basis=by_group[["status", "aggregated"]].apply(_basis),
@@ -190,12 +191,12 @@ def grid_notes(table: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
             f"Runs come from {table['dataset.name'].nunique(dropna=False)} datasets ({counts}); they are grouped "
             "by dataset.name and each dataset has its own baseline: compare results only within a dataset."
         )
-    hashed = table.dropna(subset=["config_hash"])
-    repeats = hashed[hashed.duplicated(["config_hash", "seed"], keep=False)]
+    repeats = table[table["issues"].fillna("").str.contains(DUPLICATE.split("{")[0], regex=False)]
     if len(repeats):
         notes.append(
-            f"{len(repeats)} runs repeat a (config, seed) pair, e.g. reruns; each counts as a separate trial: "
-            + ", ".join(f"`{p}`" for p in repeats["path"].head(4))
+            f"{len(repeats)} run(s) repeat the configuration and seed of another run (same config hash, e.g. two "
+            "sweeps into one folder): each configuration and seed counts once, the completed (newest) run; left "
+            "out: " + ", ".join(f"`{p}`" for p in repeats["path"].head(4))
         )
     seeds = groups.loc[groups["n"] > 0, "n"]
     if seeds.nunique() > 1:

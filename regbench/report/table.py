@@ -27,10 +27,12 @@ MAIN_RATE = f"dropout.{RATE_KEYS[0]}"  # the config key of a dropout type's main
 KEY_PRIORITY = ("dataset.name", "model.name", "dropout.name", MAIN_RATE)
 
 COMPLETED = "completed"
-INCOMPLETE = "incomplete"  # no summary.json: still running, or killed
+INCOMPLETE = "incomplete"  # no summary.json and no process marker to say more
+RUNNING = "running"  # no summary.json yet and its process still lives (a sweep still writing the folder)
 SUPERSEDED = "superseded"  # retrained from scratch in another folder (summary.json `superseded_by`)
 EXCLUDED_STATUSES = frozenset({"diverged", "failed", SUPERSEDED})  # their numbers are not results
-PARTIAL_STATUSES = frozenset({INCOMPLETE, "interrupted", "killed"})  # used only where a group has nothing better
+# used only where a group has nothing better
+PARTIAL_STATUSES = frozenset({INCOMPLETE, RUNNING, "interrupted", "killed"})
 
 SPLIT_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")
 CURVE_COLUMNS = (*SPLIT_METRICS, "batch_loss")
@@ -142,7 +144,7 @@ def run_row(run: Run) -> dict[str, Any]:
     final = summary.get("final") if isinstance(summary.get("final"), Mapping) else final_m
     best = summary.get("best") if isinstance(summary.get("best"), Mapping) else best_m
     overrides = summary.get("overrides")
-    unfinished = INCOMPLETE if run.status in (None, "running") else run.status  # killed | failed
+    unfinished = INCOMPLETE if run.status is None else run.status  # running | killed | failed
     status = str(summary.get("status", "unknown")) if run.summary is not None else unfinished
     row: dict[str, Any] = {
         "path": run.path,
@@ -179,9 +181,28 @@ def run_row(run: Run) -> dict[str, Any]:
     return row
 
 
+DUPLICATE = "same configuration and seed (config hash) as {kept}: counted once"  # the issue on a dropped repeat
+KEEP_ORDER = (COMPLETED, "diverged")  # of runs repeating one config hash, the first status here is kept
+
+
+def drop_repeats(table: pd.DataFrame, varied: list[str]) -> None:
+    """Runs of one config hash (configuration + seed: e.g. two sweeps into one folder, or resume=false) count
+    once: the completed one (else diverged, else any), the newest among equals; the others become
+    `superseded`, with an issue naming the run kept. In place. The seed and the varied config values must
+    agree too: the hash covers them, but a hand-written or older one may not."""
+    live = table[table["config_hash"].notna() & table["status"].ne(SUPERSEDED)]
+    rank = live["status"].map(lambda s: KEEP_ORDER.index(s) if s in KEEP_ORDER else len(KEEP_ORDER))
+    order = live.assign(_rank=rank).sort_values(["_rank", "run_id"], ascending=[True, False])
+    keeper = order.groupby(["config_hash", "seed", *varied], dropna=False, sort=False)["path"].transform("first")
+    for i in keeper.index[keeper.ne(order["path"])]:  # by folder: a copied sweep repeats the run ids too
+        table.at[i, "status"] = SUPERSEDED
+        table.at[i, "issues"] = "; ".join(filter(None, [table.at[i, "issues"], DUPLICATE.format(kept=keeper[i])]))
+
+
 def runs_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
     table = pd.DataFrame.from_records([run_row(run) for run in runs])
     config_keys = list(dict.fromkeys(key for run in runs for key in flatten(run.config)))
+    drop_repeats(table, varied_keys(table, config_keys))
     metric_cols = [c for c in table.columns if c in RUN_METRICS or c.startswith(EXTRA_METRIC_PREFIXES)]
     table[metric_cols] = table[metric_cols].apply(pd.to_numeric, errors="coerce")
     return table, config_keys

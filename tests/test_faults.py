@@ -1,0 +1,314 @@
+"""Faults under stacking (issue 23, and issue 20's "bad input and faults"), on real processes and files:
+runs that end before their first epoch (kill -9, SIGTERM, a full tmpfs), two identical sweeps started
+at once, a report on a sweep still writing, one cell of a stack failing or diverging, bad values and a
+results_dir in the way, and the time columns of a stack. Every case under the stacking launcher
+(`hydra/launcher=vectorized`) and, where the launcher matters, the one-at-a-time one (`regbench`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import fast, read_metrics, read_summary, run_dirs
+from test_machine_failures import tiny_fs  # noqa: F401 - the fixture: a real 300 KiB tmpfs (root only)
+
+from regbench import claims, results
+
+# The stacking launcher, and the one-at-a-time one; where a test runs real sweeps for seconds, the
+# second is marked slow (the suite's time), the first runs always.
+LAUNCHERS = ["vectorized", "regbench"]
+SLOW_SECOND = ["vectorized", pytest.param("regbench", marks=pytest.mark.slow)]
+EXE = Path(sys.executable).with_name("regbench")
+# a first epoch of 400 single-example steps: long enough to kill a sweep before it ends, short to rerun
+SLOW_FIRST_EPOCH = fast("trainer.epochs=1", "trainer.batch_size=1", "dataset.train_size=400")
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(EXE), "run", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the sweep ended early:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _rows(path: Path) -> int:
+    try:
+        return len(path.read_text().splitlines()) - 1
+    except OSError:
+        return -1
+
+
+def _report_rows(cli, root: Path, out: Path) -> list[dict]:
+    code, stdout, err = cli("report", str(root), "--out", str(out))
+    assert code == 0, err
+    assert "skipped" not in err and "Traceback" not in err, err
+    with open(out / "runs.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _one_line(err: str, code: int, expected_code: int, *texts: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == expected_code and len(lines) == 1 and lines[0].startswith("regbench: error: "), (code, err)
+    assert "Traceback" not in err
+    for text in texts:
+        assert text in lines[0], (text, lines[0])
+
+
+# ---------------------------------------------------------------------------- before the first epoch
+
+
+@pytest.mark.parametrize("launcher", SLOW_SECOND)
+def test_a_sweep_killed_before_its_first_epoch_is_killed_runs_and_resumes(cli, tmp_path, launcher):
+    root = tmp_path / "runs"
+    args = ["-m", f"hydra/launcher={launcher}", *SLOW_FIRST_EPOCH, "seed=0,1,2", f"results_dir={root}"]
+    proc = _start(tmp_path, *args)
+    cells = 3 if launcher == "vectorized" else 1  # a stack opens every cell's folder at once
+    try:
+        _wait_for(lambda: len(list(root.glob("*/*/metrics.csv"))) >= cells, proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    folders = run_dirs(root)
+    assert len(folders) == cells and all(_rows(d / "metrics.csv") == 0 for d in folders), "killed after an epoch"
+
+    rows = _report_rows(cli, root, tmp_path / "report")  # before: exit 2, "no readable runs"
+    assert sorted(r["status"] for r in rows) == ["killed"] * cells
+    assert "killed" in (tmp_path / "report" / "report.md").read_text()
+    import regbench
+
+    assert list(regbench.load_runs(root)["status"]) == ["killed"] * cells  # the Python API reads them too
+
+    code, out, err = cli("run", *args)  # resume: the killed cells train again, one line says so
+    assert code == 0, err
+    assert f"resume: {cells} unfinished rerun" in out and out.count("resume:") == 1, out
+    assert all(read_summary(d)["superseded_by"] for d in folders)
+    assert sorted(read_summary(d)["status"] for d in run_dirs(root) if d not in folders) == ["completed"] * 3
+
+
+def test_a_stack_interrupted_before_its_first_epoch_says_interrupted(cli, tmp_path):
+    root = tmp_path / "runs"
+    proc = _start(tmp_path, "-m", "hydra/launcher=vectorized", *SLOW_FIRST_EPOCH, "seed=0,1,2", f"results_dir={root}")
+    _wait_for(lambda: len(list(root.glob("*/*/metrics.csv"))) == 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    folders = run_dirs(root)
+    assert all(_rows(d / "metrics.csv") == 0 for d in folders), "interrupted after an epoch"
+    assert [read_summary(d)["status"] for d in folders] == ["interrupted"] * 3
+    rows = _report_rows(cli, root, tmp_path / "report")
+    assert [r["status"] for r in rows] == ["interrupted"] * 3 and all(r["epochs_completed"] == "0" for r in rows)
+
+
+def test_a_full_disk_before_the_first_epoch_leaves_failed_runs_the_report_reads(cli, tmp_path, tiny_fs):  # noqa: F811
+    root, fill = tiny_fs
+    fill(9)  # a page short of the second cell's folder: the first cell has config.yaml, a header, no row
+    args = ("run", "-m", "hydra/launcher=vectorized", *fast(), "seed=0,1,2", f"results_dir={root}")
+    code, out, err = cli(*args)
+    _one_line(err, code, 1, "No space left on device")
+    folders = run_dirs(root)
+    assert folders and all(_rows(d / "metrics.csv") <= 0 for d in folders), "the calibration of fill() broke"
+    rows = _report_rows(cli, root, tmp_path / "report")  # the report goes beside the full disk
+    assert len(rows) == len(folders) and {r["status"] for r in rows} == {"failed"}
+
+
+# ---------------------------------------------------------------------------- two sweeps at once
+
+
+@pytest.mark.parametrize("launcher", SLOW_SECOND)
+def test_two_identical_sweeps_at_once_train_each_cell_once(tmp_path, launcher):
+    root = tmp_path / "runs"
+    args = ["-m", f"hydra/launcher={launcher}", *fast("trainer.epochs=5", "trainer.batch_size=16"), "seed=0,1,2",
+            f"results_dir={root}"]
+    procs = [_start(tmp_path, *args) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folders = run_dirs(root)
+    assert len(folders) == 3, outs  # before: 6, every cell trained by both
+    hashes = [read_summary(d)["config_hash"] for d in folders]
+    assert len(set(hashes)) == 3 and all(read_summary(d)["status"] == "completed" for d in folders)
+    starts = [e for e in map(json.loads, (root / results.INDEX).read_text().splitlines()) if e["status"] == "running"]
+    assert sorted(e["config_hash"] for e in starts) == sorted(hashes)
+    assert not (root / claims.CLAIMS).exists()  # every claim released
+
+
+def test_a_claim_of_a_live_process_holds_and_a_dead_ones_is_taken_over(tmp_path):
+    other = subprocess.Popen(["sleep", "60"])
+    folder = tmp_path / claims.CLAIMS
+    folder.mkdir()
+    try:
+        (folder / "k").write_text(f"{platform.node()} {other.pid} -\n")
+        assert claims.take(str(tmp_path), "k") == f"{platform.node()} {other.pid} -"
+        assert claims.held_by_others(str(tmp_path), ["k"])
+        claims.release(str(tmp_path), ["k"])  # not ours: it stays
+        assert (folder / "k").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert claims.take(str(tmp_path), "k") is None  # its process is gone: ours now
+    assert (folder / "k").read_text().strip() == results.identity_text()
+    claims.wait(str(tmp_path), ["k"])  # our own claim: nothing to wait for
+    claims.release(str(tmp_path), ["k"])
+    assert not folder.exists()
+
+
+def test_the_report_counts_a_configuration_and_seed_once(cli, tmp_path):
+    args = ("run", "-m", *fast(), "seed=0,1", "results_dir=runs")
+    assert cli(*args)[0] == 0
+    assert cli(*args, "resume=false")[0] == 0  # the same cells trained again: 4 folders, 2 configs+seeds
+    rows = _report_rows(cli, tmp_path / "runs", tmp_path / "report")
+    assert sorted(r["status"] for r in rows) == ["completed", "completed", "superseded", "superseded"]
+    kept = {r["path"] for r in rows if r["status"] == "completed"}
+    assert all("counted once" in r["issues"] and any(k in r["issues"] for k in kept)
+               for r in rows if r["status"] == "superseded")
+    with open(tmp_path / "report" / "groups.csv", newline="") as f:
+        assert [row["n"] for row in csv.DictReader(f)] == ["2"]  # before: 4
+    assert "counts once" in (tmp_path / "report" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------------- a report while a sweep writes
+
+
+@pytest.mark.parametrize("launcher", SLOW_SECOND)
+def test_a_report_on_a_sweep_still_writing_says_running(cli, tmp_path, launcher):
+    root = tmp_path / "runs"
+    proc = _start(tmp_path, "-m", f"hydra/launcher={launcher}", *fast("trainer.epochs=100000"), "seed=0,1",
+                  f"results_dir={root}")
+    cells = 2 if launcher == "vectorized" else 1
+    try:
+        _wait_for(lambda: sum(_rows(p) >= 1 for p in root.glob("*/*/metrics.csv")) >= cells, proc)
+        rows = _report_rows(cli, root, tmp_path / "report")
+        assert [r["status"] for r in rows] == ["running"] * cells
+        assert "running" in (tmp_path / "report" / "report.md").read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# ---------------------------------------------------------------------------- one cell of a stack
+
+
+def test_one_cell_of_a_stack_failing_leaves_the_others_training(tmp_path):
+    """A cell's own file fault (its summary.json path taken by a folder) fails that cell only; before,
+    it aborted the stack and every other cell, trained to the end, said `failed`."""
+    root = tmp_path / "runs"
+    proc = _start(tmp_path, "-m", "hydra/launcher=vectorized", *fast("trainer.epochs=20", "trainer.batch_size=16"),
+                  "seed=0,1,2", f"results_dir={root}")
+    _wait_for(lambda: len(list(root.glob("*/*/metrics.csv"))) == 3, proc)
+    broken = next(root.glob("*/*-s0_*"))
+    (broken / "summary.json").mkdir()
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1, out  # one cell did not complete
+    assert "Traceback" not in out
+    for d in run_dirs(root):
+        assert len(read_metrics(d)) == 20  # every cell trained to the end
+        if d == broken:
+            assert results.unfinished_status(d) == "failed"
+        else:
+            assert read_summary(d)["status"] == "completed" and read_summary(d)["test"] is not None
+
+
+def test_one_cell_of_a_stack_diverging_leaves_the_others_training(cli, tmp_path):
+    code, out, err = cli("run", "-m", "hydra/launcher=vectorized", *fast("trainer.epochs=4"), "optim=sgd",
+                         "optim.lr=0.01,1e12", "seed=0,1", "results_dir=runs")
+    assert code == 1, err
+    folders = run_dirs(tmp_path / "runs")
+    assert sorted(read_summary(d)["status"] for d in folders) == ["completed"] * 2 + ["diverged"] * 2
+    for d in folders:
+        s, rows = read_summary(d), read_metrics(d)
+        if s["status"] == "completed":  # trained on to the end after the others left the stack
+            assert len(rows) == 4 and s["epochs_completed"] == 4 and s["test"] is not None
+        else:
+            assert 1 <= len(rows) == s["epochs_completed"] < 4
+
+
+# ---------------------------------------------------------------------------- bad values, paths in the way
+
+SWEEP_BAD_VALUES = [
+    (["seed=1,1"], ["seed=1,1", "1 twice", "each value once"]),
+    (["dropout=standard", "dropout.p=0.1,0.10"], ["dropout.p", "0.1 twice"]),
+    (["optim.weight_decay=0,inf"], ["optim.weight_decay=inf", "finite"]),
+    (["optim.weight_decay=nan", "seed=0,1"], ["optim.weight_decay=nan", "finite"]),
+    (["trainer.min_delta=inf", "seed=0,1"], ["trainer.min_delta=inf", "finite"]),
+]
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.parametrize("overrides,expected", SWEEP_BAD_VALUES, ids=[" ".join(o) for o, _ in SWEEP_BAD_VALUES])
+def test_bad_sweep_values_are_one_line_and_write_nothing(cli, tmp_path, launcher, overrides, expected):
+    code, out, err = cli("run", "-m", f"hydra/launcher={launcher}", *fast(), *overrides)
+    _one_line(err, code, 2, *expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["optim.weight_decay=inf", "optim.weight_decay=nan", "augment.noise_std=nan",
+                                   "dropout.per_layer=[nan]", "reg.max_norm=inf"])
+def test_non_finite_floats_are_refused(cli, tmp_path, value):
+    code, out, err = cli("run", *fast(), value)
+    _one_line(err, code, 2, value.split("=")[0], "finite")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["max_cells=0", "max_cells=-1", "max_memory_gb=0", "max_memory_gb=-1",
+                                   "max_memory_gb=nan"])
+def test_vectorized_limits_that_cannot_take_effect_are_refused(cli, tmp_path, value):
+    code, out, err = cli("run", "-m", "hydra/launcher=vectorized", *fast(), "seed=0,1", f"hydra.launcher.{value}")
+    _one_line(err, code, 2, f"hydra.launcher.{value.split('=')[0]}", "valid values")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("multirun", [["-m", "hydra/launcher=vectorized", "seed=0,1"],
+                                      ["-m", "hydra/launcher=regbench", "seed=0,1"], []],
+                         ids=["vectorized", "regbench", "single"])
+@pytest.mark.parametrize("where", ["afile", "afile/sub", "/dev/null/runs", "/proc/regbench"])
+def test_a_results_dir_that_cannot_hold_folders_is_one_line_and_exit_1(cli, tmp_path, multirun, where):
+    (tmp_path / "afile").write_text("not a folder")
+    code, out, err = cli("run", *multirun, *fast(), f"results_dir={where}")
+    _one_line(err, code, 1, f"results_dir={where!r}", where.split("/")[1] if where.startswith("/") else "afile")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+# ---------------------------------------------------------------------------- time columns
+
+
+def test_a_stack_records_each_cells_share_and_the_stacks_wall_time(cli, tmp_path):
+    code, out, err = cli("run", "-m", "hydra/launcher=vectorized", *fast(), "seed=0,1,2", "results_dir=stack")
+    assert code == 0, err
+    assert out.count("(stack of 3), 2 epochs") == 3, out
+    for d in run_dirs(tmp_path / "stack"):
+        s, rows = read_summary(d), read_metrics(d)
+        for row in rows:  # three cells train in every epoch: each is given a third of it
+            assert float(row["seconds"]) == pytest.approx(float(row["stack_seconds"]) / 3)
+        assert s["stack_cells"] == 3 and s["stack_seconds"] > sum(float(r["stack_seconds"]) for r in rows)
+        assert s["seconds"] < s["stack_seconds"]
+    code, out, err = cli("run", *fast(), "results_dir=lone")
+    [lone] = run_dirs(tmp_path / "lone")
+    assert "stack_seconds" not in read_metrics(lone)[0] and "stack_seconds" not in read_summary(lone)
+    assert "stack of" not in out
+
+
+def test_another_hosts_claim_holds_while_fresh_and_is_taken_over_when_stale(tmp_path):
+    folder = tmp_path / claims.CLAIMS
+    folder.mkdir()
+    (folder / "k").write_text("some-other-host 4242 -\n")  # cannot be checked from here: its age decides
+    assert claims.take(str(tmp_path), "k") == "some-other-host 4242 -"
+    stale = time.time() - claims.STALE_SECONDS - 1
+    os.utime(folder / "k", (stale, stale))  # its epochs stopped refreshing it: the node is gone
+    assert claims.take(str(tmp_path), "k") is None
+    os.utime(folder / "k", (stale, stale))
+    claims.refresh(str(tmp_path), "k")  # what each epoch of the cell does: fresh again
+    assert time.time() - (folder / "k").stat().st_mtime < claims.STALE_SECONDS
+    claims.release(str(tmp_path), ["k"])
+    assert not folder.exists()
