@@ -67,6 +67,13 @@ class ModelConfig:
     batchnorm: bool = False  # BatchNorm after each linear/conv layer (before the activation)
 
 
+REPORT_FORMATS = ("png", "svg", "pdf")  # figure formats a report can write (matplotlib needs nothing extra for these)
+DEFAULT_REPORT_FORMATS = ("png",)  # one format by default: every other one costs another full draw of each figure
+
+# The dropout config keys that set a type's strength (DropoutConfig); the first one is its main rate.
+RATE_KEYS = ("p", "p_input", "p_conv", "per_layer")
+
+
 @dataclass
 class DropoutConfig:
     name: str = "none"  # registry key: none, standard, ... (see `regbench list`)
@@ -188,6 +195,9 @@ class Config:
     name: str | None = _key(None, NOT_HASHED)  # optional label for the run folder (experiments set it)
     resume: bool = _key(True, NOT_HASHED)  # skip a config that already completed under results_dir (by config hash)
     report: bool = _key(True, NOT_HASHED)  # after a multirun, write <sweep folder>/report (tables, figures, report.md)
+    # figure formats of that report, e.g. report_format=[png,svg]; PNG is always written (report.html embeds it)
+    report_format: list[str] = field(default_factory=lambda: list(DEFAULT_REPORT_FORMATS),
+                                     metadata={"role": NOT_HASHED})
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # logger=csv | tensorboard | mlflow | [csv,mlflow]
 
 
@@ -290,6 +300,8 @@ def validate(cfg: DictConfig) -> None:
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
+    for fmt in cfg.get("report_format") or ():
+        _choice("report_format", fmt, REPORT_FORMATS)
     protocol.check(cfg.trainer)
     for key in ("seed", "dataset.split_seed"):
         seed = OmegaConf.select(cfg, key)
