@@ -10,9 +10,10 @@ import textwrap
 
 import pytest
 
-from regbench.report import dropout_types
+from regbench.report import dropout_types, read_runs
 from regbench.report import main as report_main
 from regbench.report.dropout_types import declared_types
+from regbench.report.grid import build_grid
 from regbench.report.table import dropout_spec, is_baseline_type
 from tests.conftest import FAST, run_dirs
 from tests.test_report import write_grid
@@ -98,3 +99,20 @@ def test_bad_report_format_is_refused_before_training(cli, tmp_path, override, m
     code, out, err = cli("run", "-m", "seed=0,1", *FAST, *override.split())
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists() or run_dirs(tmp_path / "runs") == []
+
+
+def test_figures_drawn_in_parallel_processes_are_the_files_drawn_in_one(runs, tmp_path, monkeypatch):
+    from regbench.report import figures
+
+    outcomes = {}
+    for processes in (1, 2):
+        monkeypatch.setattr(figures, "workers", lambda tasks, n=processes: n)
+        out = tmp_path / f"p{processes}"
+        out.mkdir()
+        grid = build_grid(read_runs([runs])[0])
+        written, skipped = figures.draw_all(grid, out, ("png", "svg"))
+        # PNG bytes; SVG by name only: matplotlib's SVG clip-path ids depend on what the process drew before
+        outcomes[processes] = ({k: (p.name, c) for k, (p, c) in written.items()}, skipped,
+                               {p.name: p.read_bytes() if p.suffix == ".png" else "" for p in sorted(out.iterdir())})
+    assert outcomes[1] == outcomes[2]
+    assert {"curves", "gap", "rate_sweep", "vs_baseline"} <= set(outcomes[2][0]) and "heatmap" in outcomes[2][1]
