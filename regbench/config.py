@@ -70,10 +70,6 @@ class ModelConfig:
 REPORT_FORMATS = ("png", "svg", "pdf")  # figure formats a report can write (matplotlib needs nothing extra for these)
 DEFAULT_REPORT_FORMATS = ("png",)  # one format by default: every other one costs another full draw of each figure
 
-# The dropout config keys that set a type's strength (DropoutConfig); the first one is its main rate.
-RATE_KEYS = ("p", "p_input", "p_conv", "per_layer")
-
-
 @dataclass
 class DropoutConfig:
     name: str = "none"  # registry key: none, standard, ... (see `regbench list`)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from regbench.config import RATE_KEYS
 from regbench.errors import ConfigError
+from regbench.rates import RATE_KEYS
 from regbench.registry import Registry
 from regbench.regularizers import discovery
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "regularizers"  # regbench/regularizers, not imported
 FACTS = ("name", "colour", "rate_keys")  # the class attributes read
+TORCH_FREE = ("regbench.rates",)  # modules the spec files import constants from, safe to import here
 UNKNOWN = object()  # an attribute whose value is not a literal (or an imported constant)
 
 
@@ -41,10 +42,10 @@ def _value(node: ast.expr, constants: dict[str, object]) -> object:
 
 
 def _constants(tree: ast.Module) -> dict[str, object]:
-    """Module-level literals, and names imported from regbench modules that import no torch (config)."""
+    """Module-level literals, and names imported from the regbench modules that import no torch."""
     constants: dict[str, object] = {}
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == "regbench.config":
+        if isinstance(node, ast.ImportFrom) and node.module in TORCH_FREE:
             module = importlib.import_module(node.module)
             constants |= {a.asname or a.name: getattr(module, a.name, UNKNOWN) for a in node.names}
         elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regbench.config import NOT_COMPARED_KEYS, RATE_KEYS
+from regbench.config import NOT_COMPARED_KEYS
+from regbench.rates import RATE_KEYS
 from regbench.report.collect import Run
 from regbench.report.dropout_types import declared_types
 
