@@ -130,6 +130,9 @@ def _rules() -> list[Rule]:
         Rule(("trainer.min_delta",), lambda c, k: c.trainer.patience is not None or c.trainer.select != "final",
              lambda c, k: "without early stopping (trainer.patience=null) and with trainer.select=final; "
                           "valid: trainer.patience=N or trainer.select=val_loss|val_acc"),
+        Rule(("report_format",), lambda c, k: c.report,
+             lambda c, k: "with report=false (no sweep report is written); valid: report=true, or "
+                          "`regbench report PATH --format …` later"),
         Rule(("trainer.monitor",), lambda c, k: c.trainer.patience is not None,
              lambda c, k: "without early stopping (trainer.patience=null); valid: trainer.patience=N, "
                           "or leave trainer.monitor unset"),

@@ -40,7 +40,7 @@ class SweepReport(Callback):
         if not any(sweep_dir.rglob("metrics.csv")):
             return
         try:
-            result = build_report([sweep_dir], sweep_dir / "report")
+            result = build_report([sweep_dir], sweep_dir / "report", formats=config.get("report_format") or ())
         except MachineFailure as exc:  # disk full / read-only: the runs are complete, only the report is not
             hint = f"the runs are complete: free space, then `regbench report {sweep_dir}`"
             raise MachineFailure(f"{exc}; {hint}") from None

@@ -68,6 +68,9 @@ class ModelConfig:
     batchnorm: bool = False  # BatchNorm after each linear/conv layer (before the activation)
 
 
+REPORT_FORMATS = ("png", "svg", "pdf")  # figure formats a report can write (matplotlib needs nothing extra for these)
+DEFAULT_REPORT_FORMATS = ("png",)  # one format by default: every other one costs another full draw of each figure
+
 @dataclass
 class DropoutConfig:
     name: str = "none"  # registry key: none, standard, ... (see `regbench list`)
@@ -191,6 +194,9 @@ class Config:
     report: bool = _key(True, NOT_HASHED)  # after a multirun, write <sweep folder>/report (tables, figures, report.md)
     # the report's equivalence margins: 0.02 (its headline metric) or 'test.acc=0.02,final.gap_loss=0.05'; None: default
     margin: str | None = _key(None, NOT_HASHED)
+    # figure formats of that report, e.g. report_format=[png,svg]; PNG is always written (report.html embeds it)
+    report_format: list[str] = field(default_factory=lambda: list(DEFAULT_REPORT_FORMATS),
+                                     metadata={"role": NOT_HASHED})
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # logger=csv | tensorboard | mlflow | [csv,mlflow]
 
 
@@ -306,6 +312,8 @@ def validate(cfg: DictConfig) -> None:
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
+    for fmt in cfg.get("report_format") or ():
+        _choice("report_format", fmt, REPORT_FORMATS)
     protocol.check(cfg.trainer)
     if cfg.get("margin") is not None:
         from regbench.verdicts import METRICS, parse_margins  # numpy only: a run does not import the report

@@ -8,11 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from regbench.errors import ConfigError
+from regbench.rates import RATE_KEYS
 from regbench.registry import Registry
 from regbench.regularizers import discovery
-
-# The dropout config keys that set a type's strength (DropoutConfig); the first one is its main rate.
-RATE_KEYS = ("p", "p_input", "p_conv", "per_layer")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`regbench report PATH… [--out DIR] [--format png,svg]`: tables, figures and a report from run folders.
+"""`regbench report PATH… [--out DIR] [--format png,svg,pdf]`: tables, figures and a report from run folders.
 
 Reads only the run-folder contract (docs/architecture.md, "The run folder"): config.yaml, metrics.csv, summary.json,
 at any depth below the given paths. Data flows one way:
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from regbench.config import DEFAULT_REPORT_FORMATS, REPORT_FORMATS
 from regbench.errors import ConfigError, MachineFailure, machine_failure
 from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
 from regbench.report.content import report_blocks
@@ -36,8 +37,8 @@ from regbench.report.render import write_report
 
 __all__ = ["ReportResult", "Skipped", "build_report", "main", "read_runs"]
 
-FORMATS = ("png", "svg", "pdf")  # matplotlib writes these without extra dependencies
-DEFAULT_FORMATS = ("png", "svg")
+FORMATS = REPORT_FORMATS  # the schema's list, which also checks the sweep report's `report_format`
+DEFAULT_FORMATS = DEFAULT_REPORT_FORMATS
 
 
 @dataclass
@@ -202,7 +203,7 @@ def parser() -> argparse.ArgumentParser:
         "--format",
         default=",".join(DEFAULT_FORMATS),
         help=f"figure formats, comma-separated, from {','.join(FORMATS)} (PNG is always written: the "
-        "report embeds it); default %(default)s",
+        "report embeds it; each other format draws every figure again); default %(default)s",
     )
     ap.add_argument("--figures", help=f"only these figures, comma-separated, from {','.join(FIGURES)}")
     ap.add_argument("--margin", help="equivalence margins δ in the metrics' own units: 0.02 (the headline metric; "

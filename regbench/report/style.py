@@ -6,6 +6,7 @@ or global figure state is involved and nothing leaks between reports.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -129,10 +130,15 @@ def outside_legend(fig: Figure, handles, labels) -> None:
 
     renderer = FigureCanvasAgg(fig).get_renderer()
     width, height = fig.get_size_inches()
-    for ncols in range(1, MAX_LEGEND_COLUMNS + 1):
+    limit = 0.95 * height * fig.dpi
+    ncols = 1
+    while True:
         legend = fig.legend(handles, labels, loc="outside right upper", ncols=ncols, frameon=False)
         box = legend.get_window_extent(renderer)
-        if box.height <= 0.95 * height * fig.dpi or ncols == MAX_LEGEND_COLUMNS:
+        if box.height <= limit or ncols == MAX_LEGEND_COLUMNS:
             break
         legend.remove()
+        # k columns are at least 1/k of one column's height, so no count below this fits: start there
+        # (one or two legends measured instead of up to MAX_LEGEND_COLUMNS, each a full text layout)
+        ncols = ncols + 1 if ncols > 1 else min(MAX_LEGEND_COLUMNS, max(2, math.ceil(box.height / limit)))
     fig.set_size_inches(width + box.width / fig.dpi, height)

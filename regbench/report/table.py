@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from regbench.config import NOT_COMPARED_KEYS
-from regbench.regularizers.base import RATE_KEYS
+from regbench.rates import RATE_KEYS
 from regbench.report.collect import Run
+from regbench.report.dropout_types import declared_types
 
 # Keys whose differences do not make two runs different configurations (the schema's declaration:
 # the not-hashed keys, the seed, and where a run ran).
@@ -210,7 +211,11 @@ def runs_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
 
 def dropout_spec(name: Any):
     """The registered dropout type of this name (regularizers/), or None: a type this process does
-    not know (e.g. a plugin that is not loaded here) is still reported, with neutral defaults."""
+    not know (e.g. a plugin that is not loaded here) is still reported, with neutral defaults.
+    Built-in types are read from their source (dropout_types.py), so a report imports no torch."""
+    declared = declared_types().get(name) if isinstance(name, str) else None
+    if declared is not None:
+        return declared
     from regbench.regularizers import DROPOUTS
 
     return DROPOUTS.get(name) if isinstance(name, str) and name in DROPOUTS else None

@@ -1,0 +1,118 @@
+"""What keeps `regbench report` fast, checked as behaviour (speed itself is scripts/bench_report.py's):
+one figure format by default, the others on request (`--format`, `report_format=[…]` for a
+sweep's own report), and no torch import (dropout types are read from their source files)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from regbench.report import dropout_types, read_runs
+from regbench.report import main as report_main
+from regbench.report.dropout_types import declared_types
+from regbench.report.grid import build_grid
+from regbench.report.table import dropout_spec, is_baseline_type
+from tests.conftest import FAST, run_dirs
+from tests.test_report import write_grid
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("speed")
+    write_grid(root / "sweep", rates=(0.0, 0.5), seeds=(0, 1))
+    return root
+
+
+def figure_files(folder, suffix):
+    return sorted(p.stem for p in folder.glob(f"*.{suffix}"))
+
+
+def test_default_report_writes_png_only_and_format_adds_the_others(runs, tmp_path, capsys):
+    assert report_main([str(runs), "--out", str(tmp_path / "a"), "--figures", "gap,rate_sweep"]) == 0
+    assert figure_files(tmp_path / "a", "png") == ["gap", "rate_sweep"]
+    assert figure_files(tmp_path / "a", "svg") == [] and figure_files(tmp_path / "a", "pdf") == []
+    assert report_main([str(runs), "--out", str(tmp_path / "b"), "--figures", "gap", "--format", "svg,pdf"]) == 0
+    assert [figure_files(tmp_path / "b", s) for s in ("png", "svg", "pdf")] == [["gap"]] * 3  # PNG: always
+
+
+def test_report_imports_no_torch(runs, tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from regbench.report import main
+        assert main([{str(runs)!r}, "--out", {str(tmp_path / "out")!r}]) == 0
+        print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "out" / "curves.png").is_file()
+
+
+def test_declared_types_are_what_the_registry_holds():
+    from regbench.regularizers import DROPOUTS
+
+    builtin = {n for n in DROPOUTS.names() if type(DROPOUTS.get(n)).__module__.startswith("regbench.regularizers.")}
+    declared = declared_types()
+    assert set(declared) == builtin  # every built-in type is read without torch, and nothing else
+    for name in builtin:
+        spec = DROPOUTS.get(name)
+        assert (declared[name].colour, tuple(declared[name].rate_keys)) == (spec.colour, tuple(spec.rate_keys)), name
+    assert is_baseline_type("none") and not is_baseline_type("standard")
+
+
+def test_a_type_not_declared_as_literals_is_looked_up_in_the_registry(tmp_path, monkeypatch):
+    (tmp_path / "mine.py").write_text(textwrap.dedent("""
+        @register
+        class Computed(DropoutSpec):
+            name = "standard"
+            colour = pick_colour()  # not a literal: the source alone cannot tell
+    """))
+    monkeypatch.setattr(dropout_types, "PACKAGE", tmp_path)
+    declared_types.cache_clear()
+    try:
+        assert declared_types() == {}
+        assert dropout_spec("standard").colour == "#1f77b4"  # the registry's StandardDropout
+        assert dropout_spec("not-a-type") is None
+    finally:
+        declared_types.cache_clear()
+
+
+def test_sweep_report_writes_the_formats_of_report_format(cli, tmp_path):
+    with_report = [o for o in FAST if o != "report=false"]
+    code, out, err = cli("run", "-m", "seed=0,1", "report_format=[svg]", *with_report)
+    assert code == 0, err
+    report = run_dirs(tmp_path / "runs")[0].parent / "report"
+    assert figure_files(report, "svg") == figure_files(report, "png") != []
+    code, out, err = cli("run", "-m", "seed=0,1", *with_report, "results_dir=other")  # the default: PNG alone
+    assert code == 0, err
+    report = run_dirs(tmp_path / "other")[0].parent / "report"
+    assert figure_files(report, "png") != [] and figure_files(report, "svg") == []
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("report_format=[gif] report=true", "report_format='gif' is not valid; valid choices: png, svg, pdf"),
+    ("report_format=[svg] report=false", "has no effect with report=false"),
+])
+def test_bad_report_format_is_refused_before_training(cli, tmp_path, override, message):
+    code, out, err = cli("run", "-m", "seed=0,1", *FAST, *override.split())
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or run_dirs(tmp_path / "runs") == []
+
+
+def test_figures_drawn_in_parallel_processes_are_the_files_drawn_in_one(runs, tmp_path, monkeypatch):
+    from regbench.report import figures
+
+    outcomes = {}
+    for processes in (1, 2):
+        monkeypatch.setattr(figures, "workers", lambda tasks, n=processes: n)
+        out = tmp_path / f"p{processes}"
+        out.mkdir()
+        grid = build_grid(read_runs([runs])[0])
+        written, skipped = figures.draw_all(grid, out, ("png", "svg"))
+        # PNG bytes; SVG by name only: matplotlib's SVG clip-path ids depend on what the process drew before
+        outcomes[processes] = ({k: (p.name, c) for k, (p, c) in written.items()}, skipped,
+                               {p.name: p.read_bytes() if p.suffix == ".png" else "" for p in sorted(out.iterdir())})
+    assert outcomes[1] == outcomes[2]
+    assert {"curves", "gap", "rate_sweep", "vs_baseline"} <= set(outcomes[2][0]) and "heatmap" in outcomes[2][1]
