@@ -2,7 +2,7 @@
 runs that end before their first epoch (kill -9, SIGTERM, a full tmpfs), two identical sweeps started
 at once, a report on a sweep still writing, one cell of a stack failing or diverging, bad values and a
 results_dir in the way, and the time columns of a stack. Every case under the stacking launcher
-(`hydra/launcher=vectorized`) and, where the launcher matters, the one-at-a-time one (`regbench`).
+(`hydra/launcher=vectorized`) and, where the launcher matters, the one-at-a-time one (`basic`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from regbench import claims, results
 
 # The stacking launcher, and the one-at-a-time one; where a test runs real sweeps for seconds, the
 # second is marked slow (the suite's time), the first runs always.
-LAUNCHERS = ["vectorized", "regbench"]
-SLOW_SECOND = ["vectorized", pytest.param("regbench", marks=pytest.mark.slow)]
+LAUNCHERS = ["vectorized", "basic"]
+SLOW_SECOND = ["vectorized", pytest.param("basic", marks=pytest.mark.slow)]
 EXE = Path(sys.executable).with_name("regbench")
 # a first epoch of 400 single-example steps: long enough to kill a sweep before it ends, short to rerun
 SLOW_FIRST_EPOCH = fast("trainer.epochs=1", "trainer.batch_size=1", "dataset.train_size=400")
@@ -270,8 +270,8 @@ def test_vectorized_limits_that_cannot_take_effect_are_refused(cli, tmp_path, va
 
 
 @pytest.mark.parametrize("multirun", [["-m", "hydra/launcher=vectorized", "seed=0,1"],
-                                      ["-m", "hydra/launcher=regbench", "seed=0,1"], []],
-                         ids=["vectorized", "regbench", "single"])
+                                      ["-m", "hydra/launcher=basic", "seed=0,1"], []],
+                         ids=["vectorized", "basic", "single"])
 @pytest.mark.parametrize("where", ["afile", "afile/sub", "/dev/null/runs", "/proc/regbench"])
 def test_a_results_dir_that_cannot_hold_folders_is_one_line_and_exit_1(cli, tmp_path, multirun, where):
     (tmp_path / "afile").write_text("not a folder")
