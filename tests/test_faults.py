@@ -78,7 +78,7 @@ def test_a_sweep_killed_before_its_first_epoch_is_killed_runs_and_resumes(cli, t
     proc = _start(tmp_path, *args)
     cells = 3 if launcher == "vectorized" else 1  # a stack opens every cell's folder at once
     try:
-        _wait_for(lambda: len(list(root.glob("*/*/metrics.csv"))) >= cells, proc)
+        _wait_for(lambda: sum((d / "metrics.csv").exists() for d in run_dirs(root)) >= cells, proc)
     finally:
         proc.kill()
         proc.wait()
@@ -102,7 +102,7 @@ def test_a_sweep_killed_before_its_first_epoch_is_killed_runs_and_resumes(cli, t
 def test_a_stack_interrupted_before_its_first_epoch_says_interrupted(cli, tmp_path):
     root = tmp_path / "runs"
     proc = _start(tmp_path, "-m", "hydra/launcher=vectorized", *SLOW_FIRST_EPOCH, "seed=0,1,2", f"results_dir={root}")
-    _wait_for(lambda: len(list(root.glob("*/*/metrics.csv"))) == 3, proc)
+    _wait_for(lambda: sum((d / "metrics.csv").exists() for d in run_dirs(root)) == 3, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
     folders = run_dirs(root)
@@ -188,7 +188,8 @@ def test_a_report_on_a_sweep_still_writing_says_running(cli, tmp_path, launcher)
                   f"results_dir={root}")
     cells = 2 if launcher == "vectorized" else 1
     try:
-        _wait_for(lambda: sum(_rows(p) >= 1 for p in root.glob("*/*/metrics.csv")) >= cells, proc)
+        _wait_for(lambda: sum(_rows(d / "metrics.csv") >= 1 for d in run_dirs(root)
+                              if (d / "metrics.csv").exists()) >= cells, proc)
         rows = _report_rows(cli, root, tmp_path / "report")
         assert [r["status"] for r in rows] == ["running"] * cells
         assert "running" in (tmp_path / "report" / "report.md").read_text()
@@ -206,8 +207,9 @@ def test_one_cell_of_a_stack_failing_leaves_the_others_training(tmp_path):
     root = tmp_path / "runs"
     proc = _start(tmp_path, "-m", "hydra/launcher=vectorized", *fast("trainer.epochs=20", "trainer.batch_size=16"),
                   "seed=0,1,2", f"results_dir={root}")
-    _wait_for(lambda: len(list(root.glob("*/*/metrics.csv"))) == 3, proc)
-    broken = next(root.glob("*/*-s0_*"))
+    # run_dirs walks safely while the sweep runs (its writability probe folder comes and goes)
+    _wait_for(lambda: sum((d / "metrics.csv").exists() for d in run_dirs(root)) == 3, proc)
+    broken = next(d for d in run_dirs(root) if "-s0_" in d.name)
     (broken / "summary.json").mkdir()
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 1, out  # one cell did not complete

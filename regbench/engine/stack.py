@@ -164,7 +164,9 @@ class Stacked:
             with torch.random.fork_rng(devices=devices):
                 self.train()
                 self.losses(self.forward(xb), yb).sum().backward()
-        except Exception as exc:  # noqa: BLE001 - any failure means: not as a stack
+        except torch.OutOfMemoryError:
+            raise  # the stack is too large, not unstackable: the launcher says how to make it smaller
+        except Exception as exc:  # noqa: BLE001 - any other failure means: not as a stack
             return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         finally:
             with torch.no_grad():
