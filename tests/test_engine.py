@@ -374,10 +374,24 @@ def test_sigterm_mid_stack_leaves_whole_rows_and_interrupted_cells(tmp_path):
 def test_out_of_memory_names_max_cells_and_leaves_no_running_cell(cli, tmp_path, monkeypatch):
     from regbench.engine.stack import Stacked
 
-    def oom(self, xb):
-        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+    forward, calls = Stacked.forward, []
 
-    monkeypatch.setattr(Stacked, "forward", oom)
+    def oom_after(n):
+        def fake(self, xb):
+            calls.append(1)
+            if len(calls) > n:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return forward(self, xb)
+        return fake
+
+    # in the trial step before training: nothing has started, so nothing is left
+    monkeypatch.setattr(Stacked, "forward", oom_after(0))
+    code, out, err = _sweep(cli, "early", "seed=0,1", VEC)
+    assert code == 2 and "hydra.launcher.max_cells" in err and len(err.strip().splitlines()) == 1
+    assert run_dirs(tmp_path / "early") == []
+    # in training (the trial step passed): the started cells say `failed`
+    calls.clear()
+    monkeypatch.setattr(Stacked, "forward", oom_after(3))
     code, out, err = _sweep(cli, "runs", "seed=0,1", VEC)
     assert code == 2 and "hydra.launcher.max_cells" in err and len(err.strip().splitlines()) == 1
     assert {read_summary(d)["status"] for d in run_dirs(tmp_path / "runs")} == {"failed"}
