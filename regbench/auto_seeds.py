@@ -49,7 +49,7 @@ def rewrite(args: list[str], multirun: bool) -> list[str]:
 
 def check(auto: bool, max_seeds: int | None, pilot: int) -> int | None:
     """The seed budget of a seed=auto sweep (None: a plain sweep); Abort for a setting that cannot apply."""
-    from regbench.report.sequential import MAX_SEEDS
+    from regbench.verdicts import MAX_SEEDS  # numpy only: a plain sweep does not import the report
 
     if not auto:
         if max_seeds is not None:

@@ -25,6 +25,10 @@ import numpy as np
 
 from regbench.errors import ConfigError
 
+# seed=auto's design (report/sequential.py), here so that a sweep reads them without importing the report
+PILOT = 3  # seeds every cell gets before the first look
+MAX_SEEDS = 20  # default seed budget per cell (hydra.sweeper.max_seeds)
+
 ALPHA = 0.05  # two-sided error rate of every verdict (family-wise per metric, over all looks)
 PCT = 100.0
 # Equivalence margins δ per metric kind, in the metric's own units (accuracies as fractions).

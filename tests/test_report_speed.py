@@ -4,6 +4,7 @@ sweep's own report), and no torch import (dropout types are read from their sour
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -116,3 +117,21 @@ def test_figures_drawn_in_parallel_processes_are_the_files_drawn_in_one(runs, tm
                                {p.name: p.read_bytes() if p.suffix == ".png" else "" for p in sorted(out.iterdir())})
     assert outcomes[1] == outcomes[2]
     assert {"curves", "gap", "rate_sweep", "vs_baseline"} <= set(outcomes[2][0]) and "heatmap" in outcomes[2][1]
+
+
+def test_no_fork_while_another_thread_runs():
+    import threading
+
+    from regbench.report import figures
+
+    if not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+        pytest.skip("needs Linux, 2 usable cores and no other thread in this test process")
+    assert figures.workers(5) == min(5, len(os.sched_getaffinity(0)))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert figures.workers(5) == 1  # its locks could be held at the fork: the figures are drawn here
+    finally:
+        stop.set()
+        other.join()

@@ -100,7 +100,7 @@ class RegbenchSweeper(BasicSweeper):
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
         try:
             from regbench import auto_seeds
-            from regbench.report.sequential import PILOT
+            from regbench.verdicts import PILOT  # numpy only: a plain sweep does not import the report
 
             budget = auto_seeds.check(self.auto_seeds, self.max_seeds, PILOT)
             with multirun.keep_previous(sweep_dir / "multirun.yaml"):

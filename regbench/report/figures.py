@@ -10,6 +10,7 @@ import math
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -172,8 +173,12 @@ def _draw_in_worker(name: str) -> Outcome:
 
 def workers(tasks: int) -> int:
     """Processes to draw `tasks` figures with: one per usable core, forked (Linux only: fork is what makes a
-    worker cost milliseconds, since it inherits the imported libraries and the grid; elsewhere one process)."""
+    worker cost milliseconds, since it inherits the imported libraries and the grid; elsewhere one process),
+    and only from a process with no other Python thread (e.g. a terminal's progress-bar monitor, a
+    tracker's uploader), whose locks a forked child could inherit held."""
     if tasks < 2 or not sys.platform.startswith("linux"):
+        return 1
+    if threading.active_count() > 1:  # a fork copies no other thread, only the locks it may hold: draw here
         return 1
     return min(tasks, len(os.sched_getaffinity(0)))
 

@@ -24,10 +24,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from regbench.verdicts import ALPHA, DECIDED, decide, level
+from regbench.verdicts import ALPHA, DECIDED, MAX_SEEDS, PILOT, decide, level
 
-PILOT = 3  # seeds every cell gets before the first look
-MAX_SEEDS = 20  # default seed budget per cell (hydra.sweeper.max_seeds)
 RECORD = "seed_auto.json"  # in the sweep folder: the looks, for the sweep's report and a rerun
 METHOD = "Bonferroni over the planned looks"
 
