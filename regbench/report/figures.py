@@ -171,6 +171,15 @@ def _draw_in_worker(name: str) -> Outcome:
     return _draw_one(*_job["args"], name)
 
 
+# tqdm's monitor (started by any progress bar, a sweep's too) only sleeps and polls its bars: a forked
+# figure drawer never touches tqdm, so it can inherit nothing from it that would block
+HARMLESS_THREADS = ("tqdm_monitor",)
+
+
+def _other_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t is not threading.main_thread() and t.name not in HARMLESS_THREADS]
+
+
 def workers(tasks: int) -> int:
     """Processes to draw `tasks` figures with: one per usable core, forked (Linux only: fork is what makes a
     worker cost milliseconds, since it inherits the imported libraries and the grid; elsewhere one process),
@@ -178,7 +187,7 @@ def workers(tasks: int) -> int:
     tracker's uploader), whose locks a forked child could inherit held."""
     if tasks < 2 or not sys.platform.startswith("linux"):
         return 1
-    if threading.active_count() > 1:  # a fork copies no other thread, only the locks it may hold: draw here
+    if _other_threads():  # a fork copies no other thread, only the locks it may hold: draw here
         return 1
     return min(tasks, len(os.sched_getaffinity(0)))
 
