@@ -1,4 +1,4 @@
-"""What keeps `regbench report` fast, checked as behaviour (speed itself is scripts/bench_report.py's):
+"""What keeps `regbench report` fast, checked as behaviour (speed itself is measured by scripts/bench.py):
 one figure format by default, the others on request (`--format`, `report_format=[…]` for a
 sweep's own report), and no torch import (dropout types are read from their source files)."""
 
