@@ -35,7 +35,7 @@ format: $(STAMP)
 figures: $(STAMP)
 	scripts/make_figures.sh
 
-# Retrain the reference sweeps in results/ (about half an hour on 2 CPU cores).
+# Retrain the reference sweeps in results/ with seed=auto (1-2 h on 2 CPU cores).
 reference: $(STAMP)
 	scripts/reference_results.sh
 

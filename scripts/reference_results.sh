@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Train the reference sweeps committed in results/ (2-core CPU: digits and mnist1d only; ~30 min),
-# then draw their reports. Each experiment's grid and expected outcome is in its header:
+# Train the reference sweeps committed in results/ (2-core CPU: digits and mnist1d only; about
+# 1-2 h), then draw their reports. Every sweep runs with seed=auto: a pilot of 3 seeds, then seeds
+# added until its comparisons against the baseline are decided or MAX_SEEDS (default 10) is
+# reached. Each experiment's grid and expected outcome is in its header:
 # regbench/conf/experiment/<name>.yaml. Already-completed cells are skipped (resume), so an
 # interrupted call can simply be repeated.
 #   scripts/reference_results.sh [experiment ...]     (default: the list below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REGBENCH=${REGBENCH:-.venv/bin/regbench}
+MAX_SEEDS=${MAX_SEEDS:-10}
 EXPERIMENTS=("$@")
 if [ ${#EXPERIMENTS[@]} -eq 0 ]; then
   EXPERIMENTS=(mlp_dropout dropout_types cnn_spatialdrop cnn_dropblock dropconnect_vs_dropout l2_vs_adamw
@@ -15,9 +18,9 @@ if [ ${#EXPERIMENTS[@]} -eq 0 ]; then
 fi
 for exp in "${EXPERIMENTS[@]}"; do
   echo "== $exp"
-  # one torch thread per run (fastest for these small models on 2 cores); the vectorized launcher
-  # stacks the MLP cells and runs the rest one by one
+  # one torch thread per run (fastest for these small models on 2 cores); the default launcher
+  # stacks the cells that share a structure
   "$REGBENCH" run -m "+experiment=$exp" results_dir=results "sweep_name=$exp" trainer.progress=false report=false \
-    trainer.threads=1 hydra/launcher=vectorized
+    trainer.threads=1 seed=auto "hydra.sweeper.max_seeds=$MAX_SEEDS"
 done
 scripts/make_figures.sh
