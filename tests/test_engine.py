@@ -367,7 +367,9 @@ def test_sigterm_mid_stack_leaves_whole_rows_and_interrupted_cells(tmp_path):
     for run_dir in run_dirs(tmp_path):
         s, rows = read_summary(run_dir), read_metrics(run_dir)
         assert s["status"] == "interrupted" and s["epochs_completed"] == len(rows) >= 3
-        assert all(len(r) == len(results.METRIC_COLUMNS) and None not in r.values() for r in rows)
+        assert s["stack_cells"] == 2  # a stack's cell: its rows carry the stack's epoch time too
+        columns = [*results.METRIC_COLUMNS, *results.STACK_COLUMNS]
+        assert all(list(r) == columns and None not in r.values() for r in rows)
         assert not (run_dir / ".running").exists()
 
 
