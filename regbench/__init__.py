@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from regbench.errors import ConfigError
-from regbench.version import __version__
+from regbench.core.errors import ConfigError
+from regbench.core.version import __version__
 
 _API = ("load_runs", "load_curves", "load_groups", "load_comparisons", "run", "sweep", "SweepResult")
 __all__ = ["ConfigError", "__version__", *_API]
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 def __getattr__(name: str):
     if name in _API:
         from regbench import api
-
         return getattr(api, name)
     raise AttributeError(f"module 'regbench' has no attribute {name!r}")
 

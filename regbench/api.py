@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -163,7 +163,7 @@ def _hydra_isolated():
 
 def _regbench_run(args: list[str]) -> None:
     """`regbench run ARGS` in this process; ConfigError carries the CLI's one-line message."""
-    from regbench.cli import run_command
+    from regbench.cli.commands import run_command
 
     with _hydra_isolated():
         try:
@@ -180,8 +180,7 @@ def run(overrides: Sequence[str] | str = ()) -> dict[str, Any]:
     config already completed under results_dir). A diverged run returns with status "diverged".
     Raises ConfigError (the CLI's one-line message) on bad input, before anything is written.
     """
-    from regbench import hydra_app
-
+    from regbench.sweeps import hydra_app
     args = _overrides(overrides, "regbench.run")
     hydra_app.last_summary.clear()
     _regbench_run(args)
@@ -200,8 +199,7 @@ def sweep(overrides: Sequence[str] | str, launcher: str | None = None) -> SweepR
     written. Cells that diverge or fail are returned with their status (see SweepResult.completed);
     the sweep's report is written to `<dir>/report` as usual.
     """
-    from regbench import multirun
-
+    from regbench.sweeps import multirun
     args = _overrides(overrides, "regbench.sweep")
     if launcher is not None:
         if any(a.startswith(("hydra/launcher=", "+hydra/launcher=")) for a in args):

@@ -153,7 +153,7 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from regbench.config import register_configs
+    from regbench.rules.config import register_configs
 
     register_configs()
     with initialize_config_module(config_module="regbench.conf", version_base="1.3"):

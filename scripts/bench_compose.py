@@ -1,4 +1,4 @@
-"""Per-cell cost of composing a sweep's configs: regbench/compose.py against Hydra's own.
+"""Per-cell cost of composing a sweep's configs: regbench/sweeps/compose.py against Hydra's own.
 
     .venv/bin/python scripts/bench_compose.py [GRID ...]
 
@@ -18,9 +18,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
-from regbench.compose import CellComposer
-from regbench.config import register_configs
-from regbench.multirun import task_config
+from regbench.rules.config import register_configs
+from regbench.sweeps.compose import CellComposer
+from regbench.sweeps.multirun import task_config
 
 GRID = ["dataset=mnist1d", "model.hidden=[100,100]", "dropout=standard", "dropout.p=0,0.1,0.2,0.3,0.4,0.5,0.6,0.7",
         "seed=0,1,2,3"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from regbench.config import register_configs
+from regbench.rules.config import register_configs
 
 register_configs()
 
@@ -50,7 +50,7 @@ def without_overridden_fast(args: list[str]) -> list[str]:
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):
     """cli(*args) -> (exit code, stdout, stderr), run in-process in a fresh working directory."""
-    from regbench.cli import main
+    from regbench.cli.commands import main
 
     monkeypatch.chdir(tmp_path)
 

@@ -1,4 +1,4 @@
-"""The declaration of which keys act when (regbench/active.py): every rule names real keys, the
+"""The declaration of which keys act when (regbench/rules/active.py): every rule names real keys, the
 defaults pass, and a sweep may share a setting between cells that use it and cells that do not."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from regbench import active
-from regbench.config import register_configs
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
+from regbench.rules import active
+from regbench.rules.config import register_configs
 
 register_configs()
 

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from conftest import read_summary, run_dirs
 from omegaconf import OmegaConf
 
-from regbench.config import AugmentConfig
+from regbench.core.errors import ConfigError
 from regbench.data.augment import AUGMENTS, KINDS, build_augment
 from regbench.data.augment_ops import check_params
-from regbench.errors import ConfigError
+from regbench.rules.config import AugmentConfig
 
 SHAPES = {  # case -> (kind, input shape without the batch dim)
     "gray8": ("image", (1, 8, 8)),

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import fast, run_dirs
 
-from regbench import auto_seeds
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
+from regbench.sweeps import auto_seeds
 
 GRID = ["dataset=digits", "dataset.train_size=120", "model.hidden=[8]", "dropout=standard", "dropout.p=0,0.5"]
 
@@ -76,7 +76,7 @@ def test_bad_seed_auto_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path
 
 
 def test_the_rewrite_keeps_everything_else_and_the_sweep_name_is_the_typed_one():
-    from regbench.cli import default_sweep_name, hydra_args
+    from regbench.cli.commands import default_sweep_name, hydra_args
 
     args = ["dropout.p=0,0.5", "seed=auto"]
     assert auto_seeds.rewrite(args, multirun=True) == ["dropout.p=0,0.5", auto_seeds.FLAG]

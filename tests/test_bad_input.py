@@ -162,7 +162,7 @@ def test_more_run_bad_input(cli, tmp_path, overrides, expected):
     assert list(tmp_path.iterdir()) == []
 
 
-# Issue 13: settings that cannot take effect (regbench/active.py), repeated keys, seeds.
+# Issue 13: settings that cannot take effect (regbench/rules/active.py), repeated keys, seeds.
 NO_EFFECT_BAD_INPUT = [
     (["dropout.p=0.3"], ["dropout.p=0.3", "no effect", "dropout=none", "dropout=", "standard"]),
     (["-m", "dropout.p=0,0.1,0.3"], ["dropout.p=0.1", "dropout=none", "standard", "every cell"]),

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import FAST, read_metrics, read_summary, run_dirs
 
-from regbench.results import METRIC_COLUMNS
+from regbench.records.results import METRIC_COLUMNS
 
 
 def test_default_run_writes_the_run_folder_contract(cli, tmp_path):
@@ -114,7 +114,7 @@ def test_shipped_experiment_composes(make_cfg):
 
 
 def test_sweep_folder_ignores_override_order_and_launcher_options():
-    from regbench.cli import default_sweep_name
+    from regbench.cli.commands import default_sweep_name
 
     a = default_sweep_name(["seed=0,1", "trainer.epochs=1"])
     assert a == default_sweep_name(["trainer.epochs=1", "seed=0,1", "hydra/launcher=vectorized", "report=false"])
@@ -122,7 +122,7 @@ def test_sweep_folder_ignores_override_order_and_launcher_options():
 
 
 def test_folder_names_carry_the_experiment_groups_and_swept_values(cli, tmp_path):
-    from regbench.cli import default_sweep_name
+    from regbench.cli.commands import default_sweep_name
 
     assert default_sweep_name(["+experiment=cnn_spatialdrop"]).startswith("sweep-cnn_spatialdrop-")
     a = default_sweep_name(["dropout=standard", "dropout.p=0,0.5"])
@@ -144,7 +144,7 @@ def test_a_sweep_without_its_report_imports_no_report_libraries(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from regbench.cli import main; "
+    code = ("import sys; from regbench.cli.commands import main; "
             "rc = main(['run', '-m', 'trainer.epochs=1', 'trainer.progress=false', 'model.hidden=[8]', "
             "'report=false', 'resume=false', 'seed=0,1']); "
             "print(rc, sorted(m for m in ('pandas', 'matplotlib', 'regbench.report') if m in sys.modules))")

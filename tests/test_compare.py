@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sps
 from test_report import write_run
 
-from regbench.cli import main
+from regbench.cli.commands import main
 
 RATES = (0.0, 0.3, 0.5)
 

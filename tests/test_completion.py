@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from regbench.completion import install_script, strip_subcommand
+from regbench.cli.completion import install_script, strip_subcommand
 
 BIN = Path(sys.executable).parent  # the venv's bin/, where the `regbench` console script lives
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None or not (BIN / "regbench").exists(),

@@ -1,4 +1,4 @@
-"""The sweep composer (regbench/compose.py) against Hydra's own per-cell composition.
+"""The sweep composer (regbench/sweeps/compose.py) against Hydra's own per-cell composition.
 
 For every cell of every shipped experiment's grid and of command-line grids, the fast path
 must give the config `load_sweep_config` gives: every node (the hydra node included), the
@@ -16,9 +16,9 @@ from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from regbench.catalog import config_names
-from regbench.compose import CellComposer
-from regbench.config import config_hash
+from regbench.cli.catalog import config_names
+from regbench.rules.config import config_hash
+from regbench.sweeps.compose import CellComposer
 
 EXPERIMENTS = config_names("experiment")
 
@@ -187,8 +187,7 @@ def test_regbench_launcher_runs_jobs_as_hydras_basic_launcher(loader, tmp_path, 
     from hydra.types import HydraContext
 
     from hydra_plugins.regbench_plugins.basic_launcher import RegbenchBasicLauncher
-    from regbench import multirun
-
+    from regbench.sweeps import multirun
     monkeypatch.chdir(tmp_path)
     master, cells = sweep(loader, ["dropout=standard,gaussian", "seed=0,1,2"])
     outcomes = {}

@@ -1,4 +1,4 @@
-"""What the terminal shows (regbench/console.py): bars on a terminal only, a final line per run, a
+"""What the terminal shows (regbench/core/console.py): bars on a terminal only, a final line per run, a
 table per sweep. The terminal is a real pseudo-terminal with a window size, as a user's would be."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST, without_overridden_fast
 
-from regbench.console import epoch_postfix
+from regbench.core.console import epoch_postfix
 
 
 def _run_on_a_pty(args: list[str], cwd: Path, columns: int = 120) -> str:

@@ -17,9 +17,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from regbench.config import DatasetConfig
+from regbench.core.errors import ConfigError
 from regbench.data import DATASETS, build_splits, clear_cache, load_raw, stratified_split
-from regbench.errors import ConfigError
+from regbench.rules.config import DatasetConfig
 
 BUNDLED = {  # name -> config overrides that keep each case fast
     "digits": {},

@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import FAST, read_metrics, read_summary, run_dirs
 
-from regbench import results
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
 from regbench.engine.plan import alone_reason, chunk_sizes, stack_key
-from regbench.train import run
+from regbench.engine.train import run
+from regbench.records import results
 
 NOT_TIMING = [c for c in results.METRIC_COLUMNS if c != "seconds"]
 VEC = "hydra/launcher=vectorized"
@@ -175,7 +175,7 @@ def test_stacked_optimizer_matches_torch_optim_fused_and_by_formula(name):
     from omegaconf import OmegaConf
 
     from regbench.engine.optim import StackedOptimizer
-    from regbench.optim import build_optimizer
+    from regbench.engine.optimizers import build_optimizer
 
     hp = [(0.1, 0.01, 0.9), (0.05, 0.0, 0.5), (0.1, 0.01, 0.9)]  # (lr, wd, momentum) per cell
     cfgs = [OmegaConf.create({"name": name.rstrip("w") if name == "sgdw" else name, "lr": lr, "weight_decay": wd,

@@ -9,9 +9,9 @@ from hydra import compose, initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from regbench.active import check_grid
-from regbench.catalog import config_names
-from regbench.train import check_config
+from regbench.cli.catalog import config_names
+from regbench.engine.train import check_config
+from regbench.rules.active import check_grid
 
 EXPERIMENTS = config_names("experiment")
 

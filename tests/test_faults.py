@@ -21,7 +21,7 @@ import pytest
 from conftest import fast, read_metrics, read_summary, run_dirs
 from test_machine_failures import tiny_fs  # noqa: F401 - the fixture: a real 300 KiB tmpfs (root only)
 
-from regbench import claims, results
+from regbench.records import claims, results
 
 # The stacking launcher, and the one-at-a-time one; where a test runs real sweeps for seconds, the
 # second is marked slow (the suite's time), the first runs always.

@@ -1,4 +1,4 @@
-"""The one declaration of key roles (regbench/config.py) and the four places that read it.
+"""The one declaration of key roles (regbench/rules/config.py) and the four places that read it.
 
 Every schema key has exactly one role; config_hash, the sweep folder name, the report's
 grouping and the stacked launcher's buckets each treat a key as its role says, checked by
@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from regbench import config
-from regbench.cli import default_sweep_name
-from regbench.config import NOT_COMPARED_KEYS, NOT_HASHED_KEYS, PER_CELL_KEYS, ROLES, config_hash, keys_with_role
+from regbench.cli.commands import default_sweep_name
 from regbench.engine import plan
 from regbench.report.table import flatten, varied_keys
+from regbench.rules import config
+from regbench.rules.config import NOT_COMPARED_KEYS, NOT_HASHED_KEYS, PER_CELL_KEYS, ROLES, config_hash, keys_with_role
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 

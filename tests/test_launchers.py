@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from regbench import launchers
-from regbench.launchers import JOBLIB, SUBMITIT_LOCAL, SUBMITIT_SLURM
+from regbench.sweeps import launchers
+from regbench.sweeps.launchers import JOBLIB, SUBMITIT_LOCAL, SUBMITIT_SLURM
 
 # ---------------------------------------------------------------------------- threads rule (pure)
 
@@ -155,7 +155,7 @@ def sweeps(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     import torch
 
-    from regbench.cli import main
+    from regbench.cli.commands import main
 
     root = tmp_path_factory.mktemp("launchers")
     out = {}

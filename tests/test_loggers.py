@@ -8,7 +8,7 @@ import pytest
 from conftest import FAST, fast, read_metrics, read_summary, run_dirs
 
 import regbench
-from regbench import loggers
+from regbench.records import loggers
 
 mlflow = pytest.importorskip("mlflow")  # installed by `make test` (extra "mlflow")
 
@@ -22,6 +22,34 @@ def test_logger_options_are_the_registry():
     conf = Path(regbench.__file__).parent / "conf" / "logger"
     assert sorted(p.stem for p in conf.glob("*.yaml")) == sorted(loggers.LOGGERS)
 
+
+
+def test_mlflow_metrics_are_the_report_run_metrics(cli, tmp_path):
+    """The numbers MLflow logs at a run's end (records.results.summary_metrics) are exactly the report's
+    metric columns of that run (report/table.run_row), for a real run and for nested / absent / non-finite
+    values: the two layers read one declaration of the names."""
+    import math
+
+    import pandas as pd
+
+    from regbench.records.results import EXTRA_METRIC_PREFIXES, RUN_METRICS, summary_metrics
+    from regbench.report.collect import Run
+    from regbench.report.table import run_row
+
+    code, _, _ = cli("run", *FAST, "dropout=standard", "dropout.p=0.25")
+    assert code == 0
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    made = {"final": {"val_acc": 0.5, "val_loss": float("nan")}, "test": {"acc": 0.75}, "best_epoch": 3,
+            "epochs_completed": 4, "mc": {"nll": 0.2, "samples": 8, "by_rate": {"0.1": 0.4}},
+            "calibration": {"ece": float("inf")}, "stopped_early": True, "seconds": 1.5}
+    for summary in (read_summary(run_dir), made):
+        row = run_row(Run(path="", config={}, summary=summary, metrics=pd.DataFrame()))
+        columns = {k: float(v) for k, v in row.items()
+                   if (k in RUN_METRICS or k.startswith(EXTRA_METRIC_PREFIXES)) and isinstance(v, (int, float))
+                   and not isinstance(v, bool) and math.isfinite(v)}
+        assert summary_metrics(summary) == columns
+        assert "test.acc" in columns
+    assert summary_metrics(made)["mc.by_rate.0.1"] == 0.4 and "calibration.ece" not in summary_metrics(made)
 
 def test_single_run_logs_params_epochs_summary_and_files(cli, tmp_path):
     code, _, _ = cli("run", *FAST, "logger=mlflow", "dropout=standard", "dropout.p=0.25")
@@ -83,7 +111,7 @@ def test_experiment_name_and_csv_only(cli, tmp_path):
 
 
 def test_a_failing_tracker_does_not_stop_the_run(cli, tmp_path, monkeypatch):
-    from regbench.mlflow_logger import MlflowLogger
+    from regbench.records.mlflow_logger import MlflowLogger
 
     def broken(self, row):
         raise ConnectionError("tracking server went away")
@@ -98,8 +126,7 @@ def test_a_failing_tracker_does_not_stop_the_run(cli, tmp_path, monkeypatch):
 
 
 def test_a_run_continued_from_its_checkpoint_continues_its_mlflow_run(cli, tmp_path, monkeypatch):
-    from regbench import results
-
+    from regbench.records import results
     append = results.MetricsWriter.append
 
     def interrupt_at_epoch_2(self, row):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST, without_overridden_fast
 
-from regbench import results
+from regbench.records import results
 
 PAGE = 4096  # tmpfs allocates whole pages
 EPOCHS = 40  # metrics.csv rows of ~230 bytes: more than one page

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import FAST, read_metrics
 
-from regbench.catalog import config_names
+from regbench.cli.catalog import config_names
 from regbench.data.augment import AUGMENTS, KINDS
+from regbench.engine.train import run
 from regbench.regularizers import DROPOUTS
-from regbench.train import run
 
 TINY = [*FAST, "trainer.epochs=1", "dataset.train_size=128", "model.channels=[4,8]"]
 DATASETS = {"image": ["dataset=digits"], "sequence": ["dataset=mnist1d", "dataset.num_samples=600"]}
@@ -33,7 +33,7 @@ AUGMENT_CASES = [(recipe, kind) for recipe in RECIPES for kind in DATASETS]
 
 @pytest.mark.parametrize("recipe,kind", AUGMENT_CASES, ids=["-".join(c) for c in AUGMENT_CASES])
 def test_every_augmentation_recipe_trains_or_is_refused(make_cfg, tmp_path, recipe, kind):
-    from regbench.errors import ConfigError
+    from regbench.core.errors import ConfigError
 
     cfg = make_cfg(*TINY, *DATASETS[kind], "model=cnn", f"augment={recipe}", f"results_dir={tmp_path}")
     if all(kind in KINDS[op] for op in cfg.augment.ops):

@@ -1,4 +1,4 @@
-"""The evaluation protocol (regbench/protocol.py): which epoch is best, early stopping on
+"""The evaluation protocol (regbench/rules/protocol.py): which epoch is best, early stopping on
 trainer.monitor, which weights score the test split, and what summary.json records."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import torch
 from conftest import read_metrics
 from omegaconf import OmegaConf
 
-from regbench.config import TrainerConfig
-from regbench.errors import ConfigError
-from regbench.evaluate import loss_and_correct
-from regbench.protocol import DEFAULT_SELECT, Protocol, Tracker, check, improved
-from regbench.train import run
+from regbench.core.errors import ConfigError
+from regbench.engine.evaluate import loss_and_correct
+from regbench.engine.train import run
+from regbench.rules.config import TrainerConfig
+from regbench.rules.protocol import DEFAULT_SELECT, Protocol, Tracker, check, improved
 
 # Tiny training set + big model + high lr: validation loss turns up after a few epochs while
 # validation accuracy keeps moving, so val_loss / val_acc / final pick different epochs.

@@ -1,4 +1,4 @@
-"""`hydra/launcher=ray` (regbench/ray_launch.py): refusals before anything is written, and a real sweep
+"""`hydra/launcher=ray` (regbench/sweeps/ray_launch.py): refusals before anything is written, and a real sweep
 on a local Ray instance that gives the same runs as the basic launcher, resumes and reports."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from regbench import launchers
+from regbench.sweeps import launchers
 
 SWEEP = ["-m", "seed=0,1", "dropout=standard", "dropout.p=0.1,0.5", "trainer.epochs=2", "trainer.progress=false",
          "model.hidden=[32]", "sweep_name=s"]
@@ -68,7 +68,7 @@ def test_settings_that_cannot_work_are_refused(cli, tmp_path, args, expected):
 
 
 def test_host_port_forms():
-    from regbench.ray_launch import host_port
+    from regbench.sweeps.ray_launch import host_port
 
     assert host_port("head:6379") == ("head", 6379)
     assert host_port("ray://10.0.0.2:10001") == ("10.0.0.2", 10001)
@@ -123,7 +123,7 @@ def test_ray_sweep_matches_basic_resumes_and_reports(cli, tmp_path, monkeypatch)
 def test_resources_no_node_has_are_refused():
     from types import SimpleNamespace
 
-    from regbench.ray_launch import missing_resources
+    from regbench.sweeps.ray_launch import missing_resources
 
     ask = SimpleNamespace(num_cpus=1.0, num_gpus=8.0)
     assert missing_resources(ask, {"CPU": 2.0}) == ("hydra.launcher.num_gpus=8 but the Ray cluster has 0 GPUs; "

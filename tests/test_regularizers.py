@@ -20,12 +20,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import regbench
-from regbench.config import Config, validate
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 from regbench.models import ACTIVATIONS, build_model
 from regbench.regularizers import DROPOUTS, Slot
 from regbench.regularizers.dropblock import DropBlock, drop_block, fit_block_size
 from regbench.regularizers.dropconnect import DropConnect
+from regbench.rules.config import Config, validate
 
 NAMES = DROPOUTS.names()
 P = 0.3  # the rate used where a test does not care
@@ -201,10 +201,10 @@ def test_gradients_flow_in_train_mode(name, model, placement):
 
 @pytest.mark.parametrize("name,model", MODEL_CASES)
 def test_every_module_a_type_adds_is_seen_as_stochastic_by_mc_dropout(name, model):
-    """MC dropout (regbench/uncertainty.py) switches only dropout-like modules to train mode:
+    """MC dropout (regbench/engine/uncertainty.py) switches only dropout-like modules to train mode:
     torch's _DropoutNd or a module saying `stochastic = True`. Every module a type adds to a
     model (anything but the plain layers, norms, activations and pools) must be one of them."""
-    uncertainty = pytest.importorskip("regbench.uncertainty")
+    uncertainty = pytest.importorskip("regbench.engine.uncertainty")
     plain = (nn.Sequential, nn.Identity, nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d,
              nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, *ACTIVATIONS.values())
     net = build_model(cfg_for(name, model, dict(p=P, p_input=0.1, p_conv=0.2), batchnorm=True), INPUT_SHAPES[model], 10)

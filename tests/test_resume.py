@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import FAST, read_metrics, read_summary, run_dirs
 
-from regbench import results
+from regbench.records import results
 
 SLOW_ENOUGH = ["dataset=synthetic", "dataset.num_samples=3000", "model.hidden=[256,256]", "trainer.progress=false"]
 

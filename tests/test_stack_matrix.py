@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import FAST, read_metrics, read_summary
 
-from regbench import results
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
 from regbench.engine.plan import alone_reason
+from regbench.records import results
 
 TINY = [*FAST, "dataset.train_size=200", "model.channels=[4]"]
 EXACT = 1e-5  # float rounding of the stacked kernels, accumulated over 2 epochs

@@ -1,4 +1,5 @@
-"""The package's import structure stays clean: no import cycles, no private names used across modules.
+"""The package's import structure stays clean: imports run down the declared layers only, no import
+cycles, no private names used across modules.
 
 Both rules are checked on the source (ast), imports inside functions included: an import placed
 in a function to dodge a cycle is still a cycle, and `other._name` couples two files as tightly
@@ -15,6 +16,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("regbench", "hydra_plugins/regbench_plugins")
 EXEMPT_PRIVATE: tuple[str, ...] = ()  # nothing is exempt
+
+# The layers, lowest first (docs/architecture.md draws them): a module may import its own package and the
+# packages of lower layers, never a higher one nor a sibling of its own layer, except in the catalogue,
+# whose three packages meet in mixing augmentations (regularizers/mixing.py registers into data's pipeline).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("regbench.core", "regbench.conf"),  # conf: the YAML groups (an empty __init__ for importlib.resources)
+    ("regbench.data", "regbench.models", "regbench.regularizers"),
+    ("regbench.rules",),
+    ("regbench.records",),
+    ("regbench.engine", "regbench.report"),
+    ("regbench.sweeps",),
+    ("hydra_plugins.regbench_plugins",),
+    ("regbench.cli",),
+    ("regbench.api",),
+    ("regbench",),  # the package's own __init__ only (its lazy attributes import api); a new top-level module
+)                   # belongs to no layer and fails test_every_module_is_in_a_layer
+MUTUAL_LAYERS = {1}  # indexes into LAYERS whose packages may import each other
 
 
 def modules() -> dict[str, Path]:
@@ -62,7 +80,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, st
 
 
 def module_aliases(path: Path, known: dict[str, Path]) -> dict[str, str]:
-    """Local names bound to one of our modules (`from regbench import train` -> {"train": "regbench.train"})."""
+    """Local names bound to one of our modules (`from regbench import train` -> {"train": "regbench.engine.train"})."""
     aliases = {}
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -78,6 +96,35 @@ def module_aliases(path: Path, known: dict[str, Path]) -> dict[str, str]:
 
 def _private(attr: str) -> bool:
     return attr.startswith("_") and not attr.startswith("__")
+
+
+def package_of(module: str) -> tuple[str, int] | None:
+    """The declared package holding a module, and its layer (None: a module no layer declares)."""
+    best = None
+    for layer, packages in enumerate(LAYERS):
+        for package in packages:
+            inside = module == package or (package != "regbench" and module.startswith(package + "."))
+            if inside and (best is None or len(package) > len(best[0])):
+                best = (package, layer)
+    return best
+
+
+def test_every_module_is_in_a_layer():
+    assert sorted(name for name in modules() if package_of(name) is None) == []
+
+
+def test_imports_run_down_the_layers():
+    known = modules()
+    found = []
+    for name, path in sorted(known.items()):
+        (package, layer) = package_of(name)
+        for module, _, line in imports(name, path, known):
+            (to_package, to_layer) = package_of(module)
+            sideways = to_layer == layer and to_package != package and layer not in MUTUAL_LAYERS
+            if to_layer > layer or sideways:
+                found.append(f"{path.relative_to(ROOT)}:{line}: {package} (layer {layer}) imports {module} "
+                             f"(layer {to_layer})")
+    assert found == []
 
 
 def test_no_import_cycles():
@@ -130,10 +177,11 @@ def test_the_checks_see_a_cycle_and_a_private_import(tmp_path, monkeypatch):
     known = modules()
     assert ("regbench.b", "thing", 1) in imports("regbench.a", pkg / "a.py", known)
     assert ("regbench.a", None, 2) in imports("regbench.b", pkg / "b.py", known)
-    for check in (test_no_import_cycles, test_no_private_names_across_modules):
+    monkeypatch.setattr(sys.modules[__name__], "LAYERS", (("regbench.a",), ("regbench.b",), ("regbench",)))
+    for check in (test_no_import_cycles, test_no_private_names_across_modules, test_imports_run_down_the_layers):
         try:
             check()
         except AssertionError as exc:
-            assert "regbench.a" in str(exc) or "_hidden" in str(exc)
+            assert "regbench.a" in str(exc) or "_hidden" in str(exc) or "imports regbench.b" in str(exc)
         else:
             raise AssertionError(f"{check.__name__} did not fire")

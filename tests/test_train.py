@@ -16,10 +16,10 @@ import torch
 from conftest import FAST, read_metrics, read_summary, run_dirs
 from omegaconf import OmegaConf
 
-from regbench import results
-from regbench.config import Config, config_hash
-from regbench.optim import SGDW, build_optimizer, param_groups
-from regbench.train import run
+from regbench.engine.optimizers import SGDW, build_optimizer, param_groups
+from regbench.engine.train import run
+from regbench.records import results
+from regbench.rules.config import Config, config_hash
 
 NOT_TIMING = [c for c in results.METRIC_COLUMNS if c != "seconds"]
 
@@ -203,8 +203,8 @@ def test_tensorboard_logger_mirrors_epochs_and_hparams(make_cfg, tmp_path):
 
 
 def test_tensorboard_missing_is_a_one_line_config_error(make_cfg, tmp_path, monkeypatch):
-    from regbench.errors import ConfigError
-    from regbench.loggers import check_loggers
+    from regbench.core.errors import ConfigError
+    from regbench.records.loggers import check_loggers
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r'logger=tensorboard needs the optional extra: pip install -e "\.\[tensorb'):
@@ -313,8 +313,8 @@ def test_channels_last_trains_the_same_model(make_cfg, tmp_path):
 
 
 def test_channels_last_needs_a_2d_cnn(make_cfg):
-    from regbench.errors import ConfigError
-    from regbench.train import check_config
+    from regbench.core.errors import ConfigError
+    from regbench.engine.train import check_config
 
     with pytest.raises(ConfigError, match="trainer.channels_last=true needs a 2-D CNN"):
         check_config(make_cfg("trainer.channels_last=true"))

@@ -13,11 +13,12 @@ import torch
 from conftest import FAST, read_metrics
 from torch import nn
 
-from regbench import results, uncertainty
-from regbench.errors import ConfigError
-from regbench.evaluate import loss_and_correct
-from regbench.train import check_config, run
-from regbench.uncertainty import evaluate_split, is_stochastic, mc_mode, table_metrics
+from regbench.core.errors import ConfigError
+from regbench.engine import uncertainty
+from regbench.engine.evaluate import loss_and_correct
+from regbench.engine.train import check_config, run
+from regbench.engine.uncertainty import evaluate_split, is_stochastic, mc_mode, table_metrics
+from regbench.records import results
 
 NO_AUTOCAST = lambda: __import__("contextlib").nullcontext()  # noqa: E731
 IDENTITY = lambda x: x  # noqa: E731

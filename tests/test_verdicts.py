@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from regbench import verdicts
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 from regbench.report import sequential, stats
-from regbench.verdicts import BETTER, EQUIVALENT, UNDECIDED, WORSE, parse_margins
+from regbench.rules import verdicts
+from regbench.rules.verdicts import BETTER, EQUIVALENT, UNDECIDED, WORSE, parse_margins
 
 ALPHA = 0.05
 

@@ -4,8 +4,8 @@ The default launcher of `regbench run -m` is `vectorized` (cells that share a st
 as stacks); `basic` is the choice for one cell at a time. Hydra's own BasicLauncher composes every
 job's config again (the sweeper already did, for its preflight) and runs it through run_job,
 which deep-copies the whole config twice. This subclass takes each job's config from the sweeper
-(regbench.multirun.composed, built by regbench/compose.py) and runs it with
-regbench.multirun.run_cell_job: the same jobs, configs, callbacks and JobReturns, one after
+(regbench.sweeps.multirun.composed, built by regbench/sweeps/compose.py) and runs it with
+regbench.sweeps.multirun.run_cell_job: the same jobs, configs, callbacks and JobReturns, one after
 another. It is stored under Hydra's own name `basic` (the ConfigStore keeps the last entry
 of a name, and this module imports Hydra's first), so a command line that names Hydra's basic
 launcher gets the same launcher without the per-job composition.
@@ -32,6 +32,6 @@ class RegbenchBasicLauncher(BasicLauncher):
     composer = None  # a CellComposer, made on first use when a job was not composed by our sweeper
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from regbench.multirun import launch_in_process
+        from regbench.sweeps.multirun import launch_in_process
 
         return launch_in_process(self, job_overrides, initial_job_idx)

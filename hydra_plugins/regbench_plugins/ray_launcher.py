@@ -7,7 +7,7 @@
 Ray schedules the tasks by the resources each one asks for (`num_cpus`, `num_gpus`), gives each
 its GPUs (CUDA_VISIBLE_DEVICES) and reruns a task whose worker died. This module only registers
 the plugin and checks what can be checked before the sweep writes anything; the work is in
-regbench/ray_launch.py. (No `from __future__ import annotations` here: Hydra's plugin scan breaks
+regbench/sweeps/ray_launch.py. (No `from __future__ import annotations` here: Hydra's plugin scan breaks
 on it.)
 """
 
@@ -20,7 +20,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from regbench.launchers import RAY
+from regbench.sweeps.launchers import RAY
 
 
 @dataclass
@@ -49,7 +49,7 @@ class RayLauncher(Launcher):
         self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from regbench.ray_launch import check_settings
+        from regbench.sweeps.ray_launch import check_settings
 
         check_settings(self)  # before the sweeper writes anything: extra installed, settings valid, address up
         self.config = config
@@ -57,6 +57,6 @@ class RayLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from regbench.ray_launch import launch
+        from regbench.sweeps.ray_launch import launch
 
         return launch(self, job_overrides, initial_job_idx)

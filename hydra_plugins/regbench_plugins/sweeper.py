@@ -3,14 +3,14 @@
 Before any job starts, every cell of the grid is composed and validated, so a bad value
 anywhere in the grid (`dropout.p=0.5,1.5`) stops the sweep with the one-line error and
 nothing written. After the sweep, one line counts completed / diverged / failed runs; if
-any did not complete the command exits 1 (regbench.multirun.last_counts).
+any did not complete the command exits 1 (regbench.sweeps.multirun.last_counts).
 
 `hydra.sweeper.cells_per_job=K` (K > 1) hands every launcher (joblib, submitit, SLURM, ...)
 stacks instead of cells: the grid's cells are grouped by structure (regbench.engine.plan)
 into jobs of at most K cells, and each job trains its cells as one stack in the one loop
-(regbench/engine/jobs.py); every cell still writes its own run folder.
+(regbench/sweeps/stack_jobs.py); every cell still writes its own run folder.
 
-`seed=auto` (hydra.sweeper.auto_seeds, regbench/auto_seeds.py) runs the grid in looks: a pilot
+`seed=auto` (hydra.sweeper.auto_seeds, regbench/sweeps/auto_seeds.py) runs the grid in looks: a pilot
 of 3 seeds, then more seeds for every cell until every comparison with the baseline is decided
 or `hydra.sweeper.max_seeds` is reached (regbench/report/sequential.py).
 """
@@ -32,7 +32,7 @@ class RegbenchSweeperConf:
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None = all)
     params: dict[str, str] | None = None  # sweep definition from config (experiments use it)
     cells_per_job: int = 1  # cells of one structure trained as one stack per launcher job (1: a cell per job)
-    auto_seeds: bool = False  # seed=auto on the command line: add seeds until decided (regbench/auto_seeds.py)
+    auto_seeds: bool = False  # seed=auto on the command line: add seeds until decided (regbench/sweeps/auto_seeds.py)
     max_seeds: int | None = None  # seed budget per cell of seed=auto (None: report/sequential.py's MAX_SEEDS)
 
 
@@ -43,14 +43,14 @@ class RegbenchSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch) -> None:
         """Compose every job of a batch before launching it (as Hydra does), and validate each one.
 
-        Composition goes through regbench/compose.py: Hydra composes once per distinct
+        Composition goes through regbench/sweeps/compose.py: Hydra composes once per distinct
         config-group selection, plain values are applied to a copy (same configs as Hydra's
         per-cell composition). The launchers take the configs from multirun.composed.
         With max_batch_size unset the whole grid is one batch, so nothing runs until every
-        cell has passed `regbench.train.check_config`.
+        cell has passed `regbench.engine.train.check_config`.
         """
-        from regbench import multirun
-        from regbench.compose import CellComposer
+        from regbench.sweeps import multirun
+        from regbench.sweeps.compose import CellComposer
 
         if getattr(self, "composer", None) is None:  # one per sweep: templates are reused across batches
             self.composer = CellComposer(self.hydra_context.config_loader, self.config)
@@ -62,8 +62,7 @@ class RegbenchSweeper(BasicSweeper):
         multirun.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
         if self.batch_index == 1:  # the first batch: start the sweep bar over the whole grid
-            from regbench import console
-
+            from regbench.core import console
             console.sweep_started(sum(len(b) for b in self.overrides))
             multirun.announce_swept_keys([list(job) for b in self.overrides for job in b])
 
@@ -75,32 +74,32 @@ class RegbenchSweeper(BasicSweeper):
 
     @staticmethod
     def split_arguments(overrides, max_batch_size):
-        from regbench.multirun import refuse_repeated_values
+        from regbench.sweeps.multirun import refuse_repeated_values
 
         refuse_repeated_values(overrides)  # seed=1,1: before Hydra creates the sweep folder
         return BasicSweeper.split_arguments(overrides, max_batch_size)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from regbench import multirun
-        from regbench.multirun import composed, count_statuses, remove_if_only_sweep_record
-        from regbench.results import check_writable
+        from regbench.records.results import check_writable
+        from regbench.sweeps import multirun
+        from regbench.sweeps.multirun import composed, count_statuses, remove_if_only_sweep_record
 
         check_writable(str(self.config.results_dir))  # a file in the way: one line, before Hydra's mkdir
 
         if self.cells_per_job < 1:
-            from regbench.errors import Abort
+            from regbench.core.errors import Abort
 
             raise Abort(f"hydra.sweeper.cells_per_job={self.cells_per_job} is not valid; valid: an integer >= 1")
         if self.cells_per_job > 1:
-            from regbench.engine.jobs import StackingLauncher
+            from regbench.sweeps.stack_jobs import StackingLauncher
 
             self.launcher = StackingLauncher(self.launcher, self.cells_per_job)
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         fresh = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
         try:
-            from regbench import auto_seeds
-            from regbench.verdicts import PILOT  # numpy only: a plain sweep does not import the report
+            from regbench.rules.verdicts import PILOT  # numpy only: a plain sweep does not import the report
+            from regbench.sweeps import auto_seeds
 
             budget = auto_seeds.check(self.auto_seeds, self.max_seeds, PILOT)
             with multirun.keep_previous(sweep_dir / "multirun.yaml"):
@@ -116,8 +115,7 @@ class RegbenchSweeper(BasicSweeper):
             raise
         finally:
             composed.clear()  # what the launcher did not take (e.g. hydra/launcher=basic composes itself)
-            from regbench import console
-
+            from regbench.core import console
             console.sweep_finished()
             multirun.announce_swept_keys([])
         count_statuses(returns, str(sweep_dir))

@@ -34,8 +34,8 @@ ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=Vec
 
 class VectorizedLauncher(Launcher):
     def __init__(self, max_cells: int = 256, max_memory_gb: float | None = None):
+        from regbench.core.errors import Abort, ConfigError
         from regbench.engine.plan import check_limits
-        from regbench.errors import Abort, ConfigError
 
         try:  # Hydra makes the launcher before the sweep folder: a bad limit leaves nothing behind
             check_limits(max_cells, max_memory_gb)
@@ -53,6 +53,6 @@ class VectorizedLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from regbench.engine.launch import launch
+        from regbench.sweeps.stacked import launch
 
         return launch(self, job_overrides, initial_job_idx)

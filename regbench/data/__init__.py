@@ -6,6 +6,9 @@
 
 Importing this package registers every loader but imports neither torchvision's
 datasets nor sklearn nor mnist1d: each loader imports what it needs when called.
+
+The catalogue layer (data, models, regularizers), above core: these three may import each other
+(a mixing augmentation is a regularizer run by the data pipeline) and core; nothing higher.
 """
 
 from regbench.data import bundled, torchvision_sets  # noqa: F401  (imported so their loaders register)

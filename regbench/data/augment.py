@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import torch
 
+from regbench.core.errors import ConfigError
+
 # The ops register themselves on import: the image/signal ops, then the mixing ops (regularizers).
 from regbench.data import augment_ops  # noqa: F401
 from regbench.data.augment_base import AUGMENTS, KINDS, PARAMS, AugmentContext, AugmentOp, register  # noqa: F401 (public)
-from regbench.errors import ConfigError
 from regbench.regularizers import mixing  # noqa: F401
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from regbench.registry import Registry
+from regbench.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ AugmentOp = Callable[[torch.Tensor, torch.Tensor, AugmentContext], tuple]
 AUGMENTS: Registry[AugmentOp] = Registry("augmentation")
 # Which data kinds each op supports: ops valid for images only are refused on 1-D signals.
 KINDS: dict[str, tuple[str, ...]] = {}
-# The augment.* keys each op reads: a parameter of an op not in augment.ops is refused (regbench/active.py).
+# The augment.* keys each op reads: a parameter of an op not in augment.ops is refused (regbench/rules/active.py).
 PARAMS: dict[str, tuple[str, ...]] = {}
 
 

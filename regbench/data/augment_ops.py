@@ -40,8 +40,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from regbench.core.errors import ConfigError
 from regbench.data.augment_base import AugmentContext, register
-from regbench.errors import ConfigError
 
 # ---------------------------------------------------------------------------- helpers
 

@@ -22,8 +22,8 @@ import torch
 from omegaconf import ListConfig
 from torch import Tensor
 
-from regbench.errors import ConfigError
-from regbench.registry import Registry
+from regbench.core.errors import ConfigError
+from regbench.core.registry import Registry
 
 # name -> loader(**fields of DatasetConfig) -> RawDataset; filled by bundled.py / torchvision_sets.py
 DATASETS: Registry[Callable[..., RawDataset]] = Registry("dataset")

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from regbench import results
+from regbench.core import files
+from regbench.core.errors import ConfigError
 from regbench.data.base import DATASETS, RawDataset, stratified_split
-from regbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def cached_arrays(name: str, key: dict, names: tuple[str, ...], make: Callable[[
     costs seconds (generating MNIST-1D ~3 s; importing sklearn for digits ~1 s), reading the file
     ~10 ms, and every process of a sweep needs them. The key is `key` (the maker's package version
     and arguments) plus numpy's and scipy's versions and CACHE_FORMAT. The file is written whole
-    (results.atomic_write_text) and read back exactly (same dtypes); an unreadable or
+    (files.atomic_write_text) and read back exactly (same dtypes); an unreadable or
     unwritable cache is skipped, never an error: make() is the truth."""
     blob = json.dumps({**key, "numpy": version("numpy"), "scipy": version("scipy"), "format": CACHE_FORMAT},
                       sort_keys=True)
@@ -128,7 +128,7 @@ def cached_arrays(name: str, key: dict, names: tuple[str, ...], make: Callable[[
     np.savez(buf, **arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        results.atomic_write_text(path, buf.getvalue())
+        files.atomic_write_text(path, buf.getvalue())
     except OSError as e:  # read-only home, full disk: the next process makes them again
         log.debug("%s: not cached in %s (%s)", name, path.parent, e)
     return arrays

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from regbench.core.errors import ConfigError
 from regbench.data.base import DATASETS, RawDataset
-from regbench.errors import ConfigError
 
 # registry name -> (torchvision class name, number of classes)
 _SETS = {

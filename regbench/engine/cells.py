@@ -20,10 +20,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from regbench import checkpoint, claims, loggers, results, uncertainty
-from regbench.config import config_hash
-from regbench.evaluate import loss_and_correct
-from regbench.protocol import Protocol, Tracker
+from regbench.core import files
+from regbench.engine import uncertainty
+from regbench.engine.evaluate import loss_and_correct
+from regbench.records import checkpoint, claims, loggers, results
+from regbench.rules.config import config_hash
+from regbench.rules.protocol import Protocol, Tracker
 
 log = logging.getLogger("regbench")
 SUMMARY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")  # final / best blocks
@@ -94,11 +96,11 @@ class Cell:
     progress: Progress | None = None
     run_dir: Path | None = None
     writer: results.MetricsWriter | None = None
-    logger: loggers.RunLoggers | None = None  # logger=tensorboard / mlflow (regbench/loggers.py)
+    logger: loggers.RunLoggers | None = None  # logger=tensorboard / mlflow (regbench/records/loggers.py)
     seconds: float = 0.0  # this cell's share of the stack's wall time
     stack_started: float = 0.0  # perf_counter when its stack began: summary `stack_seconds` counts from here
     mc_epoch: bool = False  # eval.mc_every_epoch columns (stacks of one: engine/plan.py)
-    protocol: Protocol | None = None  # trainer.select / monitor / patience (regbench/protocol.py)
+    protocol: Protocol | None = None  # trainer.select / monitor / patience (regbench/rules/protocol.py)
 
     def resume_outcome(self, cfg_hash: str) -> dict | None:
         """The one resume decision (resume=true), for a lone run and for every cell of a stack.
@@ -228,7 +230,7 @@ class Cell:
         s.setdefault("error", None)
         if s["status"] == "completed" and tr.checkpoint:
             checkpoint.remove(self.run_dir)  # a finished run needs no checkpoint; its files say everything
-        results.write_json(self.run_dir / "summary.json", s)
+        files.write_json(self.run_dir / "summary.json", s)
 
     def _test(self, data, autocast) -> None:
         """Score the test split with the final weights (`test_final`) and with the weights trainer.select

@@ -18,8 +18,10 @@ import zlib
 
 import torch
 
-from regbench import console, uncertainty
+from regbench.core import console
+from regbench.core.errors import Interrupted, machine_failure
 from regbench.data.augment import build_augment
+from regbench.engine import uncertainty
 from regbench.engine.cells import Cell
 from regbench.engine.plan import alone_reason
 from regbench.engine.setup import (
@@ -32,7 +34,6 @@ from regbench.engine.setup import (
     steps_per_epoch,
 )
 from regbench.engine.stack import Lone, Stacked, signature
-from regbench.errors import Interrupted, machine_failure
 from regbench.models import build_model
 from regbench.regularizers.mixing import soft_targets
 

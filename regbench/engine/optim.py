@@ -4,14 +4,14 @@ Each rule follows torch's single-tensor implementation (what torch.optim uses on
 by line, with the scalar hyper-parameters replaced by (M, 1, ..., 1) tensors:
 
   sgd   (coupled L2)  g += wd*p;  buf = mom*buf + g;  d = g + mom*buf (nesterov) | buf;  p -= lr*d
-  sgdw  (decoupled)   p *= 1 - lr*wd, then sgd without wd           (regbench.optim.SGDW)
+  sgdw  (decoupled)   p *= 1 - lr*wd, then sgd without wd           (regbench.engine.optimizers.SGDW)
   adam  (coupled L2)  g += wd*p;  m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g^2;
                       p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
   adamw (decoupled)   p *= 1 - lr*wd, then adam without wd
 
 Weight decay applies to `decay` params only: the cell's weights with >= 2 dims, unless
-optim.decay_norm_and_bias (regbench.optim.param_groups). lr is base_lr * factor(step), the
-factor of regbench.optim's LambdaLR, the same for every cell of a stack.
+optim.decay_norm_and_bias (regbench.engine.optimizers.param_groups). lr is base_lr * factor(step), the
+factor of regbench.engine.optimizers's LambdaLR, the same for every cell of a stack.
 Buffers start at zero: mom*0 + g == g exactly, so the first step equals torch's clone(g).
 
 On CPU and CUDA the same rules run through torch's fused kernels (torch._fused_adam_,
@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, which regbench.optim uses
+BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, which regbench.engine.optimizers uses
 EPS = 1e-8
 
 
@@ -125,7 +125,7 @@ class StackedOptimizer:
                        [self.state[k]["exp_avg_sq"][a:b] for k in keys], [], [self.step_t] * len(keys), lr=lr,
                        beta1=BETAS[0], beta2=BETAS[1], weight_decay=w, eps=EPS, amsgrad=False, maximize=False)
                     continue
-                if self.name == "sgdw" and w:  # regbench.optim.SGDW: p *= 1 - lr*wd, then SGD without decay
+                if self.name == "sgdw" and w:  # regbench.engine.optimizers.SGDW: p *= 1 - lr*wd, then SGD without decay
                     torch._foreach_mul_(ps, 1 - lr * w)
                     w = 0.0
                 bufs = [self.state[k]["buf"][a:b] for k in keys] if mom else []

@@ -17,10 +17,10 @@ import os
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.config import PER_CELL_KEYS, drop_keys, hashable_dict
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
+from regbench.rules.config import PER_CELL_KEYS, drop_keys, hashable_dict
 
-# Values a stack holds per cell: the schema's per-cell keys (regbench/config.py: (M,) tensors or each
+# Values a stack holds per cell: the schema's per-cell keys (regbench/rules/config.py: (M,) tensors or each
 # cell's own generator), plus what each cell keeps in its own objects here: its augmentation (any
 # augment.* value) and its end-of-run bookkeeping (early stopping, test weights, MC / calibration).
 ENGINE_PER_CELL = frozenset({"augment", "eval.mc_samples", "eval.ece_bins", "trainer.select", "trainer.monitor",

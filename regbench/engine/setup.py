@@ -15,13 +15,13 @@ import signal
 import torch
 from omegaconf import DictConfig
 
-from regbench import loggers, results
-from regbench.config import validate
+from regbench.core.errors import ConfigError, Interrupted
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
-from regbench.errors import ConfigError, Interrupted
 from regbench.models import build_model, macs_per_example
+from regbench.records import loggers, results
 from regbench.regularizers import DROPOUTS
+from regbench.rules.config import validate
 
 log = logging.getLogger("regbench")
 

@@ -35,11 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from regbench.engine.evaluate import loss_and_correct, score
 from regbench.engine.optim import StackedOptimizer
-from regbench.evaluate import loss_and_correct, score
-from regbench.optim import build_optimizer, lr_factor
+from regbench.engine.optimizers import build_optimizer, lr_factor
+from regbench.engine.uncertainty import is_stochastic
 from regbench.regularizers import penalties
-from regbench.uncertainty import is_stochastic
 
 NORM_EPS = 1e-12  # same guard as penalties.apply_max_norm_
 

@@ -1,10 +1,13 @@
-"""MLP and CNN built from config, with named dropout and norm slots."""
+"""MLP and CNN built from config, with named dropout and norm slots.
+
+The catalogue layer (data, models, regularizers), above core: these three may import each other
+(a mixing augmentation is a regularizer run by the data pipeline) and core; nothing higher."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 from regbench.models.blocks import ACTIVATIONS, activation_name  # noqa: F401  (ACTIVATIONS: public here too)
 from regbench.models.cnn import CNN
 from regbench.models.mlp import MLP

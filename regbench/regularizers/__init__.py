@@ -6,6 +6,9 @@ conv stage, after each hidden layer). A dropout type is a `DropoutSpec` register
 weight layers (DropConnect). Adding a type = one new file here (plus its YAML in
 conf/dropout/): `DROPOUTS` imports every module of this package on first use, and
 also plugins from outside the package (discovery.py; docs/architecture.md).
+
+The catalogue layer (data, models, regularizers), above core: these three may import each other
+(a mixing augmentation is a regularizer run by the data pipeline) and core; nothing higher.
 """
 
 from regbench.regularizers.base import DROPOUTS, DropoutSpec, Slot, resolve_rate  # noqa: F401

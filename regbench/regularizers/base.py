@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from regbench.errors import ConfigError
-from regbench.rates import RATE_KEYS
-from regbench.registry import Registry
+from regbench.core.errors import ConfigError
+from regbench.core.rates import RATE_KEYS
+from regbench.core.registry import Registry
 from regbench.regularizers import discovery
 
 
@@ -40,7 +40,7 @@ class DropoutSpec:
     needs_conv: bool = False  # True: only meaningful on conv feature maps (model=cnn); check() rejects mlp
     rate_keys: tuple[str, ...] = RATE_KEYS  # dropout.* keys that set its strength; () = no regularization
     colour: str | None = None  # its colour in every report figure (None: one derived from the name)
-    # What the type reads besides its rates, so a setting it ignores is refused (regbench/active.py):
+    # What the type reads besides its rates, so a setting it ignores is refused (regbench/rules/active.py):
     activation_slots: bool = True  # modules in activation slots, so p_input and placement act (DropConnect: no)
     keys: tuple[str, ...] = ()  # dropout.* keys only this type reads, e.g. dropblock: block_size, schedule
 
@@ -97,7 +97,7 @@ class Dropout(nn.Dropout):
 class FunctionalDropout(nn.Module):
     """Thin module over a functional core `fn(x, p, training)` (the timm pattern).
 
-    Subclasses set `fn`; `stochastic = True` lets MC dropout (regbench/uncertainty.py) find it.
+    Subclasses set `fn`; `stochastic = True` lets MC dropout (regbench/engine/uncertainty.py) find it.
     `p` is a float; inside a stack of cells (regbench/engine/stack.py) it becomes a 0-d tensor
     buffer holding each cell's rate, so every `fn` accepts both.
     """

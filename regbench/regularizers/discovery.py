@@ -20,7 +20,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 
 ENV = "REGBENCH_PLUGINS"  # module names or .py paths, os.pathsep-separated
 ENTRY_POINTS = "regbench.regularizers"  # entry point group of installed plugin packages

@@ -102,7 +102,7 @@ def drop_block(x: torch.Tensor, p: float | torch.Tensor, block_size: int, traini
 class DropBlock(nn.Module):
     """DropBlock with an optional linear ramp of the rate; identity in eval and at rate 0."""
 
-    stochastic = True  # MC dropout (regbench/uncertainty.py) keeps it in train mode at test time
+    stochastic = True  # MC dropout (regbench/engine/uncertainty.py) keeps it in train mode at test time
 
     def __init__(self, p: float, block_size: int, schedule: str = "constant"):
         super().__init__()

@@ -81,7 +81,7 @@ class DropConnect(nn.Module):
     MC dropout sets only this module's `training` flag (not the inner layer's); forward reads it.
     """
 
-    stochastic = True  # MC dropout (regbench/uncertainty.py) keeps it in train mode at test time
+    stochastic = True  # MC dropout (regbench/engine/uncertainty.py) keeps it in train mode at test time
 
     def __init__(self, layer: nn.Module, p: float, mask: str = "batch"):
         super().__init__()

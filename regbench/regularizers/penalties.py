@@ -1,7 +1,7 @@
 """Explicit weight penalties and constraints: L1 and max-norm.
 
 Both act on *weights* only: parameters with >= 2 dims (linear rows, conv filters), never
-on biases or norm scales, matching the default of weight decay (regbench/optim.py).
+on biases or norm scales, matching the default of weight decay (regbench/engine/optimizers.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ at any depth below the given paths. Data flows one way:
 
 Bad runs are skipped with a reason rather than stopping the report; only "nothing could
 be reported" is an error (ConfigError: one line on stderr, exit 2).
+
+May import: records (the run-folder contract), rules, the catalogue (plugin dropout types only), core;
+never engine (a report imports no torch), sweeps, cli or api.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from regbench.config import DEFAULT_REPORT_FORMATS, REPORT_FORMATS
-from regbench.errors import ConfigError, MachineFailure, machine_failure
+from regbench.core.errors import ConfigError, MachineFailure, machine_failure
 from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
 from regbench.report.content import report_blocks
 from regbench.report.content_compare import comparison_section
 from regbench.report.figures import FIGURES, draw_all
 from regbench.report.grid import build_grid
 from regbench.report.render import write_report
+from regbench.rules.config import DEFAULT_REPORT_FORMATS, REPORT_FORMATS
 
 __all__ = ["ReportResult", "Skipped", "build_report", "main", "read_runs"]
 
@@ -94,7 +97,7 @@ def build_report(
     """Read every run below `paths` and write runs.csv, groups.csv, figures, report.md and report.html.
 
     `figures` limits which figures are drawn (names as in FIGURES; None = all the data supports).
-    `margin`: the equivalence margins (`--margin`, regbench/verdicts.py parse_margins); None: the
+    `margin`: the equivalence margins (`--margin`, regbench/rules/verdicts.py parse_margins); None: the
     runs' `margin` config key, else the defaults.
     Raises ConfigError when nothing can be reported (no path, no runs, no readable run).
     """

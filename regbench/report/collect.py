@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from regbench.results import FAILED, RUNNING, unfinished_status
+from regbench.records.results import FAILED, RUNNING, unfinished_status
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"

@@ -6,7 +6,7 @@ is the change being measured, B − A. One folder with `--where key=value`: the 
 key=value are the reference A, and every other value of that key is compared with them,
 matched on the remaining varied values. Within a matched configuration, runs pair by seed
 (report/stats.py; Welch where the seeds do not pair); all rows are one family (one metric):
-Bonferroni over them, and the verdicts read that interval (regbench/verdicts.py; --margin sets δ).
+Bonferroni over them, and the verdicts read that interval (regbench/rules/verdicts.py; --margin sets δ).
 
 Writes <out>/compare.csv (one row per comparison) and compare.png/.svg, and prints the table.
 Every check happens before anything is written (bad input: one line, exit 2).
@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from regbench import verdicts
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 from regbench.report import read_runs, stats
 from regbench.report.content_compare import bounds_text, confidence, display, interval_text, p_text
 from regbench.report.style import CAPSIZE, NEUTRAL, REFERENCE, save
@@ -37,6 +36,7 @@ from regbench.report.table import (
     runs_table,
     varied_keys,
 )
+from regbench.rules import verdicts
 
 USAGE = "regbench compare A B | A --where KEY=VALUE [--metric M] [--margin D] [--out DIR] [--format png,svg]"
 DEFAULT_METRICS = ("test.acc", "final.val_acc")  # the first the runs have is compared unless --metric says

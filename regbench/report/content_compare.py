@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from regbench import verdicts
 from regbench.report import paired, stats
 from regbench.report.content import PCT, Bullets, Fold, Heading, Table, Text
-from regbench.verdicts import DISPLAY, display  # noqa: F401 - the display units live with the verdicts
+from regbench.rules import verdicts
+from regbench.rules.verdicts import DISPLAY, display  # noqa: F401 - the display units live with the verdicts
 
 
 def interval_text(diff: float, low: float, high: float, scale: float, digits: int, unit: str = "") -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "regularizers"  # regbench/regularizers, not imported
 FACTS = ("name", "colour", "rate_keys")  # the class attributes read
-TORCH_FREE = ("regbench.rates",)  # modules the spec files import constants from, safe to import here
+TORCH_FREE = ("regbench.core.rates",)  # modules the spec files import constants from, safe to import here
 UNKNOWN = object()  # an attribute whose value is not a literal (or an imported constant)
 
 

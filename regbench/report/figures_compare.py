@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from regbench.rates import RATE_KEYS as BASE_RATE_KEYS
+from regbench.core.rates import RATE_KEYS as BASE_RATE_KEYS
 from regbench.report.grid import Grid
 from regbench.report.style import (
     ACC,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from regbench import verdicts
 from regbench.report import stats
+from regbench.rules import verdicts
 
 RANKING = "final.val_acc"  # the best configuration is chosen on validation, never on test
 HEADLINE_ORDER = ("test.acc", "final.val_acc")  # the metric a group's verdict is about: test if the runs have it
@@ -20,7 +20,7 @@ HEADLINE_ORDER = ("test.acc", "final.val_acc")  # the metric a group's verdict i
 PER_METRIC = ("diff", "ci_low", "ci_high", "ci95_low", "ci95_high", "p", "p_adj", "family_m", "margin", "decision",
               "verdict")
 HEADLINE_EXTRA = ("test", "n", "mde", "seeds_to_decide", "note")  # groups.csv: vs_baseline.<field> (headline only)
-MARGIN_KEY = "margin"  # the config key (regbench/config.py) a sweep's runs carry their report's margins in
+MARGIN_KEY = "margin"  # the config key (regbench/rules/config.py) a sweep's runs carry their report's margins in
 
 
 def headline_metric(runs: pd.DataFrame) -> str:

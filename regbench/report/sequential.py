@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from regbench.verdicts import ALPHA, DECIDED, MAX_SEEDS, PILOT, decide, level
+from regbench.rules.verdicts import ALPHA, DECIDED, MAX_SEEDS, PILOT, decide, level
 
 RECORD = "seed_auto.json"  # in the sweep folder: the looks, for the sweep's report and a rerun
 METHOD = "Bonferroni over the planned looks"
@@ -81,7 +81,7 @@ class Record:
     alpha: float = ALPHA
 
     def save(self, sweep_dir: Path) -> None:
-        from regbench.results import atomic_write_text
+        from regbench.core.files import atomic_write_text
 
         atomic_write_text(Path(sweep_dir) / RECORD, json.dumps(asdict(self), indent=1))
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from regbench.verdicts import ALPHA, METRICS, UNDECIDED, UNTESTABLE, decide, level, margin_for, words
+from regbench.rules.verdicts import ALPHA, METRICS, UNDECIDED, UNTESTABLE, decide, level, margin_for, words
 
 POWER = 0.8  # target power for the minimum detectable effect and the seeds needed
 N_BOOT = 2000  # bootstrap resamples for `stays_best`

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regbench.config import NOT_COMPARED_KEYS
-from regbench.rates import RATE_KEYS
+from regbench.core.rates import RATE_KEYS
+from regbench.records.results import EXTRA_METRIC_PREFIXES, RUN_METRICS, SPLIT_METRICS
 from regbench.report.collect import Run
 from regbench.report.dropout_types import declared_types
+from regbench.rules.config import NOT_COMPARED_KEYS
 
 # Keys whose differences do not make two runs different configurations (the schema's declaration:
 # the not-hashed keys, the seed, and where a run ran).
@@ -35,20 +36,7 @@ EXCLUDED_STATUSES = frozenset({"diverged", "failed", SUPERSEDED})  # their numbe
 # used only where a group has nothing better
 PARTIAL_STATUSES = frozenset({INCOMPLETE, RUNNING, "interrupted", "killed"})
 
-SPLIT_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")
 CURVE_COLUMNS = (*SPLIT_METRICS, "batch_loss")
-RUN_METRICS = (
-    *(f"final.{m}" for m in SPLIT_METRICS),
-    *(f"best.{m}" for m in SPLIT_METRICS),
-    "test.acc",
-    "test.loss",
-    "test_final.acc",
-    "test_final.loss",
-    "best_epoch",
-    "epochs_completed",
-    "seconds",
-)
-EXTRA_METRIC_PREFIXES = ("mc.", "calibration.")  # scalar MC-dropout / calibration fields, when present
 
 
 # ---------------------------------------------------------------------------- naming

@@ -26,8 +26,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from regbench import protocol
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
+from regbench.rules import protocol
 
 STRUCTURAL = "structural"  # hashed; the cells of one stack must agree (every key not declared otherwise)
 PER_CELL = "per_cell"  # hashed; may differ between the cells of one stack (the engine holds it per cell)
@@ -316,7 +316,7 @@ def validate(cfg: DictConfig) -> None:
         _choice("report_format", fmt, REPORT_FORMATS)
     protocol.check(cfg.trainer)
     if cfg.get("margin") is not None:
-        from regbench.verdicts import METRICS, parse_margins  # numpy only: a run does not import the report
+        from regbench.rules.verdicts import METRICS, parse_margins  # numpy only: a run does not import the report
 
         parse_margins(str(cfg.margin), METRICS, "test.acc", name="margin")
     for key in ("seed", "dataset.split_seed"):

@@ -17,12 +17,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
-from regbench import console
+from regbench.core import console
+from regbench.core.errors import Abort, failed_outcome
 from regbench.engine.cells import Cell
-from regbench.engine.launch import train_cells
 from regbench.engine.plan import alone_reason, stack_key
-from regbench.errors import Abort, failed_outcome
-from regbench.multirun import (
+from regbench.sweeps.multirun import (
     PLACEMENT_KEYS,
     STACK_KEY,
     composed,
@@ -31,6 +30,7 @@ from regbench.multirun import (
     take_task_config,
     task_config,
 )
+from regbench.sweeps.stacked import train_cells
 
 log = logging.getLogger("regbench")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 
 SELECT_CHOICES = ("final", "val_loss", "val_acc")  # trainer.select
 MONITOR_CHOICES = ("val_loss", "val_acc")  # trainer.monitor
@@ -74,7 +74,7 @@ def check(tr) -> None:
     if tr.monitor is not None and tr.monitor not in MONITOR_CHOICES:
         raise ConfigError(f"trainer.monitor={tr.monitor!r} is not valid; valid choices: {', '.join(MONITOR_CHOICES)}")
     # trainer.monitor without trainer.patience cannot take effect: refused with the other such keys
-    # (regbench/active.py RULES), on the command line
+    # (regbench/rules/active.py RULES), on the command line
 
 
 @dataclass

@@ -9,17 +9,16 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from regbench.errors import MachineFailure
+from regbench.core.errors import MachineFailure
 
 log = logging.getLogger("regbench")
 
 
 class SweepProgress(Callback):
-    """One step of the sweep bar (regbench/console.py) per finished job, with its outcome."""
+    """One step of the sweep bar (regbench/core/console.py) per finished job, with its outcome."""
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
-        from regbench import console
-
+        from regbench.core import console
         ok = job_return.status.name == "COMPLETED"
         value = (job_return.return_value if ok else None) or {}
         for cell in value.get("cells", [value]):  # a stack job (hydra.sweeper.cells_per_job) returns each cell's

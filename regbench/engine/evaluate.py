@@ -2,7 +2,7 @@
 
 `eval.mode=train` measures the "forgot `model.eval()`" mistake: dropout stays on and
 BatchNorm normalises each evaluation batch with its own statistics. Calibration and MC
-dropout live in `regbench.uncertainty`.
+dropout live in `regbench.engine.uncertainty`.
 """
 
 from __future__ import annotations

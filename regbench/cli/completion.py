@@ -73,7 +73,7 @@ def strip_subcommand(line: str) -> str:
 
 def parse(args: list[str]) -> tuple[str, str] | None:
     """(action, shell) for `-sc install=bash` style arguments; None if there is no -sc flag."""
-    from regbench.errors import ConfigError
+    from regbench.core.errors import ConfigError
 
     flag = next((i for i, a in enumerate(args) if a in COMPLETION_FLAGS), None)
     if flag is None:

@@ -11,12 +11,12 @@ def config_names(group: str) -> list[str]:
 
 
 def catalog() -> dict[str, list[str]]:
-    from regbench.config import MODELS, OPTIMIZERS, SCHEDULES
     from regbench.data import DATASETS
     from regbench.data.augment import AUGMENTS
-    from regbench.loggers import LOGGERS
     from regbench.models import ACTIVATIONS
+    from regbench.records.loggers import LOGGERS
     from regbench.regularizers import DROPOUTS
+    from regbench.rules.config import MODELS, OPTIMIZERS, SCHEDULES
 
     return {
         "datasets": DATASETS.names(),

@@ -30,7 +30,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 
 log = logging.getLogger("regbench")
 
@@ -45,8 +45,9 @@ class LoggerSpec:
 
 # The optional loggers; csv is always on and needs nothing.
 OPTIONAL = {
-    "tensorboard": LoggerSpec("tensorboard", "tensorboard", "regbench.loggers:TensorBoardLogger"),
-    "mlflow": LoggerSpec("mlflow", "mlflow", "regbench.mlflow_logger:MlflowLogger", "regbench.mlflow_logger:check"),
+    "tensorboard": LoggerSpec("tensorboard", "tensorboard", "regbench.records.loggers:TensorBoardLogger"),
+    "mlflow": LoggerSpec("mlflow", "mlflow", "regbench.records.mlflow_logger:MlflowLogger",
+                         "regbench.records.mlflow_logger:check"),
 }
 LOGGERS = ("csv", *OPTIONAL)  # the options of the `logger` config group (conf/logger/<name>.yaml)
 
@@ -135,7 +136,7 @@ def backfill(cfg: DictConfig, summary: dict[str, Any]) -> None:
     import csv
     import math
 
-    from regbench.results import write_json
+    from regbench.core.files import write_json
 
     run_dir = Path(summary["run_dir"])
     missing = [name for name in enabled(cfg) if not _load(OPTIONAL[name].impl).has_run(cfg, run_dir, summary)]
@@ -171,7 +172,7 @@ class TensorBoardLogger(RunLogger):
     def __init__(self, cfg: DictConfig, run_dir: Path, summary: dict):
         from torch.utils.tensorboard import SummaryWriter
 
-        from regbench.config import hashable_dict
+        from regbench.rules.config import hashable_dict
 
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
         self.hparams = flat_hparams(hashable_dict(cfg))

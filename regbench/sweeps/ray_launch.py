@@ -28,7 +28,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, open_dict
 
-from regbench.errors import Abort
+from regbench.core.errors import Abort
 
 log = logging.getLogger("regbench")
 
@@ -89,7 +89,7 @@ def check_reachable(address: str, source: str = "hydra.launcher.address") -> Non
 def start_ray(launcher) -> None:
     import ray
 
-    from regbench.launchers import usable_cores
+    from regbench.sweeps.launchers import usable_cores
 
     address = cluster_address(launcher)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}

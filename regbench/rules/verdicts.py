@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 
 # seed=auto's design (report/sequential.py), here so that a sweep reads them without importing the report
 PILOT = 3  # seeds every cell gets before the first look

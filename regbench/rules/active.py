@@ -28,8 +28,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.config import Config, hashable_dict
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
+from regbench.rules.config import Config, hashable_dict
 
 log = logging.getLogger("regbench")
 

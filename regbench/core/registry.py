@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
 
 T = TypeVar("T")
 

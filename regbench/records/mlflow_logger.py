@@ -30,8 +30,9 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.errors import ConfigError
-from regbench.loggers import RunLogger, flat_hparams
+from regbench.core.errors import ConfigError
+from regbench.records import results
+from regbench.records.loggers import RunLogger, flat_hparams
 
 ARTIFACTS_DIR = ".mlartifacts"  # beside a local store's database file
 DEFAULT_EXPERIMENT = "regbench"  # single runs (no sweep_name) without logger.mlflow.experiment
@@ -106,7 +107,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _check_writable(uri: str, path: Path) -> None:
     """The store's folder must be writable (tried, not read off permission bits), the file openable."""
-    from regbench.results import probe_folder
+    from regbench.records.results import probe_folder
 
     if path.is_dir() and urlparse(uri).scheme == "sqlite":
         raise ConfigError(f"logger.mlflow.tracking_uri={uri!r} names a folder; valid: a path to a .db file")
@@ -159,22 +160,6 @@ def _artifact_location(uri: str, name: str) -> str | None:
     return (path.absolute().parent / ARTIFACTS_DIR / re.sub(r"[^\w.-]", "_", name)).as_uri()
 
 
-def _scalar_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """The summary's numbers exactly as runs.csv has them (final.val_acc, test.acc, mc.nll, ...): the
-    report's own run_row picks them, so a metric added to the report reaches MLflow too. NaN = absent."""
-    import math
-
-    import pandas as pd
-
-    from regbench.report.collect import Run
-    from regbench.report.table import EXTRA_METRIC_PREFIXES, RUN_METRICS, run_row
-
-    row = run_row(Run(path="", config={}, summary=summary, metrics=pd.DataFrame()))
-    picked = {k: v for k, v in row.items() if k in RUN_METRICS or k.startswith(EXTRA_METRIC_PREFIXES)}
-    return {k: float(v) for k, v in picked.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)}
-
-
 class MlflowLogger(RunLogger):
     """One MLflow run for one regbench run folder."""
 
@@ -224,7 +209,7 @@ class MlflowLogger(RunLogger):
         self.client.log_batch(self.run_id, metrics=self._metrics(values, int(row["epoch"])))
 
     def close(self, summary: dict[str, Any]) -> None:
-        self.client.log_batch(self.run_id, metrics=self._metrics(_scalar_metrics(summary), 0))
+        self.client.log_batch(self.run_id, metrics=self._metrics(results.summary_metrics(summary), 0))
         self.client.set_tag(self.run_id, "regbench.status", summary["status"])
         for here, dirs, files in os.walk(self.run_dir):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))

@@ -27,7 +27,8 @@ from pathlib import Path
 from filelock import FileLock
 from omegaconf import DictConfig
 
-from regbench import results
+from regbench.core import files
+from regbench.records import results
 
 log = logging.getLogger("regbench")
 CLAIMS = ".regbench-claims"  # in results_dir: one file per config being trained
@@ -66,10 +67,10 @@ def take(results_dir: str, name: str) -> str | None:
     """Claim `name` for this process. None: it is ours now; else the identity of the live process holding it."""
     folder = Path(results_dir) / CLAIMS
     me = results.identity_text()
-    with results.writing(folder):
+    with files.writing(folder):
         folder.parent.mkdir(parents=True, exist_ok=True)  # results_dir: the lock file lives there
     with _lock(results_dir):
-        with results.writing(folder):
+        with files.writing(folder):
             folder.mkdir(exist_ok=True)
         try:
             holder = (folder / name).read_text().strip()
@@ -77,7 +78,7 @@ def take(results_dir: str, name: str) -> str | None:
             holder = ""
         if holder and holder != me and _held(folder / name, holder):
             return holder
-        results.atomic_write_text(folder / name, me + "\n")  # free, ours already, or its process is gone
+        files.atomic_write_text(folder / name, me + "\n")  # free, ours already, or its process is gone
     return None
 
 
@@ -121,7 +122,7 @@ def wait(results_dir: str, names: list[str]) -> None:
 
 
 class Held:
-    """The claims one process takes for a batch of cells (engine/launch.py), by cell position: released as
+    """The claims one process takes for a batch of cells (sweeps/stacked.py), by cell position: released as
     each part is trained, the rest on leaving the `with` block (an error or a signal on its way)."""
 
     def __init__(self):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from regbench.errors import Abort, ConfigError
+from regbench.core.errors import Abort, ConfigError
 
 AUTO = "auto"
 FLAG = "hydra.sweeper.auto_seeds=true"  # what seed=auto becomes on the way to Hydra
@@ -49,7 +49,7 @@ def rewrite(args: list[str], multirun: bool) -> list[str]:
 
 def check(auto: bool, max_seeds: int | None, pilot: int) -> int | None:
     """The seed budget of a seed=auto sweep (None: a plain sweep); Abort for a setting that cannot apply."""
-    from regbench.verdicts import MAX_SEEDS  # numpy only: a plain sweep does not import the report
+    from regbench.rules.verdicts import MAX_SEEDS  # numpy only: a plain sweep does not import the report
 
     if not auto:
         if max_seeds is not None:
@@ -69,7 +69,7 @@ def undecided(sweep_dir: Path, seeds: int, record) -> tuple[int, int]:
     from regbench.report import read_runs
     from regbench.report.grid import build_grid
     from regbench.report.paired import headline_metric
-    from regbench.verdicts import DECIDED
+    from regbench.rules.verdicts import DECIDED
 
     runs, _ = read_runs([sweep_dir])
     runs = [r for r in runs if int(r.config.get("seed") or 0) < seeds]

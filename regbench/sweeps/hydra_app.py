@@ -10,11 +10,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from regbench import claims, console, launchers
-from regbench.active import check_effective
-from regbench.config import register_configs, validate
-from regbench.errors import Abort, ConfigError, RunIncomplete, failed_outcome, machine_failure
-from regbench.multirun import PLACEMENT_KEYS, STACK_KEY
+from regbench.core import console
+from regbench.core.errors import Abort, ConfigError, RunIncomplete, failed_outcome, machine_failure
+from regbench.records import claims
+from regbench.rules.active import check_effective
+from regbench.rules.config import register_configs, validate
+from regbench.sweeps import launchers
+from regbench.sweeps.multirun import PLACEMENT_KEYS, STACK_KEY
 
 register_configs()
 log = logging.getLogger("regbench")
@@ -24,14 +26,14 @@ log = logging.getLogger("regbench")
 last_summary: dict = {}
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def entry(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     # Parallel launchers (joblib, submitit): cap this job's CPU threads and pin its GPU before
-    # anything touches CUDA; nothing happens under the basic launcher (regbench/launchers.py).
+    # anything touches CUDA; nothing happens under the basic launcher (regbench/sweeps/launchers.py).
     launchers.setup_job(cfg, hc)
     if STACK_KEY in cfg:  # a stack job (hydra.sweeper.cells_per_job > 1)
-        from regbench.engine.jobs import stack_job
+        from regbench.sweeps.stack_jobs import stack_job
 
         return stack_job(cfg, hc)
     overrides = [o for o in hc.overrides.task if not o.startswith(PLACEMENT_KEYS)]
@@ -61,10 +63,10 @@ def entry(cfg: DictConfig) -> dict:
 def resume_or_run(cfg: DictConfig, command: str, overrides: list[str]) -> dict:
     """Skip a config that already completed (or diverged) under results_dir; continue an
     interrupted one from its checkpoint; otherwise train from scratch (resume=false: always)."""
-    from regbench.config import config_hash
     from regbench.engine.cells import Cell
     from regbench.engine.loop import train
-    from regbench.train import check_config
+    from regbench.engine.train import check_config
+    from regbench.rules.config import config_hash
 
     cell = Cell(cfg=cfg, command=command, overrides=list(overrides))
     if not cfg.resume:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.dropout import _DropoutNd
 
-from regbench.evaluate import EVAL_BATCH, eval_mode, fork_rng, restore_modes
+from regbench.engine.evaluate import EVAL_BATCH, eval_mode, fork_rng, restore_modes
 
 log = logging.getLogger("regbench")
 

@@ -26,15 +26,15 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from regbench.active import check_grid
-from regbench.errors import ConfigError
+from regbench.core.errors import ConfigError
+from regbench.rules.active import check_grid
 
 log = logging.getLogger("regbench")
 
 
 # Overrides that choose where a run is written, not what it computes: left out of the rerun command.
 PLACEMENT_KEYS = ("sweep_name=",)
-# The job override `+stack_cells='...'` that lists a stack job's other cells (regbench/engine/jobs.py).
+# The job override `+stack_cells='...'` that lists a stack job's other cells (regbench/sweeps/stack_jobs.py).
 STACK_KEY = "stack_cells"
 
 # Outcome counts of the last sweep in this process: the CLI exits 1 unless all completed.
@@ -45,14 +45,14 @@ last_counts: Counter = Counter()
 last_sweep: dict = {}
 
 
-# Job configs the sweeper composed for its preflight (regbench/compose.py), keyed by the job's
+# Job configs the sweeper composed for its preflight (regbench/sweeps/compose.py), keyed by the job's
 # overrides: the launchers pop them from here instead of composing every cell a second time.
 composed: dict[tuple[str, ...], DictConfig] = {}
 
 
 def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
     """Validate every cell (and each distinct dataset once) before the first run starts."""
-    from regbench.train import check_config
+    from regbench.engine.train import check_config
 
     datasets: dict = {}  # one load per distinct dataset config (loads are cached in-process too)
     for cfg in job_cfgs:
@@ -91,8 +91,7 @@ def decode_cells(text: str) -> list[list[str]]:
 
 def count_statuses(returns, sweep_dir: str) -> Counter:
     """The sweep's closing table (a row per cell) and its one-line count of outcomes."""
-    from regbench import console
-
+    from regbench.core import console
     counts: Counter = Counter()
     cells, names = [], []
     for r in (r for batch in returns for r in batch):
@@ -169,7 +168,7 @@ def announce_swept_keys(overrides: list[list[str]]) -> None:
     folder names show them (results.run_label). An empty grid clears it."""
     import os
 
-    from regbench.results import SWEPT_KEYS_ENV
+    from regbench.records.results import SWEPT_KEYS_ENV
 
     keys = [k.lstrip("+~") for k in swept_keys(overrides)]
     if keys:
@@ -224,7 +223,7 @@ def job_config(launcher, overrides: Sequence[str], job_num: int) -> DictConfig:
     from the sweeper's composition when there is one (a launcher used without our sweeper composes)."""
     cfg = composed.pop(tuple(overrides), None)
     if cfg is None:
-        from regbench.compose import CellComposer
+        from regbench.sweeps.compose import CellComposer
 
         if getattr(launcher, "composer", None) is None:
             launcher.composer = CellComposer(launcher.hydra_context.config_loader, launcher.config)
@@ -272,7 +271,7 @@ def task_config(config: DictConfig) -> DictConfig:
 def take_task_config(config: DictConfig) -> DictConfig:
     """task_config without the copy: the job's own config loses its hydra node, as run_job's copy
     does (read_write + open_dict + del). For a job config nothing reads afterwards (a stack's cells,
-    engine/launch.py): copying a few milliseconds' worth of nodes per cell would buy nothing."""
+    sweeps/stacked.py): copying a few milliseconds' worth of nodes per cell would buy nothing."""
     with read_write(config), open_dict(config):
         del config["hydra"]
     return config

@@ -23,13 +23,15 @@ import torch
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig
 
-from regbench import claims, console, multirun
-from regbench.config import config_hash, validate
+from regbench.core import console
+from regbench.core.errors import Abort, ConfigError, Interrupted, failed_outcome
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
 from regbench.engine.plan import alone_reason, chunk_sizes, memory_budget, stack_key
-from regbench.errors import Abort, ConfigError, Interrupted, failed_outcome
-from regbench.multirun import PLACEMENT_KEYS
+from regbench.records import claims
+from regbench.rules.config import config_hash, validate
+from regbench.sweeps import multirun
+from regbench.sweeps.multirun import PLACEMENT_KEYS
 
 log = logging.getLogger("regbench")
 
@@ -92,7 +94,7 @@ def train_cells(cells: list[Cell], max_cells: int, max_memory_gb: float | None) 
 
     Cells of one stack key (plan.stack_key); a cell that cannot share a stack trains alone inside
     engine.loop.train. Used by the vectorized launcher and by stack jobs of other launchers. A cell
-    another process is training (its claim, regbench/claims.py) is waited for after this process's
+    another process is training (its claim, regbench/records/claims.py) is waited for after this process's
     own cells, then looked up again: reused if that process finished it, else trained here.
     """
     with claims.Held() as held:  # what is still held on an error or a signal goes too

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.errors import MachineFailure
+from regbench.core.errors import MachineFailure
+from regbench.core.files import atomic_write_text, write_json, writing
 
 log = logging.getLogger("regbench")
 
@@ -48,49 +49,6 @@ METRIC_COLUMNS = [
 STACK_COLUMNS = [
     "stack_seconds",  # wall time of the stack's epoch; `seconds` = this / the cells still training in it
 ]
-
-
-@contextlib.contextmanager
-def writing(path: Path, tmp: Path | None = None):
-    """Name the file in an OSError raised by a write to it (f.write() errors carry no filename;
-    a failure on the temporary file of an atomic write is named after the file it stands for)."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename is None or (tmp is not None and exc.filename == str(tmp)):
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-        raise
-
-
-def atomic_write_text(path: Path, text: str | bytes) -> None:
-    """Write a temporary file and rename it over `path`: a full disk leaves the old file (or none),
-    never a 0-byte or half-written one, and no temporary file behind. Bytes are written as they are."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with writing(path, tmp), open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: dict) -> None:
-    text = json.dumps(_finite(obj), indent=2, sort_keys=False, default=str, allow_nan=False)
-    atomic_write_text(path, text + "\n")
-
-
-def _finite(o):
-    """NaN/inf -> null: JSON has no NaN (a diverged run's metrics) and strict parsers reject it."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
 
 
 def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
@@ -133,7 +91,7 @@ def probe_folder(path: Path) -> None:
         raise
 
 
-# The config keys a sweep varies, comma-separated: set by the sweeper (regbench/multirun.py) for its
+# The config keys a sweep varies, comma-separated: set by the sweeper (regbench/sweeps/multirun.py) for its
 # jobs, in the environment so that jobs in other processes (joblib, submitit) see it too.
 SWEPT_KEYS_ENV = "REGBENCH_SWEPT_KEYS"
 MAX_LABEL_CHARS = 120  # folder names stay readable (and far below the file system's 255)
@@ -261,7 +219,7 @@ def versions() -> dict:
     import omegaconf
     import torch
 
-    from regbench.version import __version__
+    from regbench.core.version import __version__
 
     return {
         "regbench": __version__,
@@ -494,3 +452,39 @@ def truncate_metrics(path: Path, n_rows: int) -> None:
     """Keep the header and the first n_rows rows (rows past a checkpoint are recomputed on resume)."""
     lines = path.read_text().splitlines(keepends=True)
     atomic_write_text(path, "".join(lines[: 1 + n_rows]))
+
+
+# ---------------------------------------------------------------- a run's numbers as one flat row
+# The metric columns of the report's runs.csv (report/table.run_row) and the names MLflow logs.
+SPLIT_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")
+RUN_METRICS = (
+    *(f"final.{m}" for m in SPLIT_METRICS),
+    *(f"best.{m}" for m in SPLIT_METRICS),
+    "test.acc",
+    "test.loss",
+    "test_final.acc",
+    "test_final.loss",
+    "best_epoch",
+    "epochs_completed",
+    "seconds",
+)
+EXTRA_METRIC_PREFIXES = ("mc.", "calibration.")  # scalar MC-dropout / calibration fields, when present
+
+
+def summary_metrics(summary: dict) -> dict[str, float]:
+    """summary.json's finite numbers under those column names (final.val_acc, test.acc, mc.nll, ...);
+    absent or non-finite ones are left out. report/table.run_row builds the same columns, falling back
+    to metrics.csv where a summary lacks them."""
+    flat: dict[str, object] = {}
+
+    def walk(tree: dict, prefix: str) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(summary, "")
+    return {key: float(value) for key, value in flat.items()
+            if (key in RUN_METRICS or key.startswith(EXTRA_METRIC_PREFIXES)) and isinstance(value, (int, float))
+            and not isinstance(value, bool) and math.isfinite(value)}

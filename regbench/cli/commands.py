@@ -9,13 +9,12 @@ exit code 2 instead of a traceback.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shlex
 import sys
 
-from regbench.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
-from regbench.version import __version__
+from regbench.core.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
+from regbench.core.version import __version__
 
 USAGE = f"""regbench {__version__}: regularization ablations from the command line
 
@@ -82,8 +81,7 @@ def hydra_args(args: list[str]) -> list[str]:
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     args = [a for a in args if a not in MULTIRUN_FLAGS]
     refuse_repeated_keys(args)
-    from regbench import auto_seeds
-
+    from regbench.sweeps import auto_seeds
     typed = args
     args = auto_seeds.rewrite(args, multirun)  # seed=auto -> the sweeper's flag
     if multirun:
@@ -112,7 +110,7 @@ def _not_in_sweep_name() -> tuple[str, ...]:
     """Overrides that say how or where a sweep runs, not what it computes (Hydra's own and the
     schema's NOT_HASHED_KEYS): they do not change its folder, so the same grid resumes in place
     whichever launcher or reporting option the rerun uses."""
-    from regbench.config import NOT_HASHED_KEYS, key_roles
+    from regbench.rules.config import NOT_HASHED_KEYS, key_roles
 
     # a config group whose every key is not hashed (logger=[csv,mlflow]) is chosen as `group=`
     groups = {key.split(".")[0] for key in NOT_HASHED_KEYS if "." in key}
@@ -129,7 +127,7 @@ def default_sweep_name(args: list[str]) -> str:
     keys. The hash is over the sorted overrides (order does not matter) without the launcher /
     reporting ones.
     """
-    from regbench.config import group_names
+    from regbench.rules.config import group_names
 
     skip = _not_in_sweep_name()
     overrides = sorted(a for a in args if "=" in a and not a.startswith("-") and not a.startswith(skip))
@@ -157,14 +155,14 @@ def _is_sweep(override: str) -> bool:
 
 def run_command(args: list[str]) -> int:
     """`regbench run ARGS`: 0 when every run completed, 1 otherwise; a user error raises ConfigError."""
-    from regbench import completion, multirun
-
+    from regbench.cli import completion
+    from regbench.sweeps import multirun
     request = completion.parse(args)  # -sc install|uninstall|query=bash|zsh|fish
     if request is not None:
         if completion.handle(*request):
             return 0
         args = ["-sc", f"query={'bash' if request[1] == 'zsh' else request[1]}"]
-    from regbench.hydra_app import entry
+    from regbench.sweeps.hydra_app import entry
 
     saved = sys.argv
     sys.argv = ["regbench run", *hydra_args(args)]
@@ -198,7 +196,7 @@ def hydra_error_message(exc: BaseException) -> str | None:
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
-    from regbench.launchers import EXTRA_LAUNCHERS
+    from regbench.sweeps.launchers import EXTRA_LAUNCHERS
 
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, name = str(exc.missing_cfg_file).rpartition("/")
@@ -221,7 +219,7 @@ def hydra_error_message(exc: BaseException) -> str | None:
 
 def _group_options(group: str) -> list[str]:
     """The option names of one of our config groups (conf/<group>/*.yaml); [] for Hydra's own."""
-    from regbench.catalog import config_names
+    from regbench.cli.catalog import config_names
 
     try:
         return config_names(group)
@@ -243,8 +241,8 @@ def _omegaconf_message(err) -> str:
     """Name the key and what is valid there: the schema's keys for an unknown key, the type otherwise."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-    from regbench.config import schema_keys
-    from regbench.protocol import RENAMED
+    from regbench.rules.config import schema_keys
+    from regbench.rules.protocol import RENAMED
 
     key = str(err.full_key)
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and key in RENAMED:
@@ -272,15 +270,10 @@ def compare_command(args: list[str]) -> int:
 
 
 def list_command(args: list[str]) -> int:
-    from regbench.catalog import catalog
+    from regbench.cli.catalog import catalog
 
     if args:
         return _fail(f"`regbench list` takes no arguments, got {shlex.join(args)!r}; valid: regbench list")
     for section, names in catalog().items():
         print(f"{section + ':':<16}{', '.join(names)}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    logging.basicConfig(level=logging.INFO)
-    sys.exit(main())

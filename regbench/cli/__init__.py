@@ -1,0 +1,15 @@
+"""The command line: `regbench run | report | compare | list`, completion, the catalogue of names.
+
+- commands.py    the dispatcher in front of Hydra: argv -> a run, a sweep, a report; user errors
+                 -> one line and exit 2
+- completion.py  shell completion (`regbench run -sc install=bash`)
+- catalog.py     `regbench list`: every name a user can choose, read from the registries
+
+The top layer under the Python API: it may import every package below it (sweeps, report,
+engine, records, rules, the catalogue, core); nothing but `regbench.api` imports it.
+`main` is the console script's entry point (`regbench = "regbench.cli:main"` in pyproject.toml).
+"""
+
+from regbench.cli.commands import main
+
+__all__ = ["main"]

@@ -1,0 +1,9 @@
+"""`python -m regbench.cli ...`: the console script `regbench` without its launcher script."""
+
+import logging
+import sys
+
+from regbench.cli.commands import main
+
+logging.basicConfig(level=logging.INFO)
+sys.exit(main())
