@@ -53,7 +53,7 @@ def _grid(paths: Sequence[PathLike], margin: str | None = None):
     if skipped:
         first = skipped[0]
         warnings.warn(f"{len(skipped)} folder(s) skipped, e.g. {first.path}: {first.reason}", stacklevel=3)
-    return runs, build_grid(runs, margin, read_record(roots))
+    return runs, build_grid(runs, margin, read_record(roots, runs))
 
 
 def load_runs(*paths: PathLike) -> pd.DataFrame:

@@ -46,6 +46,11 @@ def test_seed_auto_adds_looks_until_the_budget_and_a_rerun_trains_nothing(cli, t
     text = (folder / "report" / "report.md").read_text()
     assert f"**seed=auto**: {record['seeds']} seeds per cell" in text and record["reason"] in text
     assert "seed=auto hydra.sweeper.max_seeds=6" in text  # the Rerun command reruns it as seed=auto
+    # a report of the folder above the sweep finds the sweep's record too: the same verdicts
+    code, _, err = cli("report", str(tmp_path / "runs"), "--out", str(tmp_path / "above"))
+    assert code == 0, err
+    above = pd.read_csv(tmp_path / "above" / "comparisons.csv")
+    pd.testing.assert_frame_equal(above, comps)
     # a rerun of the same command: the same folder, every look replayed, nothing trained again
     before = sorted(run_dirs(tmp_path / "runs"))
     code, out2, err = cli(*args)

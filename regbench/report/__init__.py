@@ -108,7 +108,7 @@ def build_report(
     out = Path(out_dir)
     from regbench.report.sequential import read_record
 
-    record = read_record(roots)  # a seed=auto sweep: its verdicts account for its planned looks
+    record = read_record(roots, runs)  # a seed=auto sweep: its verdicts account for its planned looks
     grid = build_grid(runs, margin, record)
     with staging(out) as stage:
         grid.runs.to_csv(stage / "runs.csv", index=False)

@@ -86,16 +86,21 @@ class Record:
         atomic_write_text(Path(sweep_dir) / RECORD, json.dumps(asdict(self), indent=1))
 
 
-def read_record(paths) -> Record | None:
-    """The seed=auto record of the first given folder that has one (None: a plain sweep)."""
-    for path in paths:
-        file = Path(path) / RECORD
+def read_record(paths, runs=()) -> Record | None:
+    """The seed=auto record that governs a report: RECORD in a given folder or in the sweep folder
+    (the parent) of any of its runs, so a report of a folder above the sweep finds it too. Where the
+    runs come from several seed=auto sweeps, the one planning the most looks: the widest intervals, so
+    no verdict claims more than its most-looked-at runs allow. None: no run is from a seed=auto sweep."""
+    folders = dict.fromkeys([*(Path(p) for p in paths), *(Path(run.path).parent for run in runs)])
+    found = []
+    for folder in folders:
+        file = folder / RECORD
         if file.is_file():
             try:
-                return Record(**json.loads(file.read_text()))
+                found.append(Record(**json.loads(file.read_text())))
             except (OSError, ValueError, TypeError):
-                return None
-    return None
+                continue  # a damaged record: the others (or none) decide
+    return max(found, key=lambda record: record.looks_planned, default=None)
 
 
 def stop_reason(undecided: int, seeds: int, max_seeds: int) -> str | None:
