@@ -51,6 +51,11 @@ def test_seed_auto_adds_looks_until_the_budget_and_a_rerun_trains_nothing(cli, t
     assert code == 0, err
     above = pd.read_csv(tmp_path / "above" / "comparisons.csv")
     pd.testing.assert_frame_equal(above, comps)
+    # and `regbench compare --where` on the sweep judges at the same level (its 2 planned looks)
+    code, out_c, err = cli("compare", str(folder), "--where", "dropout.p=0", "--metric", "test.acc")
+    assert code == 0, err
+    level = 100 * (1 - 0.05 / (2 * int(head["family_m"])))  # the report's family of test.acc, over 2 looks
+    assert f"({level:.1f}%)" in out_c and "and the 2 planned looks of its seed=auto sweep" in out_c, out_c
     # a rerun of the same command: the same folder, every look replayed, nothing trained again
     before = sorted(run_dirs(tmp_path / "runs"))
     code, out2, err = cli(*args)

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from regbench.core.errors import ConfigError
 from regbench.report import read_runs, stats
 from regbench.report.content_compare import bounds_text, confidence, display, interval_text, p_text
+from regbench.report.sequential import read_record
 from regbench.report.style import CAPSIZE, NEUTRAL, REFERENCE, save
 from regbench.report.table import (
     COMPLETED,
@@ -172,7 +173,10 @@ def compare(paths: list[Path], where: str | None = None, metric: str | None = No
             pairs.append(({"configuration": config, "variant": variant}, part.set_index("seed")[metric], ref,
                           stats.direction(metric)))
     margins = verdicts.parse_margins(margin, [metric], metric)
-    frame = stats.compare_many(pairs, verdicts.margin_for(metric, margins), metric=metric)
+    # runs of a seed=auto sweep: the verdicts keep its planned looks' level, as its own report does
+    record = read_record([*paths, *(Path(p).parent for p in pd.concat([a, b])["path"])])
+    looks = record.looks_planned if record is not None else 1
+    frame = stats.compare_many(pairs, verdicts.margin_for(metric, margins), looks=looks, metric=metric)
     changed = _changed(a, b, keys, grid) if split_key is None else split_key
     return Comparison(frame, metric, reference, changed)
 
@@ -252,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(display_frame(result).to_string(index=False))
     m = int(result.table["family_m"].max()) if len(result.table) else 0
-    print(f"paired by seed (Welch where seeds do not pair); {stats.ADJUST} over {m} comparison(s); "
+    looks = int(result.table["looks"].max()) if len(result.table) else 1
+    over = f" and the {looks} planned looks of its seed=auto sweep" if looks > 1 else ""
+    print(f"paired by seed (Welch where seeds do not pair); {stats.ADJUST} over {m} comparison(s){over}; "
           f"δ = {verdicts.margin_text(result.metric, float(result.table['margin'].iloc[0]))}; "
           f"written: {out / 'compare.csv'}, {png}")
     print(" ".join(verdicts.LEGEND.replace("**", "").split()))
