@@ -20,9 +20,10 @@ import secrets
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -471,20 +472,22 @@ RUN_METRICS = (
 EXTRA_METRIC_PREFIXES = ("mc.", "calibration.")  # scalar MC-dropout / calibration fields, when present
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {dotted.key: value}, the names of runs.csv's columns (a config's `dropout.p`, a
+    summary's `test.acc`); an empty mapping stays a value."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def summary_metrics(summary: dict) -> dict[str, float]:
     """summary.json's finite numbers under those column names (final.val_acc, test.acc, mc.nll, ...);
     absent or non-finite ones are left out. report/table.run_row builds the same columns, falling back
     to metrics.csv where a summary lacks them."""
-    flat: dict[str, object] = {}
-
-    def walk(tree: dict, prefix: str) -> None:
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            else:
-                flat[f"{prefix}{key}"] = value
-
-    walk(summary, "")
-    return {key: float(value) for key, value in flat.items()
+    return {key: float(value) for key, value in flatten(summary).items()
             if (key in RUN_METRICS or key.startswith(EXTRA_METRIC_PREFIXES)) and isinstance(value, (int, float))
             and not isinstance(value, bool) and math.isfinite(value)}

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from regbench.core.rates import RATE_KEYS
-from regbench.records.results import EXTRA_METRIC_PREFIXES, RUN_METRICS, SPLIT_METRICS
+from regbench.records.results import EXTRA_METRIC_PREFIXES, RUN_METRICS, SPLIT_METRICS, flatten
 from regbench.report.collect import Run
 from regbench.report.dropout_types import declared_types
 from regbench.rules.config import NOT_COMPARED_KEYS
@@ -40,16 +40,6 @@ CURVE_COLUMNS = (*SPLIT_METRICS, "batch_loss")
 
 
 # ---------------------------------------------------------------------------- naming
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _cell(value: Any) -> Any:
