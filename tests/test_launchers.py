@@ -195,6 +195,14 @@ def _report_rows(sweep_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: r["config_hash"])
 
 
+def assert_same_report_rows(rows: list[dict], expected: list[dict], name: str = "") -> None:
+    """rows == expected, and where not, the message names each column that differs with both sides' values."""
+    assert len(rows) == len(expected), (name, len(rows), len(expected))
+    differ = sorted({k for r, e in zip(rows, expected, strict=True) for k in r.keys() | e.keys()
+                     if r.get(k) != e.get(k)})
+    assert differ == [], (name, [(k, [r.get(k) for r in rows], [e.get(k) for e in expected]) for k in differ])
+
+
 @pytest.mark.slow
 def test_parallel_jobs_do_not_oversubscribe_the_cores(sweeps):
     runs = _runs(sweeps["joblib"])
@@ -232,10 +240,7 @@ def test_same_sweep_same_runs_through_every_launcher(sweeps):
         for h, run in basic.items():
             assert other[h]["config"] == run["config"], name
             assert other[h]["metrics"] == run["metrics"], name  # all but the `seconds` column
-        rows, basic_rows = _report_rows(sweeps[name]), _report_rows(sweeps["basic"])
-        differ = sorted({k for r, b in zip(rows, basic_rows, strict=True) for k in r.keys() | b.keys()
-                         if r.get(k) != b.get(k)})
-        assert differ == [], (name, [(k, [r.get(k) for r in rows], [b.get(k) for b in basic_rows]) for k in differ])
+        assert_same_report_rows(_report_rows(sweeps[name]), _report_rows(sweeps["basic"]), name)
 
 
 @pytest.mark.slow

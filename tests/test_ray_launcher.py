@@ -92,7 +92,7 @@ def _runs(sweep_dir):
 
 def test_ray_sweep_matches_basic_resumes_and_reports(cli, tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    from tests.test_launchers import _report_rows
+    from tests.test_launchers import _report_rows, assert_same_report_rows
 
     for name, extra in [("basic", ["hydra/launcher=basic"]), ("ray", RAY)]:
         (tmp_path / name).mkdir()
@@ -107,9 +107,7 @@ def test_ray_sweep_matches_basic_resumes_and_reports(cli, tmp_path, monkeypatch)
         assert ray[h]["metrics"] == run["metrics"]  # bit for bit, all but `seconds`: one thread on both sides
         assert ray[h]["summary"]["threads"] == run["summary"]["threads"] == 1
         assert ray[h]["summary"]["test"] == run["summary"]["test"]
-    ray_rows, basic_rows = _report_rows(tmp_path / "ray/runs/s"), _report_rows(tmp_path / "basic/runs/s")
-    assert ray_rows == basic_rows, [(k, r[k], b[k]) for r, b in zip(ray_rows, basic_rows, strict=True)
-                                    for k in r if r[k] != b.get(k)][:6]
+    assert_same_report_rows(_report_rows(tmp_path / "ray/runs/s"), _report_rows(tmp_path / "basic/runs/s"), "ray")
 
     # The same sweep again through Ray: every cell is found in the run index and nothing is retrained.
     code, out, err = cli("run", *SWEEP, *RAY)
