@@ -359,3 +359,41 @@ def test_only_unreadable_runs_is_a_one_line_error(tmp_path, capsys):
     assert main([str(tmp_path), "--format", "png"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no readable runs" in err and "invalid JSON" in err
+
+
+@pytest.mark.parametrize("rates", [(0.0,), (0.0, 0.25, 0.5, 0.75, 0.125)])  # one cell; two rows, blanks in the last
+def test_curves_grid_laid_out_by_hand_has_no_overlapping_text(tmp_path, rates):
+    """The curves grid has a fixed layout (figures.CELL_MARGINS): every piece of text inside the figure, and
+    no two that belong to different places (cells, axes, titles, legend) overlapping."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from regbench.report import read_runs
+    from regbench.report.figures import curves
+    from regbench.report.grid import build_grid
+    from regbench.report.style import RC_PARAMS
+
+    write_grid(tmp_path, dropouts=("standard",), rates=rates)
+    with matplotlib.rc_context(RC_PARAMS):
+        fig, _ = curves(build_grid(read_runs([tmp_path])[0]))
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        boxes = []  # (owner, bbox): texts of one axis may touch each other, never another owner's
+        for i, ax in enumerate(fig.axes):
+            for axis, name, at in ((ax.xaxis, "x", 0), (ax.yaxis, "y", 1)):
+                lo, hi = sorted(axis.get_view_interval())  # ticks beyond the limits exist but are not drawn
+                labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()
+                          and lo <= t.get_position()[at] <= hi]
+                boxes += [((i, name), t.get_window_extent(renderer)) for t in labels]
+                if axis.label.get_text():
+                    boxes.append(((i, name + "label"), axis.label.get_window_extent(renderer)))
+        boxes += [(("text", j), t.get_window_extent(renderer)) for j, t in enumerate(fig.texts)]  # titles
+        boxes.append((("legend",), fig.legends[0].get_window_extent(renderer)))
+    page = fig.bbox
+    outside = [owner for owner, box in boxes if not (page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0
+                                                     and box.y1 <= page.y1)]
+    assert outside == []
+    clashes = [(a, b) for k, (a, box_a) in enumerate(boxes) for b, box_b in boxes[k + 1:]
+               if a != b and box_a.overlaps(box_b)]
+    assert clashes == []
+    assert len(fig.texts) == len(rates) + 1  # a title per cell and the figure's own

@@ -103,15 +103,15 @@ def test_bad_report_format_is_refused_before_training(cli, tmp_path, override, m
 
 
 def test_figures_drawn_in_parallel_processes_are_the_files_drawn_in_one(runs, tmp_path, monkeypatch):
-    from regbench.report import figures
+    from regbench.report import drawing
 
     outcomes = {}
     for processes in (1, 2):
-        monkeypatch.setattr(figures, "workers", lambda tasks, n=processes: n)
+        monkeypatch.setattr(drawing, "workers", lambda tasks, n=processes: n)
         out = tmp_path / f"p{processes}"
         out.mkdir()
         grid = build_grid(read_runs([runs])[0])
-        written, skipped = figures.draw_all(grid, out, ("png", "svg"))
+        written, skipped = drawing.draw_all(grid, out, ("png", "svg"))
         # PNG bytes; SVG by name only: matplotlib's SVG clip-path ids depend on what the process drew before
         outcomes[processes] = ({k: (p.name, c) for k, (p, c) in written.items()}, skipped,
                                {p.name: p.read_bytes() if p.suffix == ".png" else "" for p in sorted(out.iterdir())})
@@ -122,16 +122,48 @@ def test_figures_drawn_in_parallel_processes_are_the_files_drawn_in_one(runs, tm
 def test_no_fork_while_another_thread_runs():
     import threading
 
-    from regbench.report import figures
+    from regbench.report import drawing
 
-    if not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2 or figures._other_threads():
+    if not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2 or drawing._other_threads():
         pytest.skip("needs Linux, 2 usable cores and no other thread in this test process")
-    assert figures.workers(5) == min(5, len(os.sched_getaffinity(0)))
+    assert drawing.workers(5) == min(5, len(os.sched_getaffinity(0)))
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        assert figures.workers(5) == 1  # its locks could be held at the fork: the figures are drawn here
+        assert drawing.workers(5) == 1  # its locks could be held at the fork: the figures are drawn here
     finally:
         stop.set()
         other.join()
+
+
+def test_every_figure_drawing_names_has_its_function():
+    from regbench.report import drawing, figures
+
+    assert set(figures.FUNCTIONS) == set(drawing.FIGURES)
+
+
+def test_figure_workers_import_no_statistics(runs, tmp_path):
+    """The workers are forked before the statistics: they unpickle the grid and draw without scipy (which
+    the parent imports while they import matplotlib), and the parent never imports matplotlib."""
+    log = tmp_path / "modules.txt"
+    code = textwrap.dedent(f"""
+        import os, sys
+        from regbench.report import build_report, drawing
+
+        real, parent = drawing._draw, os.getpid()
+        def spy(job):
+            outcome = real(job)
+            with open({str(log)!r}, "a") as f:
+                print(os.getpid() != parent, *sorted(m for m in sys.modules if m.split(".")[0] in
+                      ("scipy", "torch")), file=f)
+            return outcome
+        drawing._draw, drawing.workers = spy, lambda tasks: 2
+        result = build_report([{str(runs)!r}], {str(tmp_path / "out")!r})
+        print(len(result.figures), "matplotlib" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    drawn, parent_has_matplotlib = proc.stdout.split()
+    assert int(drawn) >= 4 and parent_has_matplotlib == "False"
+    assert log.read_text().split("\n")[:-1] == ["True"] * 6  # every figure, each in a worker, none with scipy

@@ -23,9 +23,10 @@ import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+if TYPE_CHECKING:  # OmegaConf is imported where a config is written: a report reads this module's
+    from omegaconf import DictConfig  # metric names and statuses and needs no OmegaConf
 
 from regbench.core.errors import MachineFailure
 from regbench.core.files import atomic_write_text, write_json, writing
@@ -104,6 +105,8 @@ def _short(key: str) -> str:
 
 
 def _value_text(value) -> str:
+    from omegaconf import OmegaConf
+
     if isinstance(value, float):
         return f"{value:g}"
     if OmegaConf.is_list(value) or isinstance(value, (list, tuple)):
@@ -114,6 +117,8 @@ def _value_text(value) -> str:
 def run_label(cfg: DictConfig) -> str:
     """Short human-readable part of the folder name, e.g. [name-]digits-mlp-standard-p0.5-s0; in a
     sweep also every other swept key and value, e.g. ...-spatial-p0-pconv0.3-s0 (cnn_spatialdrop)."""
+    from omegaconf import DictConfig, OmegaConf
+
     label = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.dropout.name}"
     if cfg.dropout.name != "none":
         label += f"-p{cfg.dropout.p:g}"
@@ -152,6 +157,8 @@ def create_run_dir(cfg: DictConfig) -> Path:
 
 
 def save_config(run_dir: Path, cfg: DictConfig) -> None:
+    from omegaconf import OmegaConf
+
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 

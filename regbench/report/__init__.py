@@ -31,12 +31,11 @@ import pandas as pd
 
 from regbench.core.errors import ConfigError, MachineFailure, machine_failure
 from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
-from regbench.report.content import report_blocks
-from regbench.report.content_compare import comparison_section
-from regbench.report.figures import FIGURES, draw_all
-from regbench.report.grid import build_grid
-from regbench.report.render import write_report
+from regbench.report.drawing import FIGURES, Drawers
 from regbench.rules.config import DEFAULT_REPORT_FORMATS, REPORT_FORMATS
+
+# The grid (scipy), the figures (matplotlib) and the text are imported in build_report, after the figure
+# workers are forked: they import matplotlib while this process imports scipy and computes the grid.
 
 __all__ = ["ReportResult", "Skipped", "build_report", "main", "read_runs"]
 
@@ -106,19 +105,23 @@ def build_report(
         raise ConfigError("no PATH given; valid: one or more folders holding run folders")
     runs, skipped = read_runs(roots)
     out = Path(out_dir)
-    from regbench.report.sequential import read_record
+    wanted = FIGURES if figures is None else [name for name in FIGURES if name in set(figures)]
+    with Drawers(len(wanted)) as drawers, staging(out) as stage:
+        from regbench.report.content import report_blocks
+        from regbench.report.content_compare import comparison_section
+        from regbench.report.grid import build_grid
+        from regbench.report.render import write_report
+        from regbench.report.sequential import read_record
 
-    record = read_record(roots, runs)  # a seed=auto sweep: its verdicts account for its planned looks
-    grid = build_grid(runs, margin, record)
-    with staging(out) as stage:
+        record = read_record(roots, runs)  # a seed=auto sweep: its verdicts account for its planned looks
+        grid = build_grid(runs, margin, record)
         grid.runs.to_csv(stage / "runs.csv", index=False)
         grid.groups.to_csv(stage / "groups.csv")
         grid.comparisons.to_csv(stage / "comparisons.csv", index=False)
         written, figures_skipped = {}, {}
         for panel, part in panels(runs).items():  # one set of figures per dataset/model: never overlaid
-            drawn, not_drawn = draw_all(grid if len(runs) == len(part) else build_grid(part, margin, record),
-                                        stage, formats,
-                                        figures, panel=panel)
+            drawn, not_drawn = drawers.draw(grid if len(runs) == len(part) else build_grid(part, margin, record),
+                                            stage, formats, wanted, panel=panel)
             written |= drawn
             figures_skipped |= not_drawn
         blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots],

@@ -1,20 +1,16 @@
-"""Report figures: which exist, in what order, and the per-epoch ones (learning curves, gap).
+"""Report figures: the per-epoch ones (learning curves, gap), and `draw_one` for any of them.
 
-Each figure function takes the `Grid` and returns (Figure, caption), or raises
-`NotSupported` with the reason the data cannot support it; `draw_all` writes the files.
+Each figure function takes the `Grid` and returns (Figure, caption), or raises `NotSupported` with
+the reason the data cannot support it; which figures exist, in what order, and where they are drawn
+is drawing.py's.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
-import sys
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -24,7 +20,6 @@ from matplotlib.ticker import MaxNLocator
 
 from regbench.report.figures_compare import heatmap, rate_sweep, vs_baseline
 from regbench.report.figures_uncertainty import calibration
-from regbench.report.grid import Grid
 from regbench.report.style import (
     ACC,
     BAND_ALPHA,
@@ -46,10 +41,21 @@ from regbench.report.style import (
     share_limits,
 )
 
+if TYPE_CHECKING:  # the workers that draw never import the statistics (scipy) the grid was built with
+    from regbench.report.grid import Grid
+
 MAX_PANELS = 12  # more learning-curve panels than this are unreadable on one page
 MAX_COLUMNS = 4
 PANEL_SIZE = (2.8, 3.2)  # inches per group: loss above accuracy
 GAP_SIZE = (10.0, 3.6)
+# The curves grid is laid out by hand, in inches: with up to 24 axes, constrained layout was a third of its
+# drawing time, and every cell has the same contents, so one measured layout fits all (tests/test_report.py
+# checks that no label overlaps). Per cell: room for the title above, the y label and ticks left, the
+# epoch ticks and label below, a little between loss and accuracy.
+CELL_MARGINS = {"top": 0.32, "left": 0.58, "right": 0.12, "bottom": 0.48, "between": 0.2}
+TITLE_BAND, LEGEND_BAND = 0.3, 0.26  # inches: the figure's title above the cells, the legend below
+MIN_WIDTH = 6.4  # inches: the figure's title and legend, in the fonts of style.RC_PARAMS
+CELL_TICKS = 5  # at most this many ticks per axis of a cell: every tick is an artist to draw, its grid line too
 
 
 def _require_curves(grid: Grid) -> None:
@@ -64,15 +70,25 @@ def curves(grid: Grid) -> Drawn:
     shown = have[:MAX_PANELS]
     ncols = min(len(shown), MAX_COLUMNS)
     nrows = math.ceil(len(shown) / ncols)
-    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.6), layout="constrained")
-    cells = fig.subfigures(nrows, ncols, squeeze=False).ravel()
+    # at least wide enough for the title and the one-row legend; the cells centred in it
+    width, height = max(PANEL_SIZE[0] * ncols, MIN_WIDTH), PANEL_SIZE[1] * nrows + TITLE_BAND + LEGEND_BAND
+    left = (width - PANEL_SIZE[0] * ncols) / 2
+    fig = Figure(figsize=(width, height))
     styles = group_styles(grid.groups)
     loss_axes, acc_axes = [], []
     has_batch_loss = False
-    for cell, group in zip(cells, shown, strict=False):  # spare cells stay blank
+    m = CELL_MARGINS
+    ax_w = PANEL_SIZE[0] - m["left"] - m["right"]
+    ax_h = (PANEL_SIZE[1] - m["top"] - m["bottom"] - m["between"]) / 2
+    for i, group in enumerate(shown):  # spare cells stay blank
         stats = grid.curves.loc[group]
         colour = styles[group]["color"]
-        loss_ax, acc_ax = cell.subplots(2, 1, sharex=True)
+        x0 = left + (i % ncols) * PANEL_SIZE[0] + m["left"]  # inches from the left / bottom edge
+        y0 = height - TITLE_BAND - (i // ncols + 1) * PANEL_SIZE[1] + m["bottom"]
+        acc_ax = fig.add_axes((x0 / width, y0 / height, ax_w / width, ax_h / height))
+        loss_ax = fig.add_axes((x0 / width, (y0 + ax_h + m["between"]) / height, ax_w / width, ax_h / height),
+                               sharex=acc_ax)
+        loss_ax.tick_params(labelbottom=False)
         band(loss_ax, stats, "train_loss", 1.0, color=colour, linestyle="-")
         band(loss_ax, stats, "val_loss", 1.0, color=colour, linestyle="--")
         if "batch_loss" in stats and stats[("batch_loss", "mean")].notna().any():
@@ -82,9 +98,12 @@ def curves(grid: Grid) -> Drawn:
         band(acc_ax, stats, "val_acc", PCT, color=colour, linestyle="--")
         loss_ax.set_ylabel(LOSS)
         acc_ax.set(xlabel=EPOCH, ylabel=ACC)
-        acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        acc_ax.xaxis.set_major_locator(MaxNLocator(CELL_TICKS, integer=True))
+        for ax in (loss_ax, acc_ax):
+            ax.yaxis.set_major_locator(MaxNLocator(CELL_TICKS))
         seeds = int(stats[("val_acc", "count")].max())
-        cell.suptitle(f"{grid.groups.at[group, 'label']}  (n={seeds})", fontsize="medium")
+        fig.text((x0 + ax_w / 2) / width, (y0 + 2 * ax_h + m["between"] + m["top"] / 2) / height,
+                 f"{grid.groups.at[group, 'label']}  (n={seeds})", ha="center", va="center", fontsize="medium")
         loss_axes.append(loss_ax)
         acc_axes.append(acc_ax)
     share_limits(loss_axes)
@@ -98,9 +117,10 @@ def curves(grid: Grid) -> Drawn:
     ]
     if not has_batch_loss:
         handles.pop(2)
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=len(handles), frameon=False,
+               borderaxespad=0.2)
     capped = f" — first {len(shown)} of {len(have)} groups" if len(have) > len(shown) else ""
-    fig.suptitle(f"Train vs validation per configuration, mean over seeds{capped}")
+    fig.suptitle(f"Train vs validation per configuration, mean over seeds{capped}", y=1 - 0.06 / height, va="top")
     caption = (
         f"Loss (top, nats) and accuracy (bottom, %) per epoch for {len(shown)} group(s); train solid, validation "
         "dashed, band = ±1 std over seeds; y ranges are shared across panels."
@@ -133,88 +153,21 @@ def gap(grid: Grid) -> Drawn:
     return fig, caption
 
 
-FigureFn = Callable[[Grid], Drawn]
-FIGURES: dict[str, FigureFn] = {
-    "curves": curves,
-    "gap": gap,
-    "rate_sweep": rate_sweep,
-    "vs_baseline": vs_baseline,
-    "heatmap": heatmap,
-    "calibration": calibration,
-}
+FigureFn = Callable[["Grid"], Drawn]
+# every figure's function, by name: drawing.FIGURES says which a report draws and in what order
+FUNCTIONS: dict[str, FigureFn] = {fn.__name__: fn for fn in (curves, gap, rate_sweep, vs_baseline, heatmap,
+                                                             calibration)}
 
 
-Outcome = tuple[str, tuple[Path, str] | str]  # (key, (png path, caption)) or (key, why it was skipped)
-
-
-def _draw_one(grid: Grid, out_dir: Path, formats: tuple[str, ...], panel: str, name: str) -> Outcome:
+def draw_one(grid: Grid, out_dir: Path, formats: tuple[str, ...], panel: str,
+             name: str) -> tuple[str, tuple[Path, str] | str]:
     """(key, (png path, caption)) for a drawn figure, or (key, the reason it was skipped)."""
     key = f"{name}:{panel}" if panel else name
     with matplotlib.rc_context(RC_PARAMS):
         try:
-            fig, caption = FIGURES[name](grid)
+            fig, caption = FUNCTIONS[name](grid)
             return key, (save(fig, out_dir, f"{name}-{panel}" if panel else name, formats), caption)
         except NotSupported as exc:
             return key, str(exc)
         except Exception as exc:  # noqa: BLE001 - a report with five figures beats no report
             return key, f"could not be drawn ({type(exc).__name__}: {exc})"
-
-
-_job: dict[str, tuple] = {}  # a forked worker's grid and settings, inherited from the parent (never pickled)
-
-
-def _start_worker(*job) -> None:
-    _job["args"] = job
-
-
-def _draw_in_worker(name: str) -> Outcome:
-    return _draw_one(*_job["args"], name)
-
-
-# tqdm's monitor (started by any progress bar, a sweep's too) only sleeps and polls its bars: a forked
-# figure drawer never touches tqdm, so it can inherit nothing from it that would block
-HARMLESS_THREADS = ("tqdm_monitor",)
-
-
-def _other_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t is not threading.main_thread() and t.name not in HARMLESS_THREADS]
-
-
-def workers(tasks: int) -> int:
-    """Processes to draw `tasks` figures with: one per usable core, forked (Linux only: fork is what makes a
-    worker cost milliseconds, since it inherits the imported libraries and the grid; elsewhere one process),
-    and only from a process with no other Python thread (e.g. a terminal's progress-bar monitor, a
-    tracker's uploader), whose locks a forked child could inherit held."""
-    if tasks < 2 or not sys.platform.startswith("linux"):
-        return 1
-    if _other_threads():  # a fork copies no other thread, only the locks it may hold: draw here
-        return 1
-    return min(tasks, len(os.sched_getaffinity(0)))
-
-
-def draw_all(
-    grid: Grid, out_dir: Path, formats: Iterable[str], only: Iterable[str] | None = None, panel: str = ""
-) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
-    """Draw each supported figure: ({name: (png path, caption)}, {name: reason it was skipped}).
-
-    panel: the dataset/model the grid holds when a report spans several (figures never overlay
-    them); names become `gap:<panel>` and files `gap-<panel>.png`.
-
-    Figures are independent and drawing is most of a report's time (matplotlib is single-threaded),
-    so they are drawn in parallel processes where the machine has cores to spare; each file is the
-    same as one drawn alone. The slowest figure (curves) comes first in FIGURES, so it starts first."""
-    wanted = list(FIGURES) if only is None else [name for name in FIGURES if name in set(only)]
-    job = (grid, out_dir, tuple(formats), panel)
-    results: list[Outcome] = []
-    if workers(len(wanted)) > 1:
-        try:
-            with ProcessPoolExecutor(workers(len(wanted)), mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_start_worker, initargs=job) as pool:
-                results = list(pool.map(_draw_in_worker, wanted))
-        except (BrokenProcessPool, OSError):  # no processes to be had (limits, memory): draw them here
-            results = []
-    if not results:
-        results = [_draw_one(*job, name) for name in wanted]
-    written = {key: value for key, value in results if not isinstance(value, str)}
-    skipped = {key: value for key, value in results if isinstance(value, str)}
-    return written, skipped

@@ -6,7 +6,7 @@ point or bar is always a mean over seeds with its std as the error bar.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from regbench.core.rates import RATE_KEYS as BASE_RATE_KEYS
-from regbench.report.grid import Grid
 from regbench.report.style import (
     ACC,
     ANNOTATION_SIZE,
@@ -30,6 +29,9 @@ from regbench.report.style import (
     outside_legend,
 )
 from regbench.report.table import fmt_value, make_label
+
+if TYPE_CHECKING:  # the figure workers never import the grid's statistics (scipy)
+    from regbench.report.grid import Grid
 
 # Rate slots (the registry's rate keys), preferred as the x axis in this order.
 RATE_KEYS = tuple(f"dropout.{k}" for k in BASE_RATE_KEYS)

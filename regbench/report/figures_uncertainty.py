@@ -7,12 +7,13 @@ have measured; the scalar metrics are mean ± std over seeds like everywhere els
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from regbench.report.grid import Grid
 from regbench.report.style import (
     CAPSIZE,
     MARKER_SIZE,
@@ -24,6 +25,9 @@ from regbench.report.style import (
     group_styles,
     outside_legend,
 )
+
+if TYPE_CHECKING:  # the figure workers never import the grid's statistics (scipy)
+    from regbench.report.grid import Grid
 
 MAX_GROUPS = 8  # reliability curves beyond this overlap into noise
 KIND_STYLE = {"MC dropout": "-", "deterministic": "--"}

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from regbench.rules.verdicts import ALPHA, DECIDED, MAX_SEEDS, PILOT, decide, level
 
@@ -43,10 +42,12 @@ def decide_paired(d: np.ndarray, margin: float, at: float, sign: int = 1) -> np.
     d̄ ± t(1 − at/2, n−1)·s/√n read by verdicts.decide. The formula of scipy's ttest_rel
     confidence_interval (tests check both agree), vectorised for the simulation; an exact
     difference (s = 0) is its own interval, as in stats.compare_values."""
+    from scipy import special  # here: a report's figure worker unpickles a Record without the statistics
+
     d = np.asarray(d, dtype=float)
     n = d.shape[-1]
     mean, sd = d.mean(axis=-1), d.std(axis=-1, ddof=1)
-    half = stats.t.ppf(1 - at / 2, n - 1) * sd / math.sqrt(n)
+    half = special.stdtrit(n - 1, 1 - at / 2) * sd / math.sqrt(n)
     return decide(mean - half, mean + half, margin, sign)
 
 

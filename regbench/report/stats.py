@@ -5,17 +5,22 @@ the `seed=auto` sweeper all call them). Runs with the same seed share their init
 data order, so two configurations are compared on the per-seed *differences*:
 
 - paired: the mean difference d̄ over the n shared seeds, its Student-t interval
-  d̄ ± t(1 − level/2, n−1)·s_d/√n and the two-sided paired t-test (scipy.stats.ttest_rel and its
-  confidence_interval); TOST against ±δ as two one-sided tests (ttest_1samp with `alternative=`);
+  d̄ ± t(1 − level/2, n−1)·s_d/√n and the two-sided paired t-test (the numbers of scipy.stats.ttest_rel
+  and its confidence_interval); TOST against ±δ as two one-sided tests (ttest_1samp's `alternative=`);
 - unpaired (fewer than 2 shared seeds, both sides with ≥ 2 runs): Welch's t-interval and test
   (scipy.stats.ttest_ind with equal_var=False, Welch–Satterthwaite df), said in the `test` column;
+
+The tests are written here on scipy.special's Student and noncentral t functions (stdtr, stdtrit,
+nctdtr), the very functions scipy.stats' t-tests and `nct` call: importing scipy.stats takes ~1 s,
+more than all the statistics of a 32-run report, and a report's figures wait for them.
+tests/test_verdicts.py and tests/test_stats.py check every number against scipy.stats.
 - n = 1 (or nothing to pair): the difference alone, no interval, said in words.
 
 Multiple comparisons: each metric of one report is one family of m comparisons, adjusted by
 Bonferroni (and over the K planned looks of a seed=auto sweep): the verdict's interval is the
 (1 − α/(m·K)) interval and p_adj = min(1, m·K·p), so they agree by construction; the
 unadjusted 95% interval is kept too (ci95_low/high). The verdict words are report/verdicts.py's.
-The power numbers use the exact noncentral t (scipy.stats.nct): the smallest |difference| a
+The power numbers use the exact noncentral t (scipy.special.nctdtr): the smallest |difference| a
 two-sided test at the verdict's level detects with 80% power given the observed spread (`mde`).
 `stays_best` resamples seeds (bootstrap, seeded) and counts how often each group has the
 highest mean.
@@ -30,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import special
 
 from regbench.rules.verdicts import ALPHA, METRICS, UNDECIDED, UNTESTABLE, decide, level, margin_for, words
 
@@ -49,32 +54,67 @@ PAIRED, WELCH, NO_TEST = "paired t", "Welch t", "none"
 
 def _power(nc: float, df: float, alpha: float = ALPHA) -> float:
     """Power of a two-sided t-test with `df` degrees of freedom at noncentrality `nc`."""
-    crit = stats.t.ppf(1 - alpha / 2, df)
-    # The far tail (wrong sign) is < 1e-8 wherever scipy's nct.cdf returns NaN for it (df = 1, nc ~ 15).
-    far = float(np.nan_to_num(stats.nct.cdf(-crit, df, nc), nan=0.0))
-    near = float(np.nan_to_num(stats.nct.sf(crit, df, nc), nan=1.0 if nc > crit else 0.0))
+    crit = t_quantile(1 - alpha / 2, df)
+    # The far tail (wrong sign) is < 1e-8 wherever the noncentral t's cdf returns NaN for it (df = 1, nc ~ 15).
+    far = float(np.nan_to_num(special.nctdtr(df, nc, -crit), nan=0.0))
+    near = float(np.nan_to_num(1.0 - special.nctdtr(df, nc, crit), nan=1.0 if nc > crit else 0.0))
     return near + far
+
+
+NC_TOLERANCE = 1e-12  # relative: the bisection of detectable_nc stops at this width (scipy's brentq: 2e-12 abs)
 
 
 @functools.lru_cache(maxsize=1024)
 def detectable_nc(df: float, alpha: float = ALPHA, power: float = POWER) -> float:
     """Noncentrality at which the two-sided t-test reaches `power` (MDE = this × standard error).
 
-    inf where even NC_MAX_SEARCH falls short (df = 1 at a Bonferroni level of a big family).
+    inf where even NC_MAX_SEARCH falls short (df = 1 at a Bonferroni level of a big family). Found by
+    bisection (power rises with nc), written here: scipy.optimize's root finders cost its ~0.3 s import.
     """
-    hi = NC_MAX
+    lo, hi = 0.0, NC_MAX
     while _power(hi, df, alpha) < power:
         if hi >= NC_MAX_SEARCH:
             return math.inf
-        hi *= 4
-    return float(optimize.brentq(lambda nc: _power(nc, df, alpha) - power, 0.0, hi))
+        lo, hi = hi, hi * 4
+    while hi - lo > NC_TOLERANCE * hi:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _power(mid, df, alpha) < power else (lo, mid)
+    return (lo + hi) / 2
 
 
 @functools.lru_cache(maxsize=4096)
 def t_quantile(q: float, df: float) -> float:
-    """Student's t quantile, cached: every comparison of a family searches the same seed counts at the
-    same level (seeds_to_decide), and scipy's ppf costs ~0.25 ms a call."""
-    return float(stats.t.ppf(q, df))
+    """Student's t quantile (scipy.stats.t.ppf's own function), cached: every comparison of a family
+    searches the same seed counts at the same level (seeds_to_decide)."""
+    return float(special.stdtrit(df, q))
+
+
+def t_test(estimate, se, df, null=0.0, alternative: str = "two-sided"):
+    """The p-value of t = (estimate − null) / se on df degrees of freedom, as scipy.stats' t-tests give
+    it (elementwise on arrays; se = 0 gives t = ±inf or NaN, as there)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.divide(np.subtract(estimate, null), se)
+    if alternative == "less":
+        return special.stdtr(df, t)
+    if alternative == "greater":
+        return special.stdtr(df, -t)
+    return 2 * special.stdtr(df, -np.abs(t))
+
+
+def t_interval(estimate, se, df, alpha: float = ALPHA):
+    """(low, high): the two-sided (1 − alpha) Student-t interval, as TtestResult.confidence_interval forms it."""
+    tail = (1 - (1 - alpha)) / 2
+    return special.stdtrit(df, tail) * se + estimate, special.stdtrit(df, 1 - tail) * se + estimate
+
+
+def welch_se_df(a, b) -> tuple:
+    """Standard error of mean(a) − mean(b) and its Welch–Satterthwaite df, on the last axis (scipy's
+    formula: df = 1 where both variances are 0, so that t = ±inf or NaN decides, not df)."""
+    vn1 = np.var(a, axis=-1, ddof=1) / np.shape(a)[-1]
+    vn2 = np.var(b, axis=-1, ddof=1) / np.shape(b)[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (vn1 + vn2) ** 2 / (vn1**2 / (np.shape(a)[-1] - 1) + vn2**2 / (np.shape(b)[-1] - 1))
+    return np.sqrt(vn1 + vn2), np.where(np.isnan(df), 1.0, df)
 
 
 def _smallest_n(reaches, lo: int = 2) -> int | None:
@@ -97,18 +137,22 @@ def paired_t(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> tuple[np.nda
     """Paired t on the last axis: (mean difference a − b, interval low, high, two-sided p).
 
     Vectorised over leading axes ((..., n) in, (...) out), so a simulation can check the very
-    numbers the report prints; the interval is scipy's own (TtestResult.confidence_interval).
+    numbers the report prints (compare_values forms them with the same t_test / t_interval).
     """
-    res = stats.ttest_rel(a, b, axis=-1)
-    ci = res.confidence_interval(1 - alpha)
-    return np.mean(np.asarray(a) - np.asarray(b), axis=-1), ci.low, ci.high, res.pvalue
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = d.shape[-1]
+    diff, se = d.mean(axis=-1), np.sqrt(np.var(d, axis=-1, ddof=1) / n)
+    low, high = t_interval(diff, se, n - 1, alpha)
+    return diff, low, high, t_test(diff, se, n - 1)
 
 
 def welch_t(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> tuple[np.ndarray, ...]:
     """Welch's unpaired t on the last axis: (mean(a) − mean(b), interval low, high, two-sided p, df)."""
-    res = stats.ttest_ind(a, b, axis=-1, equal_var=False)
-    ci = res.confidence_interval(1 - alpha)
-    return np.mean(a, axis=-1) - np.mean(b, axis=-1), ci.low, ci.high, res.pvalue, res.df
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = np.mean(a, axis=-1) - np.mean(b, axis=-1)
+    se, df = welch_se_df(a, b)
+    low, high = t_interval(diff, se, df, alpha)
+    return diff, low, high, t_test(diff, se, df), df
 
 
 def _per_seed(values: pd.Series) -> pd.Series:
@@ -169,10 +213,7 @@ def compare_values(values: pd.Series, baseline: pd.Series, level: float = ALPHA,
         note = [f"paired over {n} seeds"] + ([f"{dropped} unpaired run(s) left out"] if dropped else [])
         same = sd <= SAME_SPREAD * max(1.0, abs(diff))  # every seed differs by the same amount: t is undefined
         if not same:
-            res = stats.ttest_rel(x, y)
-            upper, lower = (stats.ttest_1samp(x - y, d, alternative=alt).pvalue
-                            for d, alt in ((margin, "less"), (-margin, "greater")))
-            df, se = n - 1, sd / math.sqrt(n)
+            df, se = n - 1, math.sqrt(float(np.var(x - y, ddof=1)) / n)
             if n == 2:
                 note.append("n = 2: the interval rests on 1 degree of freedom, so it is very wide")
 
@@ -186,16 +227,12 @@ def compare_values(values: pd.Series, baseline: pd.Series, level: float = ALPHA,
         note = [f"seeds do not pair: unpaired Welch test ({len(a)} vs {len(b)} runs)"]
         same = sd_a + sd_b <= SAME_SPREAD * max(1.0, abs(diff))
         if not same:
-            xa, xb = a.to_numpy(float), b.to_numpy(float)
-            res = stats.ttest_ind(xa, xb, equal_var=False)
-            upper, lower = (stats.ttest_ind(xa - d, xb, equal_var=False, alternative=alt).pvalue
-                            for d, alt in ((margin, "less"), (-margin, "greater")))
-            df, se = float(res.df), math.sqrt(sd_a**2 / len(a) + sd_b**2 / len(b))
+            se, df = (float(v) for v in welch_se_df(a.to_numpy(float), b.to_numpy(float)))
             var = sd_a**2 + sd_b**2
 
             def half_width(k: int) -> float:  # k seeds per side, Welch–Satterthwaite df at equal n
                 dfk = var**2 / ((sd_a**4 + sd_b**4) / (k - 1))
-                return float(stats.t.ppf(1 - level / 2, dfk)) * math.sqrt(var / k)
+                return t_quantile(1 - level / 2, dfk) * math.sqrt(var / k)
         else:
             note.append("no spread on either side")
     out["diff"] = diff
@@ -203,9 +240,11 @@ def compare_values(values: pd.Series, baseline: pd.Series, level: float = ALPHA,
         out.update(ci95_low=diff, ci95_high=diff, ci_low=diff, ci_high=diff, p=1.0 if diff == 0 else 0.0,
                    p_tost=0.0 if abs(diff) < margin or diff == 0 else 1.0 if math.isfinite(margin) else np.nan)
     else:
-        ci95, ci = res.confidence_interval(1 - ALPHA), res.confidence_interval(1 - level)
-        out.update(ci95_low=float(ci95.low), ci95_high=float(ci95.high), ci_low=float(ci.low),
-                   ci_high=float(ci.high), p=float(res.pvalue), p_tost=float(max(upper, lower)))
+        (ci95_low, ci95_high), (ci_low, ci_high) = t_interval(diff, se, df, ALPHA), t_interval(diff, se, df, level)
+        # TOST: H0 diff >= δ against "less", H0 diff <= −δ against "greater"; the larger p decides
+        upper, lower = t_test(diff, se, df, margin, "less"), t_test(diff, se, df, -margin, "greater")
+        out.update(ci95_low=float(ci95_low), ci95_high=float(ci95_high), ci_low=float(ci_low),
+                   ci_high=float(ci_high), p=float(t_test(diff, se, df)), p_tost=float(max(upper, lower)))
         if power is not None:
             out["mde"] = detectable_nc(df, level, power) * se
     out["decision"] = str(decide(out["ci_low"], out["ci_high"], margin, sign))

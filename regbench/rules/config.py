@@ -21,10 +21,10 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+if TYPE_CHECKING:  # Hydra and OmegaConf are imported where used: `regbench report` reads this module's
+    from omegaconf import DictConfig  # key lists and rules, and needs neither (~0.25 s of its start-up)
 
 from regbench.core.errors import ConfigError
 from regbench.rules import protocol
@@ -202,6 +202,8 @@ class Config:
 
 def register_configs() -> None:
     """Store the schemas so the YAML group files are validated against them."""
+    from hydra.core.config_store import ConfigStore  # here: `regbench report` reads these rules, not Hydra
+
     cs = ConfigStore.instance()
     cs.store(name="regbench_schema", node=Config)
 
@@ -292,6 +294,8 @@ def _at_least(key: str, value: float, lo: float) -> None:
 def _finite_floats(cfg: DictConfig) -> None:
     """inf and nan pass every `>=` / `<` range check below (nan compares false, inf exceeds any open
     bound only where one is given): one rule for every float key of the schema, lists included."""
+    from omegaconf import OmegaConf
+
     for key in FLOAT_KEYS:
         value = OmegaConf.select(cfg, key, default=None)
         values = value if OmegaConf.is_list(value) else [value]
@@ -301,6 +305,8 @@ def _finite_floats(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check ranges, names and combinations. Raises ConfigError with a one-line message."""
+    from omegaconf import OmegaConf
+
     from regbench.data import DATASETS
     from regbench.regularizers import DROPOUTS
 
@@ -393,6 +399,8 @@ def validate(cfg: DictConfig) -> None:
 
 def hashable_dict(cfg: DictConfig) -> dict:
     """The resolved config without the hydra node and the NOT_HASHED_KEYS."""
+    from omegaconf import OmegaConf
+
     # node by node, leaving the hydra node out before converting (it is the larger part of a job's config)
     d = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
          for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")}
