@@ -167,3 +167,54 @@ def test_figure_workers_import_no_statistics(runs, tmp_path):
     drawn, parent_has_matplotlib = proc.stdout.split()
     assert int(drawn) >= 4 and parent_has_matplotlib == "False"
     assert log.read_text().split("\n")[:-1] == ["True"] * 6  # every figure, each in a worker, none with scipy
+
+
+def test_prewarmed_report_process_builds_the_report_raises_its_errors_and_falls_back(runs, tmp_path):
+    """A sweep's own report is built in a process forked at the sweep's start (it imports the report's libraries
+    while the sweep trains): its result and its exceptions come back as if built here; if it died, the report
+    is built here; one never asked exits with the sweep."""
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from regbench.core.errors import ConfigError
+        from regbench.sweeps.callbacks import PrewarmedReport
+
+        warm, failing, dead, idle = (PrewarmedReport() for _ in range(4))  # before this process has pandas
+        assert all(p.process is not None and p.process.is_alive() for p in (warm, failing, dead, idle))
+        result = warm.build([Path({str(runs)!r})], Path({str(tmp_path / "a")!r}))
+        print("built", result.markdown.is_file(), len(result.table), "matplotlib" in sys.modules)
+        try:
+            failing.build([Path({str(tmp_path / "missing")!r})], Path({str(tmp_path / "b")!r}))
+        except ConfigError as exc:
+            print("raised", str(exc).split(";")[0])
+        dead.process.kill()
+        dead.process.join()
+        print("fallback", dead.build([Path({str(runs)!r})], Path({str(tmp_path / "c")!r})).markdown.is_file())
+        # idle: never asked, closed at exit
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["built True 8 False", f"raised path does not exist: {tmp_path / 'missing'}",
+                                        "fallback True"]
+    assert (tmp_path / "a" / "runs.csv").read_bytes() == (tmp_path / "c" / "runs.csv").read_bytes()
+
+
+def test_prewarm_only_where_it_saves_the_imports():
+    from regbench.sweeps.callbacks import PrewarmedReport
+
+    # this test process has pandas and matplotlib already: the report is built in it, no process is forked
+    assert PrewarmedReport().process is None and PrewarmedReport(start=False).process is None
+
+
+def test_default_sweep_builds_its_report_in_the_prewarmed_process(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from regbench.cli import main
+        code = main(["run", "-m", "seed=0,1", "dataset=digits", "model=mlp", "model.hidden=[16]", "trainer.epochs=1",
+                     "trainer.progress=false", "trainer.device=cpu", "results_dir={tmp_path / 'runs'}"])
+        print(code, "regbench.report.grid" in sys.modules, "regbench.report.figures" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-3:] == ["0", "False", "False"]  # the sweep's own process computed and drew nothing
+    assert len(list((tmp_path / "runs").glob("*/report/curves.png"))) == 1

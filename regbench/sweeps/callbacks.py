@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing
+import os
 import sys
+import threading
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -25,21 +29,115 @@ class SweepProgress(Callback):
             console.cell_done(cell.get("status", "failed"))
 
 
+REPORT_LIBRARIES = ("pandas", "scipy", "matplotlib")  # what a report imports and a sweep's training does not
+NICENESS = 19  # the prewarmed report process takes only the CPU the training leaves idle
+
+
+def _report_process(conn) -> None:
+    """A forked child of the sweep: import the report (at the lowest priority), then build the one report
+    the sweep asks for and send back its result, or the exception it raised."""
+    try:
+        os.nice(NICENESS)
+        import regbench.report  # noqa: F401 - the ~2 s this process is for
+        import regbench.report.content  # noqa: F401
+        import regbench.report.grid  # noqa: F401
+
+        request = conn.recv()  # EOFError: the sweep ended (or died) without asking
+    except (EOFError, OSError, KeyboardInterrupt):
+        return
+    from regbench.report import build_report
+
+    try:
+        reply = ("ok", build_report(*request[0], **request[1]))
+    except BaseException as exc:  # noqa: BLE001 - the parent handles it as if it had been raised there
+        reply = ("raised", exc)
+    try:
+        conn.send(reply)
+    except Exception as exc:  # noqa: BLE001 - e.g. an exception that does not pickle
+        conn.send(("raised", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}; {exc}")))
+
+
+class PrewarmedReport:
+    """A process forked when the sweep starts, before it imports torch, that imports the report's libraries
+    while the sweep composes and trains (~2 s of a 32-cell sweep's report otherwise), at the lowest
+    priority; `build(...)` then runs build_report there. Only where fork is cheap and safe (Linux, no
+    other Python thread) and this process lacks those libraries (a notebook or a test that has them builds
+    the report itself: nothing to gain). `build` falls back to this process if the child is gone."""
+
+    def __init__(self, start: bool = True):
+        self.conn, self.process = None, None
+        if not start or not sys.platform.startswith("linux") or any(lib in sys.modules for lib in REPORT_LIBRARIES):
+            return
+        if threading_others():  # a fork copies no other thread, only the locks it may hold
+            return
+        try:
+            ctx = multiprocessing.get_context("fork")
+            self.conn, child = ctx.Pipe()
+            # not daemonic: it forks the figure workers; a sweep that ends without asking closes the pipe
+            # at exit (before multiprocessing joins its children), and the child, reading EOF, exits
+            self.process = ctx.Process(target=_report_process, args=(child,), name="regbench-report")
+            self.process.start()
+            child.close()
+            atexit.register(self.close)
+        except OSError:  # no process to be had: the report is built here, as without the prewarm
+            self.conn, self.process = None, None
+
+    def build(self, *args, **kwargs):
+        if self.process is not None and self.process.is_alive():
+            try:
+                self.conn.send((args, kwargs))
+                kind, value = self.conn.recv()
+            except (EOFError, OSError):  # the child died (memory, a signal): build it here
+                kind = None
+            finally:
+                self.close()
+            if kind == "ok":
+                return value
+            if kind == "raised":
+                raise value
+        self.close()
+        from regbench.report import build_report  # here: pandas, scipy and matplotlib take ~2 s to import
+
+        return build_report(*args, **kwargs)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()  # an idle child reads EOF and exits
+            self.conn = None
+        if self.process is not None:
+            self.process.join(timeout=5)
+            if self.process.is_alive():
+                self.process.terminate()
+            self.process = None
+
+
+def threading_others() -> bool:
+    return any(t is not threading.main_thread() for t in threading.enumerate())
+
+
 class SweepReport(Callback):
     """`<results_dir>/<sweep_name>/report/` after every multirun (turn off with report=false).
 
     `regbench report <sweep folder>` rebuilds it at any time, also while a sweep runs.
     """
 
+    def __init__(self):
+        self.prewarmed: PrewarmedReport | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if config.get("report", True):
+            self.prewarmed = PrewarmedReport()
+
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        prewarmed, self.prewarmed = self.prewarmed or PrewarmedReport(start=False), None
         if not config.get("report", True):
             return
-        from regbench.report import build_report  # here: pandas, scipy and matplotlib take ~1 s to import
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not any(sweep_dir.rglob("metrics.csv")):
+            prewarmed.close()
             return
         try:
-            result = build_report([sweep_dir], sweep_dir / "report", formats=config.get("report_format") or ())
+            result = prewarmed.build([sweep_dir], sweep_dir / "report", formats=config.get("report_format") or ())
         except MachineFailure as exc:  # disk full / read-only: the runs are complete, only the report is not
             hint = f"the runs are complete: free space, then `regbench report {sweep_dir}`"
             raise MachineFailure(f"{exc}; {hint}") from None
