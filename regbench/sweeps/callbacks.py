@@ -89,8 +89,7 @@ class PrewarmedReport:
                 kind, value = self.conn.recv()
             except (EOFError, OSError):  # the child died (memory, a signal): build it here
                 kind = None
-            finally:
-                self.close()
+            self.close(answered=kind is not None)
             if kind == "ok":
                 return value
             if kind == "raised":
@@ -100,14 +99,18 @@ class PrewarmedReport:
 
         return build_report(*args, **kwargs)
 
-    def close(self) -> None:
+    def close(self, answered: bool = False) -> None:
+        """Stop the child: one that answered exits by itself; one never asked (the sweep failed, or wrote no
+        run) is stopped at once, rather than let a failing sweep wait for its imports."""
         if self.conn is not None:
             self.conn.close()  # an idle child reads EOF and exits
             self.conn = None
         if self.process is not None:
+            if not answered:
+                self.process.terminate()
             self.process.join(timeout=5)
             if self.process.is_alive():
-                self.process.terminate()
+                self.process.kill()
             self.process = None
 
 
