@@ -181,21 +181,21 @@ def test_prewarmed_report_process_builds_the_report_raises_its_errors_and_falls_
 
         warm, failing, dead, idle = (PrewarmedReport() for _ in range(4))  # before this process has pandas
         assert all(p.process is not None and p.process.is_alive() for p in (warm, failing, dead, idle))
-        result = warm.build([Path({str(runs)!r})], Path({str(tmp_path / "a")!r}))
-        print("built", result.markdown.is_file(), len(result.table), "matplotlib" in sys.modules)
+        notes, markdown = warm.build([Path({str(runs)!r})], Path({str(tmp_path / "a")!r}))
+        print("built", markdown.is_file(), notes, *(lib in sys.modules for lib in ("pandas", "matplotlib")))
         try:
             failing.build([Path({str(tmp_path / "missing")!r})], Path({str(tmp_path / "b")!r}))
         except ConfigError as exc:
             print("raised", str(exc).split(";")[0])
         dead.process.kill()
         dead.process.join()
-        print("fallback", dead.build([Path({str(runs)!r})], Path({str(tmp_path / "c")!r})).markdown.is_file())
+        print("fallback", dead.build([Path({str(runs)!r})], Path({str(tmp_path / "c")!r}))[1].is_file())
         # idle: never asked, closed at exit
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["built True 8 False", f"raised path does not exist: {tmp_path / 'missing'}",
-                                        "fallback True"]
+    assert proc.stdout.splitlines() == ["built True [] False False",
+                                        f"raised path does not exist: {tmp_path / 'missing'}", "fallback True"]
     assert (tmp_path / "a" / "runs.csv").read_bytes() == (tmp_path / "c" / "runs.csv").read_bytes()
 
 
@@ -212,9 +212,10 @@ def test_default_sweep_builds_its_report_in_the_prewarmed_process(tmp_path):
         from regbench.cli import main
         code = main(["run", "-m", "seed=0,1", "dataset=digits", "model=mlp", "model.hidden=[16]", "trainer.epochs=1",
                      "trainer.progress=false", "trainer.device=cpu", "results_dir={tmp_path / 'runs'}"])
-        print(code, "regbench.report.grid" in sys.modules, "regbench.report.figures" in sys.modules)
+        print(code, *(m in sys.modules for m in ("regbench.report", "regbench.report.grid", "regbench.report.figures")))
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split()[-3:] == ["0", "False", "False"]  # the sweep's own process computed and drew nothing
+    # the sweep's own process read, computed and drew nothing, and unpickled no report result
+    assert proc.stdout.split()[-4:] == ["0", "False", "False", "False"]
     assert len(list((tmp_path / "runs").glob("*/report/curves.png"))) == 1

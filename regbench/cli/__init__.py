@@ -7,9 +7,10 @@
 
 The top layer under the Python API: it may import every package below it (sweeps, report,
 engine, records, rules, the catalogue, core); nothing but `regbench.api` imports it.
-`main` is the console script's entry point (`regbench = "regbench.cli:main"` in pyproject.toml).
+`console_main` is the console script's entry point (`regbench = "regbench.cli:console_main"` in
+pyproject.toml): `main`, then an exit without the interpreter's last garbage collection.
 """
 
-from regbench.cli.commands import main
+from regbench.cli.commands import console_main, main
 
-__all__ = ["main"]
+__all__ = ["console_main", "main"]

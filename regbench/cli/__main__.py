@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from regbench.cli.commands import main
+from regbench.cli.commands import console_main
 
 logging.basicConfig(level=logging.INFO)
-sys.exit(main())
+sys.exit(console_main())

@@ -50,8 +50,11 @@ def workers(tasks: int) -> int:
 
 
 def _warm() -> None:
-    """A worker's first step, run as it starts: import the figures (matplotlib) while the parent works."""
-    import regbench.report.figures  # noqa: F401
+    """A worker's first step, run as it starts: import the figures (matplotlib) and draw a first throwaway
+    figure (fonts, caches) while the parent works."""
+    from regbench.report.figures import warm_up
+
+    warm_up()
 
 
 def _draw(job: tuple) -> Outcome:

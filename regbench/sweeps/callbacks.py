@@ -33,22 +33,38 @@ REPORT_LIBRARIES = ("pandas", "scipy", "matplotlib")  # what a report imports an
 NICENESS = 19  # the prewarmed report process takes only the CPU the training leaves idle
 
 
+def sweep_report(paths: list[Path], out_dir: Path, formats: tuple[str, ...] = ()) -> tuple[list[str], Path]:
+    """build_report's lines for the terminal and its report.md: small on purpose, as what the prewarmed
+    process sends back (the sweep then unpickles no DataFrame, so it never imports pandas)."""
+    from regbench.report import build_report, terminal_notes
+
+    result = build_report(paths, out_dir, formats=formats)
+    return terminal_notes(result), result.markdown
+
+
 def _report_process(conn) -> None:
     """A forked child of the sweep: import the report (at the lowest priority), then build the one report
     the sweep asks for and send back its result, or the exception it raised."""
     try:
         os.nice(NICENESS)
-        import regbench.report  # noqa: F401 - the ~2 s this process is for
+        # the ~2 s this process is for: everything build_report imports, the figures (matplotlib) too, so
+        # that the figure workers it forks inherit them rather than import them while the sweep waits
         import regbench.report.content  # noqa: F401
+        import regbench.report.content_compare  # noqa: F401
+        import regbench.report.figures  # noqa: F401
         import regbench.report.grid  # noqa: F401
+        import regbench.report.render  # noqa: F401
+        import regbench.report.sequential  # noqa: F401
+        import regbench.report.stats  # noqa: F401
+        from regbench.report.figures import warm_up
+
+        warm_up()  # the fonts too
 
         request = conn.recv()  # EOFError: the sweep ended (or died) without asking
     except (EOFError, OSError, KeyboardInterrupt):
         return
-    from regbench.report import build_report
-
     try:
-        reply = ("ok", build_report(*request[0], **request[1]))
+        reply = ("ok", sweep_report(*request))
     except BaseException as exc:  # noqa: BLE001 - the parent handles it as if it had been raised there
         reply = ("raised", exc)
     try:
@@ -82,10 +98,11 @@ class PrewarmedReport:
         except OSError:  # no process to be had: the report is built here, as without the prewarm
             self.conn, self.process = None, None
 
-    def build(self, *args, **kwargs):
+    def build(self, paths: list[Path], out_dir: Path, formats: tuple[str, ...] = ()) -> tuple[list[str], Path]:
+        """sweep_report(...): in the child while it is alive, else here."""
         if self.process is not None and self.process.is_alive():
             try:
-                self.conn.send((args, kwargs))
+                self.conn.send((paths, out_dir, formats))
                 kind, value = self.conn.recv()
             except (EOFError, OSError):  # the child died (memory, a signal): build it here
                 kind = None
@@ -95,9 +112,7 @@ class PrewarmedReport:
             if kind == "raised":
                 raise value
         self.close()
-        from regbench.report import build_report  # here: pandas, scipy and matplotlib take ~2 s to import
-
-        return build_report(*args, **kwargs)
+        return sweep_report(paths, out_dir, formats)  # here: pandas, scipy and matplotlib take ~2 s to import
 
     def close(self, answered: bool = False) -> None:
         """Stop the child: one that answered exits by itself; one never asked (the sweep failed, or wrote no
@@ -140,7 +155,8 @@ class SweepReport(Callback):
             prewarmed.close()
             return
         try:
-            result = prewarmed.build([sweep_dir], sweep_dir / "report", formats=config.get("report_format") or ())
+            formats = tuple(config.get("report_format") or ())
+            notes, markdown = prewarmed.build([sweep_dir], sweep_dir / "report", formats)
         except MachineFailure as exc:  # disk full / read-only: the runs are complete, only the report is not
             hint = f"the runs are complete: free space, then `regbench report {sweep_dir}`"
             raise MachineFailure(f"{exc}; {hint}") from None
@@ -148,8 +164,6 @@ class SweepReport(Callback):
             log.warning("could not write the sweep report (%s: %s); run `regbench report %s`",
                         type(exc).__name__, exc, sweep_dir)
             return
-        from regbench.report import terminal_notes
-
-        for line in terminal_notes(result):
+        for line in notes:
             print(line, file=sys.stderr)
-        print(f"report: {result.markdown}", flush=True)
+        print(f"report: {markdown}", flush=True)
