@@ -158,12 +158,14 @@ def _group_file(group: str, name: str) -> dict:
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
-def default(key: str, cfg: DictConfig | None = None) -> Any:
+def default(key: str, cfg: DictConfig | dict | None = None) -> Any:
     """The default of a dotted key: what the chosen group file sets (the group's `name` names its
-    file: dropout.name=standard -> conf/dropout/standard.yaml), else the schema default."""
+    file: dropout.name=standard -> conf/dropout/standard.yaml), else the schema default.
+    `cfg`: the config, or its plain values (`_plain`)."""
     group, leaf = key.split(".", 1) if "." in key else ("", key)
-    if cfg is not None and group and isinstance(cfg.get(group), DictConfig) and "name" in cfg[group]:
-        chosen = _group_file(group, str(cfg[group].name))
+    node = cfg.get(group) if cfg is not None and group else None
+    if isinstance(node, (DictConfig, dict)) and "name" in node:
+        chosen = _group_file(group, str(node["name"]))
         if leaf in chosen:
             return copy.deepcopy(chosen[leaf])  # copies of cached values: callers may put them into a config dict
     return copy.deepcopy(_schema_default(key))
@@ -179,9 +181,25 @@ def _schema_default(key: str) -> Any:
     return dataclasses.asdict(node) if dataclasses.is_dataclass(node) else node
 
 
-def _value(cfg: DictConfig, key: str) -> Any:
+def _value(cfg: DictConfig | dict, key: str) -> Any:
+    """The value of a dotted key (None where it is absent), from the config or from its plain values."""
+    if isinstance(cfg, dict):
+        node: Any = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
     value = OmegaConf.select(cfg, key)
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def _plain(cfg: DictConfig) -> dict:
+    """The config's resolved values as plain dicts and lists, without the hydra node (no rule reads it):
+    converted once per cell, since the rules read ~40 keys of each and OmegaConf.select costs ~70 us a key
+    where a dict lookup costs nothing (a 32-cell sweep's check: 0.12 s -> 0.03 s)."""
+    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")}
 
 
 def _fmt(value: Any) -> str:
@@ -193,10 +211,11 @@ def _fmt(value: Any) -> str:
 def ineffective(cfg: DictConfig) -> dict[str, str]:
     """{key: one-line message} for every key set away from its default that cannot act in `cfg`."""
     found: dict[str, str] = {}
+    plain = _plain(cfg)
     for rule in _rules():
         for key in rule.keys:
-            value = _value(cfg, key)
-            if key in found or value == default(key, cfg) or rule.active(cfg, key):
+            value = _value(plain, key)
+            if key in found or value == default(key, plain) or rule.active(cfg, key):
                 continue
             found[key] = f"{key}={_fmt(value)} has no effect {rule.why(cfg, key)}"
     return found
