@@ -164,7 +164,7 @@ def config_yaml(cfg: DictConfig) -> str:
     """OmegaConf.to_yaml(cfg, resolve=True), the same text, emitted by libyaml where PyYAML has it: the
     pure-Python emitter is ~4 ms of each run's start (a 32-cell sweep: 0.15 s). OmegaConf's dumper
     differs from PyYAML's own only in how it writes strings (quoted where YAML would read another type),
-    so its str representer goes on PyYAML's C dumper (tests/test_results.py: equal for every experiment)."""
+    so its str representer goes on PyYAML's C dumper (tests/test_experiments.py: equal for every experiment)."""
     from omegaconf import OmegaConf
 
     dumper = _c_dumper()
