@@ -199,6 +199,24 @@ def test_prewarmed_report_process_builds_the_report_raises_its_errors_and_falls_
     assert (tmp_path / "a" / "runs.csv").read_bytes() == (tmp_path / "c" / "runs.csv").read_bytes()
 
 
+def test_prewarmed_report_process_exits_when_the_sweep_dies_without_closing_it():
+    """A sweep killed between two runs (SIGTERM's default action) or by kill -9 runs no atexit: its report process
+    must still exit, or it would wait for ever and hold the sweep's stdout and stderr open (a caller reading
+    them, like a test or a pipeline, would hang)."""
+    code = textwrap.dedent("""
+        import os
+        from regbench.sweeps.callbacks import PrewarmedReport
+
+        first, second = PrewarmedReport(), PrewarmedReport()
+        assert first.process.is_alive() and second.process.is_alive()
+        print(first.process.pid, second.process.pid, flush=True)
+        os._exit(0)  # as a signal death: no atexit, no close()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)  # pipes closed
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split()) == 2
+
+
 def test_prewarm_only_where_it_saves_the_imports():
     from regbench.sweeps.callbacks import PrewarmedReport
 

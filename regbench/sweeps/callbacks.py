@@ -42,9 +42,14 @@ def sweep_report(paths: list[Path], out_dir: Path, formats: tuple[str, ...] = ()
     return terminal_notes(result), result.markdown
 
 
-def _report_process(conn) -> None:
+def _report_process(conn, sweeps_end) -> None:
     """A forked child of the sweep: import the report (at the lowest priority), then build the one report
-    the sweep asks for and send back its result, or the exception it raised."""
+    the sweep asks for and send back its result, or the exception it raised.
+
+    `sweeps_end`: the sweep's end of the pipe, which the fork copied: closed at once, so that a sweep that
+    dies without closing its own (a signal between two runs, kill -9) leaves this process reading EOF and
+    exiting, rather than waiting for ever and holding the sweep's stdout and stderr open."""
+    sweeps_end.close()
     try:
         os.nice(NICENESS)
         # the ~2 s this process is for: everything build_report imports, the figures (matplotlib) too, so
@@ -69,6 +74,8 @@ def _report_process(conn) -> None:
         reply = ("raised", exc)
     try:
         conn.send(reply)
+    except OSError:  # the sweep died while this process built its report (which is written): nobody to tell
+        return
     except Exception as exc:  # noqa: BLE001 - e.g. an exception that does not pickle
         conn.send(("raised", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}; {exc}")))
 
@@ -91,7 +98,7 @@ class PrewarmedReport:
             self.conn, child = ctx.Pipe()
             # not daemonic: it forks the figure workers; a sweep that ends without asking closes the pipe
             # at exit (before multiprocessing joins its children), and the child, reading EOF, exits
-            self.process = ctx.Process(target=_report_process, args=(child,), name="regbench-report")
+            self.process = ctx.Process(target=_report_process, args=(child, self.conn), name="regbench-report")
             self.process.start()
             child.close()
             atexit.register(self.close)
