@@ -140,6 +140,19 @@ def build_report(
     )
 
 
+def prewarm() -> None:
+    """Import now what build_report imports lazily, and draw a first throwaway figure (fonts, caches): for a
+    process that will build a report later and has time to spare now (a sweep's prewarmed report process)."""
+    import regbench.report.content  # noqa: F401
+    import regbench.report.content_compare  # noqa: F401
+    import regbench.report.grid  # noqa: F401
+    import regbench.report.render  # noqa: F401
+    import regbench.report.sequential  # noqa: F401
+    from regbench.report.figures import warm_up
+
+    warm_up()
+
+
 def panels(runs: list[Run]) -> dict[str, list[Run]]:
     """Runs by dataset and model ('' when all share one): each gets its own figures."""
     def combo(run: Run) -> str:

@@ -397,13 +397,18 @@ def validate(cfg: DictConfig) -> None:
 
 # ---------------------------------------------------------------------------- hashing
 
-def hashable_dict(cfg: DictConfig) -> dict:
-    """The resolved config without the hydra node and the NOT_HASHED_KEYS."""
+def plain_config(cfg: DictConfig) -> dict:
+    """The resolved config as plain dicts and lists, without the hydra node."""
     from omegaconf import OmegaConf
 
     # node by node, leaving the hydra node out before converting (it is the larger part of a job's config)
-    d = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-         for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")}
+    return {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")}
+
+
+def hashable_dict(cfg: DictConfig) -> dict:
+    """The resolved config without the hydra node and the NOT_HASHED_KEYS."""
+    d = plain_config(cfg)
     drop_keys(d, NOT_HASHED_KEYS)
     return d
 

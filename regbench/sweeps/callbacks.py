@@ -54,16 +54,9 @@ def _report_process(conn, sweeps_end) -> None:
         os.nice(NICENESS)
         # the ~2 s this process is for: everything build_report imports, the figures (matplotlib) too, so
         # that the figure workers it forks inherit them rather than import them while the sweep waits
-        import regbench.report.content  # noqa: F401
-        import regbench.report.content_compare  # noqa: F401
-        import regbench.report.figures  # noqa: F401
-        import regbench.report.grid  # noqa: F401
-        import regbench.report.render  # noqa: F401
-        import regbench.report.sequential  # noqa: F401
-        import regbench.report.stats  # noqa: F401
-        from regbench.report.figures import warm_up
+        from regbench.report import prewarm
 
-        warm_up()  # the fonts too
+        prewarm()
 
         request = conn.recv()  # EOFError: the sweep ended (or died) without asking
     except (EOFError, OSError, KeyboardInterrupt):
