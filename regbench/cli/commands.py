@@ -23,15 +23,15 @@ from regbench.core.version import __version__
 # The subcommands, each with its usage lines: the dispatcher (main), --help and shell completion
 # (cli/completion.py) all read this one table.
 SUBCOMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "run": (("[KEY=VALUE ...] [-m]", "train one configuration, or a grid with -m"),),
+    "run": (("[KEY=VALUE ...] [-m] [-v]", "train one configuration, or a grid with -m (-v: Hydra's log too)"),),
     "report": (("PATH... [--out DIR]", "tables, figures and report.md/html from run folders"),),
     "compare": (("A B [--metric M]", "seed-paired differences between two folders of runs"),
                 ("A --where KEY=VALUE", "... or within one folder, against the runs with KEY=VALUE")),
     "list": (("", "datasets, models, dropout types, optimizers, augmentations, experiments"),),
 }
 
-_COMMAND_LINES = "\n".join(f"  {f'regbench {name} {args}'.rstrip():<38} {what}"
-                           for name, lines in SUBCOMMANDS.items() for args, what in lines)
+_USAGES = [(f"regbench {name} {args}".rstrip(), what) for name, lines in SUBCOMMANDS.items() for args, what in lines]
+_COMMAND_LINES = "\n".join(f"  {usage:<{max(len(u) for u, _ in _USAGES)}}  {what}" for usage, what in _USAGES)
 USAGE = f"""regbench {__version__}: regularization ablations from the command line
 
 usage:
@@ -49,6 +49,10 @@ examples:
 """
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
+# `regbench run -v`: Hydra's own log configs instead of regbench's (conf/hydra/job_logging/regbench.yaml),
+# i.e. Hydra's launch lines, each cell's start line and every library's INFO lines.
+VERBOSE_FLAGS = ("-v", "--verbose")
+VERBOSE_OVERRIDES = ("hydra/job_logging=stdout", "hydra/hydra_logging=default")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +223,8 @@ def run_command(args: list[str]) -> int:
         if completion.handle(*request):
             return 0
         args = ["-sc", f"query={'bash' if request[1] == 'zsh' else request[1]}"]
+    if any(a in VERBOSE_FLAGS for a in args):
+        args = [*(a for a in args if a not in VERBOSE_FLAGS), *VERBOSE_OVERRIDES]
     if any(a in MULTIRUN_FLAGS for a in args) and any(a in SHOW_FLAGS for a in args):
         return show_cells(args)
     return run_hydra(hydra_args(args))
