@@ -9,13 +9,13 @@ import sys
 import textwrap
 
 import pytest
+from conftest import FAST, run_dirs
+from test_report import write_grid
 
 from regbench.report import dropout_types
 from regbench.report import main as report_main
 from regbench.report.dropout_types import declared_types
 from regbench.report.table import dropout_spec, is_baseline_type
-from tests.conftest import FAST, run_dirs
-from tests.test_report import write_grid
 
 
 @pytest.fixture(scope="module")
