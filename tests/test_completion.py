@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from regbench.cli.commands import SUBCOMMANDS
 from regbench.cli.completion import install_script, strip_subcommand
+from regbench.cli.usage import SUBCOMMANDS
 
 BIN = Path(sys.executable).parent  # the venv's bin/, where the `regbench` console script lives
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None or not (BIN / "regbench").exists(),

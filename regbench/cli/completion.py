@@ -58,7 +58,7 @@ complete -c regbench -n '__fish_seen_subcommand_from run' -f -a '(__regbench_com
 def install_script(shell: str) -> str:
     """The script that `eval "$(regbench run -sc install=bash)"` (or `| source` in fish) loads."""
     script = _FISH if shell == "fish" else _BASH
-    from regbench.cli.commands import SUBCOMMANDS
+    from regbench.cli.usage import SUBCOMMANDS
 
     script = script.replace("SUBCOMMANDS", " ".join(SUBCOMMANDS))
     if shell == "zsh":  # zsh runs bash completion functions through bashcompinit
