@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import matplotlib
+from test_report import write_grid
 
 from regbench.report.figures import FUNCTIONS
-from tests.test_report import write_grid
 
 
 def regbench_report(cwd: Path, hash_seed: str) -> dict[str, bytes]:
