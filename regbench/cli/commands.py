@@ -140,6 +140,10 @@ def refuse_repeated_keys(overrides: list[str]) -> None:
             key = arg[1:].split("=", 1)[0]
             raise ConfigError(f"{arg} would delete the key {key}; valid: set it instead ({key}=VALUE), every key has "
                               "a default (regbench run --help)")
+        if arg.startswith("sweep_name="):
+            from regbench.rules.config import check_sweep_name
+
+            check_sweep_name(arg.split("=", 1)[1].strip("'\""))
         if "interval(" in arg:
             try:
                 parsed = OverridesParser.create().parse_override(arg)

@@ -336,6 +336,13 @@ def refuse_unknown_keys(cfg: DictConfig) -> None:
                           f"{', '.join(schema_keys(parent))}")
 
 
+def check_sweep_name(name) -> None:
+    """sweep_name is one folder inside results_dir: the command line checks it before Hydra writes the
+    sweep's multirun.yaml there (`sweep_name=..` would put it in the folder above results_dir)."""
+    if name is not None and (not str(name).strip() or set(str(name)) & set("/\\") or str(name).startswith(".")):
+        raise ConfigError(f"sweep_name={name!r} is not valid; valid: one folder name (no '/', not starting with '.')")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check ranges, names and combinations. Raises ConfigError with a one-line message."""
     from omegaconf import OmegaConf
@@ -403,9 +410,7 @@ def validate(cfg: DictConfig) -> None:
     _at_least("optim.step_size", cfg.optim.step_size, 1)
     _range("optim.gamma", cfg.optim.gamma, 0, 1, lo_open=True, hi_open=False)
     _at_least("trainer.min_delta", cfg.trainer.min_delta, 0)
-    name = cfg.sweep_name
-    if name is not None and (not str(name).strip() or set(str(name)) & set("/\\") or str(name).startswith(".")):
-        raise ConfigError(f"sweep_name={name!r} is not valid; valid: one folder name (no '/', not starting with '.')")
+    check_sweep_name(cfg.sweep_name)
     if cfg.model.name == "mlp" and not cfg.model.hidden and cfg.dropout.name != "none" and cfg.dropout.p > 0:
         raise ConfigError(f"dropout.p={cfg.dropout.p} has no hidden layer to act on (model.hidden=[]); "
                           "valid: dropout.p=0 (dropout.p_input still applies) or a non-empty model.hidden")
