@@ -130,6 +130,8 @@ INSTALLED_SAMPLE = [
     (["run", "+foo=1"], ["unknown key 'foo'", "valid keys", "seed"]),
     (["run", "-m", "+trainer.epochz=1", "seed=0,1"], ["unknown key 'trainer.epochz'", "did you mean trainer.epochs"]),
     (["run", "~seed"], ["~seed", "seed=VALUE"]),
+    (["run", "model.hidden=[1000000,1000000]"], ["model.hidden=[1000000, 1000000]", "GiB", "free"]),  # no traceback
+    (["run", "model=cnn", "model.channels=[100000,100000]"], ["model.channels=[100000, 100000]", "GiB"]),
     (["run", "-m", "sweep_name=..", "seed=0,1"], ["sweep_name='..'", "one folder name"]),  # no multirun.yaml above
     (["run", "-m", "dropout=standard", "dropout.p=interval(0,1)"], ["dropout.p=interval(0,1)", "range(start,stop"]),
     (["run", "dataset=imagenet"], ["imagenet", "digits"]),

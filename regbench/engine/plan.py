@@ -74,13 +74,17 @@ def memory_budget(device: torch.device, max_memory_gb: float | None) -> int:
     """Bytes a stack may use: the configured cap, else a fraction of what the device has free."""
     if max_memory_gb is not None:
         return int(max_memory_gb * 2**30)
+    return int(available_memory(device) * DEFAULT_MEMORY_FRACTION)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes the device has free now: CUDA's free memory, else the machine's MemAvailable."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free * DEFAULT_MEMORY_FRACTION)
+        return int(free)
     try:
         with open("/proc/meminfo") as f:
             info = dict(line.split(":", 1) for line in f)
-        available = int(info["MemAvailable"].split()[0]) * 1024
+        return int(info["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 2**32
-    return int(available * DEFAULT_MEMORY_FRACTION)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 2**32

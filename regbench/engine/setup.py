@@ -95,12 +95,36 @@ def check_config(cfg: DictConfig, data=None):
         data = build_splits(cfg.dataset, device)
         warn_small_split(cfg, data)
     build_augment(cfg.augment, data.kind, data.num_classes)
+    check_model_fits(cfg, data, device)
     build_model(cfg, data.input_shape, data.num_classes)
     if cfg.trainer.channels_last and not (cfg.model.name == "cnn" and data.kind == "image"):
         raise ConfigError(f"trainer.channels_last=true needs a 2-D CNN (model=cnn on image data), not "
                           f"model={cfg.model.name} on {data.kind} data; valid: trainer.channels_last=false")
     loggers.check_loggers(cfg)  # last: it may probe a tracking server (a short network call)
     return device, data
+
+
+# Bytes a parameter costs in training: float32 weights, their gradients and Adam's two moments.
+TRAINING_BYTES_PER_PARAMETER = 4 * 4
+
+
+def check_model_fits(cfg: DictConfig, data, device: torch.device) -> None:
+    """Refuse a model whose weights, gradients and optimizer state alone cannot fit the device, before anything
+    is allocated (an allocation would end in a traceback, or the kernel's OOM killer): the model is built on
+    torch's meta device, which records shapes and allocates nothing."""
+    from regbench.engine.plan import available_memory
+
+    with torch.device("meta"):
+        model = build_model(cfg, data.input_shape, data.num_classes)
+    need = sum(p.numel() for p in model.parameters()) * TRAINING_BYTES_PER_PARAMETER
+    have = available_memory(device)
+    if need > have:
+        size_key = {"mlp": "hidden", "cnn": "channels"}.get(cfg.model.name)
+        shape = (f"model={cfg.model.name} model.{size_key}={list(cfg.model[size_key])}" if size_key
+                 else f"model={cfg.model.name}")
+        raise ConfigError(f"{shape} has {need // TRAINING_BYTES_PER_PARAMETER:,} parameters: training needs about "
+                          f"{need / 2**30:,.1f} GiB (weights, gradients, optimizer state), and {device} has "
+                          f"{have / 2**30:,.1f} GiB free; valid: a smaller model")
 
 
 MIN_PER_CLASS = 5  # fewer training examples per class than this: a warning (the numbers are mostly noise)
