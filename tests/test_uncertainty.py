@@ -236,3 +236,28 @@ def test_no_stochastic_layer_warns_once_and_mc_equals_deterministic(make_cfg, tm
 def test_negative_mc_samples_is_a_config_error(make_cfg, tmp_path):
     with pytest.raises(ConfigError, match="eval.mc_samples"):
         check_config(make_cfg(*FAST, "eval.mc_samples=-1", f"results_dir={tmp_path}"))
+
+
+def test_an_evaluation_that_fails_after_training_fails_the_run(cli, tmp_path, monkeypatch):
+    """Never a `completed` run missing its numbers: the run is `failed`, with the reason, in one line."""
+    from conftest import FAST, read_summary, run_dirs
+
+    from regbench.engine import uncertainty
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory in the MC passes\nsecond line")
+
+    monkeypatch.setattr(uncertainty, "final_blocks", broken)
+    code, out, err = cli("run", *FAST, "dropout=standard", "eval.mc_samples=4")
+    assert code == 1
+    [run] = run_dirs(tmp_path / "runs")
+    summary = read_summary(run)
+    assert summary["status"] == "failed"
+    assert summary["error"] == "evaluation after training failed (RuntimeError: out of memory in the MC passes)"
+    assert "Traceback" not in out + err
+
+
+def test_mc_samples_that_cannot_fit_are_refused_before_training(cli, tmp_path):
+    code, out, err = cli("run", *FAST, "dropout=standard", "eval.mc_samples=100000000")
+    assert code == 2 and "eval.mc_samples=100000000 needs about" in err and "valid: eval.mc_samples <=" in err
+    assert not (tmp_path / "runs").exists()

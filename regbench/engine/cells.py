@@ -256,6 +256,7 @@ class Cell:
                 results.write_rows(self.run_dir / "mc_convergence.csv", uncertainty.CONVERGENCE_COLUMNS, convergence)
         except OSError:
             raise  # the machine (disk full ...): the run fails, results.close_run records it
-        except Exception as exc:  # summary.json must still be written
-            log.exception("calibration / MC evaluation failed")
-            s["uncertainty_error"] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # the run fails, with the reason; summary.json is still written
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            s.update(status="failed", error=f"evaluation after training failed ({type(exc).__name__}: {reason})")
+            log.error("%s: %s", self.run_dir.name, s["error"])

@@ -118,6 +118,16 @@ def check_model_fits(cfg: DictConfig, data, device: torch.device) -> None:
         model = build_model(cfg, data.input_shape, data.num_classes)
     need = sum(p.numel() for p in model.parameters()) * TRAINING_BYTES_PER_PARAMETER
     have = available_memory(device)
+    passes = cfg.eval.mc_samples
+    if passes > 0:  # MC dropout evaluates at least `passes` rows at once (engine/uncertainty.py)
+        from regbench.engine.uncertainty import MC_ROWS
+
+        per_row = activations_per_example(model, data.input_shape) * 4
+        mc = max(MC_ROWS, passes) * per_row
+        if per_row and mc > have:
+            raise ConfigError(f"eval.mc_samples={passes} needs about {mc / 2**30:,.1f} GiB for one batch of MC passes "
+                              f"({per_row:,} bytes of activations each), and {device} has {have / 2**30:,.1f} GiB "
+                              f"free; valid: eval.mc_samples <= {max(1, int(have // per_row)):,}")
     if need > have:
         size_key = {"mlp": "hidden", "cnn": "channels"}.get(cfg.model.name)
         shape = (f"model={cfg.model.name} model.{size_key}={list(cfg.model[size_key])}" if size_key
@@ -125,6 +135,28 @@ def check_model_fits(cfg: DictConfig, data, device: torch.device) -> None:
         raise ConfigError(f"{shape} has {need // TRAINING_BYTES_PER_PARAMETER:,} parameters: training needs about "
                           f"{need / 2**30:,.1f} GiB (weights, gradients, optimizer state), and {device} has "
                           f"{have / 2**30:,.1f} GiB free; valid: a smaller model")
+
+
+def activations_per_example(model: torch.nn.Module, input_shape) -> int:
+    """Float values one example's forward pass produces, summed over the model's layers (an upper bound on what
+    a pass holds at once), measured on the meta device; 0 where a layer cannot run there."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(output, torch.Tensor) and not list(module.children()):
+            total += output[0].numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.empty((1, *input_shape), device="meta"))
+    except Exception:  # noqa: BLE001 - an estimate: a layer meta cannot run leaves the check to the run
+        return 0
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
 
 
 MIN_PER_CLASS = 5  # fewer training examples per class than this: a warning (the numbers are mostly noise)
