@@ -7,6 +7,7 @@ same for a lone run (a stack of one cell) and a stack of many.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -165,8 +166,13 @@ MIN_PER_CLASS = 5  # fewer training examples per class than this: a warning (the
 def warn_small_split(cfg: DictConfig, data) -> None:
     n, k = len(data.y_train), data.num_classes
     if n < MIN_PER_CLASS * k:
-        log.warning("warning: the training split has %d examples for %d classes (%.1f per class, fewer than %d); "
-                    "raise dataset.train_size for meaningful numbers", n, k, n / k, MIN_PER_CLASS)
+        _warn_small_split(repr(sorted(cfg.dataset.items())), n, k)
+
+
+@functools.cache  # once per dataset config and process: a run and its sweep check it twice
+def _warn_small_split(dataset: str, n: int, k: int) -> None:
+    log.warning("warning: the training split has %d examples for %d classes (%.1f per class, fewer than %d); "
+                "raise dataset.train_size for meaningful numbers", n, k, n / k, MIN_PER_CLASS)
 
 
 # Below this many multiply-accumulates per example (a stack counts its cells' together) a model runs
