@@ -19,9 +19,10 @@ REGBENCH_CACHE_DIR for the session (mnist1d is generated once) and MPLBACKEND=Ag
 on, as for a user. REGBENCH_E2E_TIMES=FILE appends each command's wall and CPU seconds to FILE.
 
 Shrinking, the only rewrite: every `regbench run` that trains gets `trainer.epochs=1`, replacing the
-command's own `trainer.epochs=N` (regbench refuses a key given twice) or added at its end, and a
-`seed=auto` sweep gets `hydra.sweeper.max_seeds=6` the same way (its pilot of 3 seeds and one more look,
-not up to 20). Lines with `--help`, `-sc`, `--cfg` or `--info` train nothing and run as written.
+command's own `trainer.epochs=N` (regbench refuses a key given twice) or added at its end; a swept seed
+list keeps its first two seeds (`seed=0,1,2` -> `seed=0,1`: still a sweep over seeds, so the sweep folder
+keeps its name), and a `seed=auto` sweep gets `hydra.sweeper.max_seeds=6` (its pilot of 3 seeds and one
+more look, not up to 20). Lines with `--help`, `-sc`, `--cfg` or `--info` train nothing and run as written.
 
 Markers, in a command's trailing comment (readable to users too):
 - `# needs SLURM: tested as hydra/launcher=submitit_local`: the test runs the local equivalent, each
