@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -55,7 +56,15 @@ def cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
 
     def _run(*args: str):
-        code = main(without_overridden_fast(list(args)))
+        # Hydra points the root logger's handlers at this test's captured streams: put them back, as a fresh
+        # process would start, so that a later test does not log into a closed capture
+        root = logging.getLogger()
+        saved = (root.level, root.handlers[:])
+        try:
+            code = main(without_overridden_fast(list(args)))
+        finally:
+            root.setLevel(saved[0])
+            root.handlers[:] = saved[1]
         out, err = capsys.readouterr()
         return code, out, err
 

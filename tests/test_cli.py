@@ -111,6 +111,59 @@ def test_user_experiment_from_config_dir(cli, tmp_path):
     assert "_tiny_wide-digits-mlp-none-s0_" in run.name
 
 
+@pytest.mark.parametrize("order", ["-m first", "-m last", "-m between"])
+def test_multirun_next_to_config_dir_in_any_order(cli, tmp_path, order):
+    user = tmp_path / "my_configs" / "experiment"
+    user.mkdir(parents=True)
+    (user / "my_grid.yaml").write_text("# @package _global_\nmodel:\n  hidden: [16]\ntrainer:\n  epochs: 1\n")
+    line = {"-m first": ["-m", "--config-dir", str(tmp_path / "my_configs"), "+experiment=my_grid", "seed=0,1"],
+            "-m last": ["--config-dir", str(tmp_path / "my_configs"), "+experiment=my_grid", "seed=0,1", "-m"],
+            "-m between": ["+experiment=my_grid", "--config-dir", str(tmp_path / "my_configs"), "-m", "seed=0,1"]}
+    code, out, err = cli("run", *line[order], "trainer.progress=false", "report=false")
+    assert code == 0, err
+    runs = run_dirs(tmp_path / "runs")
+    assert len(runs) == 2 and {r.parent.name for r in runs} == {"sweep-my_grid-seed-" + runs[0].parent.name[-8:]}
+
+
+def test_hydra_options_go_first_and_the_overrides_after():
+    from regbench.cli.commands import hydra_args, split_flags
+
+    assert split_flags(["a=1", "--config-dir", "d", "b=2", "--info", "defaults", "-cn", "x", "--resolve"]) == (
+        ["--config-dir", "d", "--info", "defaults", "-cn", "x", "--resolve"], ["a=1", "b=2"])
+    assert split_flags(["--info", "a=1"]) == (["--info"], ["a=1"])  # --info's topic is optional
+    line = hydra_args(["a=1,2", "-cd", "d", "-m"])
+    assert line[:3] == ["-cd", "d", "--multirun"] and line[3].startswith("sweep_name=") and line[4:] == ["a=1,2"]
+
+
+def test_multirun_with_cfg_prints_every_cell_and_info_the_first(cli):
+    code, out, err = cli("run", "-m", "dropout=standard", "dropout.p=0,0.5", "--cfg", "job")
+    assert code == 0, err
+    assert [ln for ln in out.splitlines() if ln.startswith("# cell")] == ["# cell 1/2: dropout.p=0",
+                                                                          "# cell 2/2: dropout.p=0.5"]
+    assert out.count("\n  p: 0.5\n") == 1 and out.count("\n  p: 0.0\n") == 1
+    code, out, err = cli("run", "--info", "defaults", "-m", "seed=0,1")
+    assert code == 0 and out.startswith("# cell 1/2: seed=0") and "Defaults List" in out, err
+    code, out, err = cli("run", "-m", "dropout.p=interval(0,1)", "--cfg", "job")
+    assert code == 2 and "dropout.p=interval(0,1) is not a list of values" in err
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("trainer:\n  epochs: abc\n",
+     "my_configs/experiment/bad.yaml: trainer.epochs: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("trainer:\n  epochz: 3\n", "my_configs/experiment/bad.yaml: unknown key 'trainer.epochz'; valid keys in "
+                                 "trainer: epochs, batch_size"),
+    ("trainer: [\n", "experiment/bad.yaml (line 3, column 1): expected the node content"),
+])
+@pytest.mark.parametrize("multirun", [[], ["-m", "seed=0,1"]])
+def test_user_config_that_fails_names_the_file_the_key_and_the_reason(cli, tmp_path, text, message, multirun):
+    user = tmp_path / "my_configs" / "experiment"
+    user.mkdir(parents=True)
+    (user / "bad.yaml").write_text("# @package _global_\n" + text)
+    code, out, err = cli("run", "--config-dir", str(tmp_path / "my_configs"), "+experiment=bad", *multirun)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_shipped_experiment_composes(make_cfg):
     cfg = make_cfg("+experiment=mlp_dropout")
     assert cfg.dropout.name == "standard" and cfg.dataset.name == "mnist1d" and cfg.dataset.train_size == 1000

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from regbench.cli.completion import install_script, strip_subcommand
+from regbench.cli.usage import SUBCOMMANDS
 
 BIN = Path(sys.executable).parent  # the venv's bin/, where the `regbench` console script lives
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None or not (BIN / "regbench").exists(),
@@ -63,10 +64,12 @@ def test_query_completes_groups_keys_and_options():
 
 @needs_bash
 def test_bash_script_completes_after_run():
-    sub, group, partial, key, launcher, report = complete_in_bash(
-        "regbench r", "regbench run dropout=", "regbench run seed=1 dropout=st", "regbench run trainer.ep",
-        "regbench run hydra/launcher=r", "regbench report ")
+    sub, compare, every, group, partial, key, launcher, report = complete_in_bash(
+        "regbench r", "regbench co", "regbench ", "regbench run dropout=", "regbench run seed=1 dropout=st",
+        "regbench run trainer.ep", "regbench run hydra/launcher=r", "regbench report ")
     assert sub == ["run", "report"]
+    assert compare == ["compare"]
+    assert every == [*SUBCOMMANDS, "--help", "--version"]  # the dispatcher's own table: one list of subcommands
     # `=` is a word break in bash: the reply is what follows it.
     assert group == ["alpha", "dropblock", "dropconnect", "gaussian", "none", "original", "spatial", "standard"]
     assert partial == ["standard"]
@@ -80,6 +83,7 @@ def test_scripts_for_every_shell():
     assert install_script("zsh") == "autoload -U +X bashcompinit && bashcompinit\n" + bash
     fish = install_script("fish")
     assert "run -sc query=fish" in fish and "__fish_seen_subcommand_from run" in fish
+    assert f"-a '{' '.join(SUBCOMMANDS)}'" in fish and "compare" in SUBCOMMANDS
     assert strip_subcommand("/venv/bin/regbench run -m dropout=") == "regbench -m dropout="
     assert strip_subcommand("regbench  run") == "regbench "
 

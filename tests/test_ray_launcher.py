@@ -85,14 +85,14 @@ def test_threads_rule_under_ray():
 
 
 def _runs(sweep_dir):
-    from tests.test_launchers import _runs as runs
+    from test_launchers import _runs as runs
 
     return runs(sweep_dir)
 
 
 def test_ray_sweep_matches_basic_resumes_and_reports(cli, tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    from tests.test_launchers import _report_rows, assert_same_report_rows
+    from test_launchers import _report_rows, assert_same_report_rows
 
     for name, extra in [("basic", ["hydra/launcher=basic"]), ("ray", RAY)]:
         (tmp_path / name).mkdir()

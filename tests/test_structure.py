@@ -185,3 +185,13 @@ def test_the_checks_see_a_cycle_and_a_private_import(tmp_path, monkeypatch):
             assert "regbench.a" in str(exc) or "_hidden" in str(exc) or "imports regbench.b" in str(exc)
         else:
             raise AssertionError(f"{check.__name__} did not fire")
+
+
+def test_test_modules_are_loaded_once():
+    """pytest loads tests/*.py as top-level modules (`conftest`, `test_report`); importing one again as
+    `tests.conftest` runs it a second time, with its own copy of every global (the cache folder, fixtures'
+    state). Test files import each other by the top-level name."""
+    import sys
+
+    twice = sorted(name for name in sys.modules if name.startswith("tests.") and name[len("tests."):] in sys.modules)
+    assert twice == []

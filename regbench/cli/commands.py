@@ -10,52 +10,33 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import os
+import re
 import shlex
 import sys
+from pathlib import Path
 
+from regbench.cli.usage import SUBCOMMANDS, USAGE
 from regbench.core.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
 from regbench.core.version import __version__
 
-USAGE = f"""regbench {__version__}: regularization ablations from the command line
-
-usage:
-  regbench run [KEY=VALUE ...] [-m]      train one configuration, or a grid with -m
-  regbench report PATH... [--out DIR]    tables, figures and report.md/html from run folders
-  regbench compare A B [--metric M]      seed-paired differences between two folders of runs
-  regbench compare A --where KEY=VALUE   ... or within one folder, against the runs with KEY=VALUE
-  regbench list                          datasets, models, dropout types, optimizers, augmentations, experiments
-
-examples:
-  regbench run                                        # MLP on scikit-learn digits, a few seconds on CPU
-  regbench run dropout=standard dropout.p=0.3 seed=1
-  regbench run -m dropout=standard dropout.p=0,0.1,0.3,0.5 seed=0,1,2
-  regbench run -m +experiment=mlp_dropout
-  regbench report runs/
-
-`regbench run --help` lists every config key and group; each run writes
-<results_dir>/[<sweep_name>/]<run>/ with config.yaml, metrics.csv and summary.json.
-"""
-
 MULTIRUN_FLAGS = ("-m", "--multirun")
+# `regbench run -v`: Hydra's own log configs instead of regbench's (conf/hydra/job_logging/regbench.yaml),
+# i.e. Hydra's launch lines, each cell's start line and every library's INFO lines.
+VERBOSE_FLAGS = ("-v", "--verbose")
+VERBOSE_OVERRIDES = ("hydra/job_logging=stdout", "hydra/hydra_logging=default")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    if argv[0] in ("-V", "--version"):
-        print(f"regbench {__version__}")
-        return 0
-    command, rest = argv[0], argv[1:]
-    commands = {"run": run_command, "report": report_command, "compare": compare_command, "list": list_command}
-    if command not in commands:
-        return _fail(f"unknown command {command!r}; valid choices: {', '.join(commands)}")
     try:
-        return commands[command](rest)
+        return dispatch(argv)
     except ConfigError as exc:
         return _fail(str(exc))
+    except BrokenPipeError:  # `regbench ... | head`: the reader left; not an error of ours (before OSError)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
     except (MachineFailure, OSError) as exc:
         failure = machine_failure(exc)
         if failure is None:
@@ -64,9 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted) as exc:
         print("regbench: interrupted; finished runs are complete, rerun the command to resume", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
-    except BrokenPipeError:  # `regbench compare ... | head`: the reader left; not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+
+
+def dispatch(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
         return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"regbench {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in SUBCOMMANDS:
+        raise ConfigError(f"unknown command {command!r}; valid choices: {', '.join(SUBCOMMANDS)}")
+    handlers = {"run": run_command, "report": report_command, "compare": compare_command, "list": list_command}
+    return handlers[command](rest)
 
 
 def console_main() -> int:
@@ -88,28 +80,59 @@ def _fail(message: str, code: int = 2) -> int:
 # ---------------------------------------------------------------------------- run
 
 
+# Hydra's command-line options that take a value (its argument parser, Hydra 1.3), and --info's optional topics.
+VALUE_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c",
+               "--package", "-p", "--experimental-rerun")
+INFO_FLAGS = ("--info", "-i")
+INFO_TOPICS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's options with their values, the overrides), each in the order given.
+
+    Hydra parses the overrides as one positional list, so an option between two overrides
+    (`+experiment=x --config-dir DIR seed=1`) leaves the second part unparsed ("unrecognized
+    arguments"); the run command therefore hands Hydra the options first, then the overrides."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in VALUE_FLAGS and i + 1 < len(args):
+            flags += args[i:i + 2]
+            i += 2
+            continue
+        if arg in INFO_FLAGS and i + 1 < len(args) and args[i + 1] in INFO_TOPICS:
+            flags += args[i:i + 2]
+            i += 2
+            continue
+        (flags if arg.startswith("-") else overrides).append(arg)
+        i += 1
+    return flags, overrides
+
+
 def hydra_args(args: list[str]) -> list[str]:
-    """Move -m/--multirun to the front and give a multirun its sweep folder name."""
+    """Hydra's options first, then -m/--multirun (wherever it stood) and, for a multirun, its sweep folder
+    name, then the overrides."""
     multirun = any(a in MULTIRUN_FLAGS for a in args)
-    args = [a for a in args if a not in MULTIRUN_FLAGS]
-    refuse_repeated_keys(args)
+    flags, overrides = split_flags([a for a in args if a not in MULTIRUN_FLAGS])
+    refuse_repeated_keys(overrides)
     from regbench.sweeps import auto_seeds
-    typed = args
-    args = auto_seeds.rewrite(args, multirun)  # seed=auto -> the sweeper's flag
+    typed = [*flags, *overrides]
+    overrides = auto_seeds.rewrite(overrides, multirun)  # seed=auto -> the sweeper's flag
     if multirun:
-        # Right after --multirun: Hydra flags that take a value (--cfg hydra) must not swallow it.
         # The name comes from the line as typed (seed=auto included): a rerun finds the same folder.
-        named = [] if any(a.startswith("sweep_name=") for a in args) else [f"sweep_name={default_sweep_name(typed)}"]
-        args = ["--multirun", *named, *args]
-    return args
+        named = [] if any(a.startswith("sweep_name=") for a in overrides) else [
+            f"sweep_name={default_sweep_name(typed)}"]
+        return [*flags, "--multirun", *named, *overrides]
+    return [*flags, *overrides]
 
 
-def refuse_repeated_keys(args: list[str]) -> None:
+def refuse_repeated_keys(overrides: list[str]) -> None:
     """`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets the last one win silently; refuse it instead."""
     seen: dict[str, str] = {}
-    for i, arg in enumerate(args):
-        takes_value = i and args[i - 1] in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
-        if "=" not in arg or arg.startswith("-") or takes_value:
+    for arg in overrides:
+        if "=" not in arg:
             continue
         key = arg.split("=", 1)[0].lstrip("+~")
         if key in seen:
@@ -168,16 +191,61 @@ def _is_sweep(override: str) -> bool:
 def run_command(args: list[str]) -> int:
     """`regbench run ARGS`: 0 when every run completed, 1 otherwise; a user error raises ConfigError."""
     from regbench.cli import completion
-    from regbench.sweeps import multirun
     request = completion.parse(args)  # -sc install|uninstall|query=bash|zsh|fish
     if request is not None:
         if completion.handle(*request):
             return 0
         args = ["-sc", f"query={'bash' if request[1] == 'zsh' else request[1]}"]
+    if any(a in VERBOSE_FLAGS for a in args):
+        args = [*(a for a in args if a not in VERBOSE_FLAGS), *VERBOSE_OVERRIDES]
+    if any(a in MULTIRUN_FLAGS for a in args) and any(a in SHOW_FLAGS for a in args):
+        return show_cells(args)
+    return run_hydra(hydra_args(args))
+
+
+# Hydra's options that print instead of running; Hydra refuses them next to --multirun.
+SHOW_FLAGS = ("--cfg", "-c", *INFO_FLAGS)
+
+
+def show_cells(args: list[str]) -> int:
+    """`regbench run -m <grid> --cfg job` (or --info): what each cell of the grid would run, one after another
+    (--info: once, for the first cell), each under a `# cell i/N: ...` line. Hydra itself refuses --cfg and
+    --info with --multirun, and composes a printed config as a single run, where a swept value is ambiguous."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    flags, overrides = split_flags([a for a in args if a not in MULTIRUN_FLAGS])
+    refuse_repeated_keys(overrides)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices: list[list[str]] = []
+    for override, text in zip(parsed, overrides, strict=True):
+        if not override.is_sweep_override():
+            choices.append([text])
+        elif not override.is_discrete_sweep():
+            raise ConfigError(f"{text} is not a list of values; valid with --cfg/--info: key=a,b,c, range(..), "
+                              "choice(..)")
+        else:
+            key = override.get_key_element()
+            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+    cells = list(itertools.product(*choices))
+    total = len(cells)
+    if any(f in INFO_FLAGS for f in flags):
+        cells = cells[:1]
+    swept = [i for i, c in enumerate(choices) if len(c) > 1]
+    for n, cell in enumerate(cells, 1):
+        print(f"# cell {n}/{total}: {' '.join(cell[i] for i in swept) or '(single cell)'}", flush=True)
+        code = run_hydra(hydra_args([*flags, *cell]))
+        if code:
+            return code
+    return 0
+
+
+def run_hydra(argv: list[str]) -> int:
+    """Hydra's application on `argv` (options, then overrides), its errors as ConfigError / MachineFailure."""
+    from regbench.sweeps import multirun
     from regbench.sweeps.hydra_app import entry
 
     saved = sys.argv
-    sys.argv = ["regbench run", *hydra_args(args)]
+    sys.argv = ["regbench run", *argv]
     multirun.last_counts.clear()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them as one line
     try:
@@ -194,7 +262,7 @@ def run_command(args: list[str]) -> int:
         failure = machine_failure(exc)  # e.g. multirun.yaml in a read-only sweep folder
         if failure is not None:
             raise failure from None
-        message = hydra_error_message(exc) or launcher_error_message(exc)
+        message = hydra_error_message(exc, config_dirs(argv)) or launcher_error_message(exc) or yaml_error_message(exc)
         if message is None:
             raise
         raise ConfigError(message) from None
@@ -203,7 +271,54 @@ def run_command(args: list[str]) -> int:
     return 1 if multirun.sweep_incomplete() else 0
 
 
-def hydra_error_message(exc: BaseException) -> str | None:
+def config_dirs(argv: list[str]) -> list[Path]:
+    """Where Hydra looks for config files: the user's --config-dir, then the package's conf/."""
+    import regbench.conf
+
+    dirs = [Path(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in ("--config-dir", "-cd")]
+    return [*dirs, Path(regbench.conf.__file__).parent]
+
+
+def config_file(name: str, dirs: list[Path]) -> str:
+    """`experiment/my_exp` -> the file it was read from (`my_configs/experiment/my_exp.yaml`)."""
+    return next((str(d / f"{name}.yaml") for d in dirs if (d / f"{name}.yaml").is_file()), f"{name}.yaml")
+
+
+# Hydra's message for a config file that fails the schema: "In 'experiment/x': ValidationError raised while
+# composing config:", then OmegaConf's reason and "full_key: trainer.epochs" on the following lines.
+_IN_FILE = re.compile(r"In '([^']+)': (\w+) raised while composing config:")
+
+
+def _file_error(message: str, dirs: list[Path]) -> str | None:
+    """One line naming the file, the key and the reason, for an error in a config file (a user's experiment)."""
+    from regbench.rules.config import schema_keys
+
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    match = _IN_FILE.match(lines[0]) if lines else None
+    if match is None:
+        return None
+    name, kind = match.groups()
+    key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), "")
+    reason = lines[1] if len(lines) > 1 else kind
+    where = config_file(name, dirs)
+    if kind in ("ConfigKeyError", "ConfigAttributeError") and key:
+        parent = key.rpartition(".")[0]
+        return f"{where}: unknown key {key!r}; valid keys{' in ' + parent if parent else ''}: " + ", ".join(
+            schema_keys(parent))
+    return f"{where}: {key + ': ' if key else ''}{reason}"
+
+
+def yaml_error_message(exc: BaseException) -> str | None:
+    """A config file that is not valid YAML: its path, line, column and what the parser expected."""
+    import yaml
+
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return None
+    mark = exc.problem_mark
+    return f"cannot parse {mark.name} (line {mark.line + 1}, column {mark.column + 1}): {exc.problem}"
+
+
+def hydra_error_message(exc: BaseException, dirs: list[Path] | None = None) -> str | None:
     """One line for a config error raised by Hydra/OmegaConf while composing; None for a real bug."""
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
@@ -218,6 +333,10 @@ def hydra_error_message(exc: BaseException) -> str | None:
         if group:
             return f"unknown {group} {name!r}; valid choices: {', '.join(options)}"
         return str(exc).splitlines()[0]
+    if isinstance(exc, ConfigCompositionException):
+        in_file = _file_error(str(exc), dirs or [])
+        if in_file is not None:
+            return in_file
     if isinstance(exc, (ConfigCompositionException, OverrideParseException, OmegaConfBaseException)):
         cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):

@@ -17,7 +17,6 @@ import os
 import re
 
 SHELLS = ("bash", "zsh", "fish")
-SUBCOMMANDS = ("run", "report", "list")
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 # bash (and zsh through bashcompinit). `=` and `:` are word breaks in bash, so the word being
@@ -59,6 +58,8 @@ complete -c regbench -n '__fish_seen_subcommand_from run' -f -a '(__regbench_com
 def install_script(shell: str) -> str:
     """The script that `eval "$(regbench run -sc install=bash)"` (or `| source` in fish) loads."""
     script = _FISH if shell == "fish" else _BASH
+    from regbench.cli.usage import SUBCOMMANDS
+
     script = script.replace("SUBCOMMANDS", " ".join(SUBCOMMANDS))
     if shell == "zsh":  # zsh runs bash completion functions through bashcompinit
         script = "autoload -U +X bashcompinit && bashcompinit\n" + script

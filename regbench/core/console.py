@@ -10,6 +10,7 @@ print their own final lines, and the sweeper's closing table covers every launch
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from collections import Counter
@@ -28,6 +29,30 @@ def _columns() -> int:
     # shutil falls back to $COLUMNS or 80 where the terminal reports 0 columns; tqdm would draw
     # a bar of width 0 there, i.e. nothing at all.
     return shutil.get_terminal_size((FALLBACK_COLUMNS, 24)).columns or FALLBACK_COLUMNS
+
+
+# The logger of lines that only say what is being launched (Hydra's "Launching jobs" style): shown with -v.
+DETAIL = "regbench.detail"
+# The logger of a run's start line ("run <folder>: mlp on cpu, … parameters"): shown for a single run.
+RUN_START = "regbench.run"
+
+
+class OwnLines(logging.Filter):
+    """What the terminal shows by default (hydra/job_logging/regbench.yaml): warnings and errors from
+    anyone, and regbench's own information lines, but not Hydra's or its launchers' INFO lines, nor the
+    launch details, nor (in a sweep, mode MULTIRUN) each cell's start line; its final line is printed."""
+
+    def __init__(self, mode: str = "RUN"):
+        super().__init__()
+        self.sweep = str(mode).endswith("MULTIRUN")  # hydra.mode resolves to "RunMode.MULTIRUN"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        name = record.name
+        if name == DETAIL or (self.sweep and name == RUN_START):
+            return False
+        return name == "regbench" or name.startswith("regbench.")
 
 
 class _Sweep:

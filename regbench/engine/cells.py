@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from regbench.core import files
+from regbench.core.console import RUN_START
 from regbench.engine import uncertainty
 from regbench.engine.evaluate import loss_and_correct
 from regbench.records import checkpoint, claims, loggers, results
@@ -28,6 +29,7 @@ from regbench.rules.config import config_hash
 from regbench.rules.protocol import Protocol, Tracker
 
 log = logging.getLogger("regbench")
+start_log = logging.getLogger(RUN_START)  # a run's first line: left out of a sweep's terminal
 SUMMARY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "gap_loss", "gap_acc")  # final / best blocks
 FINITE_KEYS = ("batch_loss", "train_loss", "val_loss")  # a non-finite one of these: the cell diverged
 
@@ -145,11 +147,11 @@ class Cell:
             self.summary.update(status="running", error=None, resumed_at_epoch=self.progress.epoch, **how)
             results.mark_started(cfg.results_dir, self.run_dir, self.summary["config_hash"])
             self.seconds = self.summary.get("seconds_before_resume", 0.0)
-            log.info("resuming %s at epoch %d", self.run_dir, self.progress.epoch + 1)
+            start_log.info("resuming %s at epoch %d", self.run_dir, self.progress.epoch + 1)
         else:
             self.run_dir, self.summary = start_run(cfg, device, data, self.model, self.command, self.overrides,
                                                    **how)
-            log.info("run %s: %s on %s, %d parameters", self.run_dir, cfg.model.name, device,
+            start_log.info("run %s: %s on %s, %d parameters", self.run_dir, cfg.model.name, device,
                      self.summary["parameters"])
         uncertainty.warn_ineffective(self.model, cfg.eval)
         self.mc_epoch = bool(cfg.eval.mc_every_epoch and cfg.eval.mc_samples > 0)  # extra columns when enabled

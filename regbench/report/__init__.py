@@ -31,11 +31,11 @@ import pandas as pd
 
 from regbench.core.errors import ConfigError, MachineFailure, machine_failure
 from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
-from regbench.report.drawing import FIGURES, Drawers
+from regbench.report.drawing import FIGURES, draw_all
 from regbench.rules.config import DEFAULT_REPORT_FORMATS, REPORT_FORMATS
 
-# The grid (scipy), the figures (matplotlib) and the text are imported in build_report, after the figure
-# workers are forked: they import matplotlib while this process imports scipy and computes the grid.
+# The grid (scipy), the figures (matplotlib) and the text are imported in build_report: reading runs
+# (regbench.load_runs, `regbench report --help`) does not pay for them.
 
 __all__ = ["ReportResult", "Skipped", "build_report", "main", "read_runs"]
 
@@ -106,7 +106,7 @@ def build_report(
     runs, skipped = read_runs(roots)
     out = Path(out_dir)
     wanted = FIGURES if figures is None else [name for name in FIGURES if name in set(figures)]
-    with Drawers(len(wanted)) as drawers, staging(out) as stage:
+    with staging(out) as stage:
         from regbench.report.content import report_blocks
         from regbench.report.content_compare import comparison_section
         from regbench.report.grid import build_grid
@@ -120,8 +120,8 @@ def build_report(
         grid.comparisons.to_csv(stage / "comparisons.csv", index=False)
         written, figures_skipped = {}, {}
         for panel, part in panels(runs).items():  # one set of figures per dataset/model: never overlaid
-            drawn, not_drawn = drawers.draw(grid if len(runs) == len(part) else build_grid(part, margin, record),
-                                            stage, formats, wanted, panel=panel)
+            drawn, not_drawn = draw_all(grid if len(runs) == len(part) else build_grid(part, margin, record),
+                                        stage, formats, wanted, panel=panel)
             written |= drawn
             figures_skipped |= not_drawn
         blocks = report_blocks(grid, skipped, written, figures_skipped, [str(r) for r in roots],
@@ -138,19 +138,6 @@ def build_report(
         html=out / "report.html",
         notes=grid.notes,
     )
-
-
-def prewarm() -> None:
-    """Import now what build_report imports lazily, and draw a first throwaway figure (fonts, caches): for a
-    process that will build a report later and has time to spare now (a sweep's prewarmed report process)."""
-    import regbench.report.content  # noqa: F401
-    import regbench.report.content_compare  # noqa: F401
-    import regbench.report.grid  # noqa: F401
-    import regbench.report.render  # noqa: F401
-    import regbench.report.sequential  # noqa: F401
-    from regbench.report.figures import warm_up
-
-    warm_up()
 
 
 def panels(runs: list[Run]) -> dict[str, list[Run]]:

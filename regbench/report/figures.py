@@ -1,13 +1,11 @@
 """Report figures: the per-epoch ones (learning curves, gap), and `draw_one` for any of them.
 
 Each figure function takes the `Grid` and returns (Figure, caption), or raises `NotSupported` with
-the reason the data cannot support it; which figures exist, in what order, and where they are drawn
-is drawing.py's.
+the reason the data cannot support it; which figures exist and in what order is drawing.py's.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +22,6 @@ from regbench.report.figures_uncertainty import calibration
 from regbench.report.style import (
     ACC,
     BAND_ALPHA,
-    DPI,
     EPOCH,
     GAP_ACC,
     GAP_LOSS,
@@ -159,20 +156,6 @@ FigureFn = Callable[["Grid"], Drawn]
 # every figure's function, by name: drawing.FIGURES says which a report draws and in what order
 FUNCTIONS: dict[str, FigureFn] = {fn.__name__: fn for fn in (curves, gap, rate_sweep, vs_baseline, heatmap,
                                                              calibration)}
-
-
-def warm_up() -> None:
-    """Draw one small throwaway figure in the report's style: a process's first figure also loads the
-    fonts and builds matplotlib's caches (~0.15 s on the 2-core machine). Figure workers do it while they
-    wait for the grid; the prewarmed sweep report process, while the sweep trains."""
-    with matplotlib.rc_context(RC_PARAMS):
-        fig = Figure(figsize=(2, 1.5))
-        ax = fig.add_subplot()
-        ax.plot([0, 1], [0, 1], label="warm")
-        ax.set(title="warm", xlabel=EPOCH, ylabel=ACC)
-        fig.suptitle("warm")
-        ax.legend()
-        fig.savefig(io.BytesIO(), format="png", dpi=DPI)
 
 
 def draw_one(grid: Grid, out_dir: Path, formats: tuple[str, ...], panel: str,

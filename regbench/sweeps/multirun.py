@@ -26,10 +26,12 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from regbench.core.console import DETAIL
 from regbench.core.errors import ConfigError
 from regbench.rules.active import check_grid
 
 log = logging.getLogger("regbench")
+detail = logging.getLogger(DETAIL)  # launch details: shown with `regbench run -v`
 
 
 # Overrides that choose where a run is written, not what it computes: left out of the rerun command.
@@ -239,11 +241,11 @@ def launch_in_process(launcher, job_overrides: Sequence[Sequence[str]], initial_
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    log.info("Launching %d jobs locally", len(job_overrides))
+    detail.info("Launching %d jobs locally", len(job_overrides))
     returns = []
     for n, overrides in enumerate(job_overrides):
         num = initial_job_idx + n
-        log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+        detail.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
         cfg = job_config(launcher, overrides, num)
         returns.append(run_cell_job(launcher.hydra_context, launcher.task_function, cfg))
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)

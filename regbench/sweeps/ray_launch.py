@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,8 @@ def start_ray(launcher) -> None:
         kwargs |= {"num_cpus": launcher.local_cpus or usable_cores(), "include_dashboard": False}
     else:
         kwargs["address"] = address
+    if not sys.stdout.isatty():  # Ray colours the "(run_jobs pid=…)" prefix of each job's lines: not into a pipe
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's own switch, read while it prints
     try:
         ray.init(**kwargs)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ...: one line, not a traceback

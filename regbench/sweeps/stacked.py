@@ -24,6 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig
 
 from regbench.core import console
+from regbench.core.console import DETAIL
 from regbench.core.errors import Abort, ConfigError, Interrupted, failed_outcome
 from regbench.engine.cells import Cell
 from regbench.engine.loop import train
@@ -34,6 +35,7 @@ from regbench.sweeps import multirun
 from regbench.sweeps.multirun import PLACEMENT_KEYS
 
 log = logging.getLogger("regbench")
+detail = logging.getLogger(DETAIL)  # launch details: shown with `regbench run -v`
 
 
 def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
@@ -41,7 +43,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     config, ctx = launcher.config, launcher.hydra_context
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    log.info("Launching %d jobs (vectorized)", len(job_overrides))
+    detail.info("Launching %d jobs (vectorized)", len(job_overrides))
     # composed (and checked: multirun.preflight) by our sweeper, else composed here the same way
     checked = [tuple(overrides) in multirun.composed for overrides in job_overrides]
     jobs = [multirun.job_config(launcher, overrides, initial_job_idx + n) for n, overrides in enumerate(job_overrides)]
@@ -66,7 +68,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
             idx = sequential[key]
             log.info("vectorized: %d cell%s of %s train alone (%s)", len(idx), "s"[: len(idx) != 1], *key)
             for i in idx:
-                log.info("\t#%d : %s", jobs[i].hydra.job.num, " ".join(filter_overrides(job_overrides[i])))
+                detail.info("\t#%d : %s", jobs[i].hydra.job.num, " ".join(filter_overrides(job_overrides[i])))
                 returns[i] = multirun.run_cell_job(ctx, launcher.task_function, jobs[i])
                 configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         else:
