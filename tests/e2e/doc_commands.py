@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -119,7 +119,7 @@ FILE_HEADER = re.compile(r"^\s*#\s*file:\s*(?P<path>\S+)\s*$")
 
 
 def _fenced_blocks(text: str):
-    """Yield (language, first line number of the content, [(line number, line)]) for each ``` block."""
+    """Yield (language, [(line number, line)]) for each ``` block, its fences left out."""
     lines = text.splitlines()
     i = 0
     while i < len(lines):
@@ -127,13 +127,13 @@ def _fenced_blocks(text: str):
         if not fence:
             i += 1
             continue
-        ticks, lang = fence.group(2), fence.group(3).lower()
+        ticks, lang, opened = fence.group(2), fence.group(3).lower(), i + 1
         body, i = [], i + 1
         while i < len(lines) and not lines[i].strip().startswith(ticks):
             body.append((i + 1, lines[i]))
             i += 1
         if i == len(lines):
-            raise ValueError(f"line {fence.start() + 1}: a ``` block is never closed")
+            raise ValueError(f"line {opened}: a ``` block is never closed")
         i += 1
         yield lang, body
 
@@ -208,11 +208,7 @@ class Plan:
     where: str = "doc"  # "doc": the document's folder; "checkout": the repository root
     exit_code: int = 0
     expected: tuple[str, ...] = ()  # console output lines to match
-    notes: tuple[str, ...] = field(default=())  # what was changed, for the failure message
-
-    @property
-    def rewritten(self) -> bool:
-        return bool(self.notes)
+    notes: tuple[str, ...] = ()  # what was changed, for the failure message
 
 
 # `needs WHAT: tested as OVERRIDES` / `needs WHAT: not tested`, a clause of the trailing comment

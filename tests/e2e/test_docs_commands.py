@@ -120,7 +120,7 @@ class DocFolder:
 def describe(outcome: Outcome, folder: DocFolder) -> str:
     c, p = outcome.command, outcome.plan
     lines = [f"{c.doc}:{c.line}: {outcome.problem}", f"  as written: {c.text if c.kind != 'python' else '(block)'}"]
-    if p is not None and p.script and p.script != c.text and c.kind == "shell":
+    if p is not None and p.script and p.script != c.text and c.kind in ("shell", "console"):
         lines.append(f"  as run:     {p.script}   ({'; '.join(p.notes)})")
     lines.append(f"  in:         {ROOT if p is not None and p.where == 'checkout' else folder.folder}")
     earlier = folder.failed_before(c)
