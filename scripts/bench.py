@@ -1,6 +1,6 @@
 """regbench speed as ratios measured in one run of this script (the targets of issues #12 and #20).
 
-    .venv/bin/python scripts/bench.py [--quick] [--repeat N] [--out results/bench]
+    .venv/bin/python scripts/bench.py [--quick] [--repeat N] [--out PATH.csv]
 
 Every time is the wall time of a whole process (start-up, data, training, evaluation, files),
 run one after another, each with its own default CPU threads (the plain script torch's, regbench its
@@ -20,13 +20,17 @@ threads rule, engine/setup.py), as a user would run them:
 
 Grids (mnist1d, batch 100, `epochs` each): an MLP [100, 100] with dropout=standard at 8 rates x
 4 seeds (32 cells), x 4 weight decays (128), x 8 decays (256); a CNN with dropout=spatial at 4
-rates x 4 seeds (16 cells). Writes <out>/bench.csv (one row per measurement, device named).
+rates x 4 seeds (16 cells). --quick: every measurement and ratio on small grids (QUICK below), a
+smoke run of this script whose times mean nothing.
+Prints every time and ratio; writes them as CSV (one row per measurement, device named) only to
+--out PATH, so a run changes no file of the checkout unless asked to.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import platform
 import statistics
@@ -35,19 +39,41 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-RATES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7"  # 8 dropout rates
-SEEDS = "0,1,2,3"
-DECAYS = {32: None, 128: "0,1e-4,1e-3,1e-2", 256: "0,1e-5,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2"}
-GRID = ["dataset=mnist1d", "trainer.batch_size=100", "trainer.progress=false", "trainer.device=cpu"]
-COMMON = [*GRID, "report=false"]  # every sweep but the default command's: training alone
 REPORT_IMPORTS = "import pandas, scipy.stats, matplotlib.pyplot"  # what any report of runs needs
-MLP = ["model=mlp", "model.hidden=[100,100]", "dropout=standard", f"dropout.p={RATES}"]
-CNN = ["model=cnn", "dropout=spatial", "dropout.p=0,0.1,0.2,0.3"]
+MLP = ["model=mlp", "model.hidden=[100,100]", "dropout=standard"]
+CNN = ["model=cnn", "dropout=spatial"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The grids: the small MLP grid is rates x seeds; x mid_decays and x large_decays (weight decays) it
+    gives the mid and large grids; the CNN grid is cnn_rates x cnn_seeds."""
+
+    rates: str
+    seeds: str
+    mid_decays: str
+    large_decays: str
+    cnn_rates: str
+    cnn_seeds: str
+    epochs: int
+    cnn_epochs: int
+    data: tuple[str, ...] = ("dataset=mnist1d",)
+
+    def cells(self, *values: str) -> int:
+        return math.prod(len(v.split(",")) for v in values)
+
+
+FULL = Scale(rates="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7", seeds="0,1,2,3", mid_decays="0,1e-4,1e-3,1e-2",
+             large_decays="0,1e-5,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2", cnn_rates="0,0.1,0.2,0.3", cnn_seeds="0,1,2,3",
+             epochs=10, cnn_epochs=5)
+# every measurement and ratio of FULL, each process doing as little as can still exercise it
+QUICK = Scale(rates="0,0.5", seeds="0,1", mid_decays="0,1e-3", large_decays="0,1e-4,1e-3,1e-2", cnn_rates="0,0.3",
+              cnn_seeds="0", epochs=1, cnn_epochs=1, data=("dataset=mnist1d", "dataset.train_size=500"))
 
 
 def device_name() -> str:
@@ -75,10 +101,14 @@ def regbench_exe() -> str:
     return str(Path(sys.executable).with_name("regbench"))
 
 
-def regbench_sweep(grid: list[str], epochs: int, launcher: str | None, tmp: Path, name: str,
-                   common: list[str] = COMMON) -> float:
+def common(scale: Scale) -> list[str]:
+    """What every sweep names; all but the default command's add report=false (training alone)."""
+    return [*scale.data, "trainer.batch_size=100", "trainer.progress=false", "trainer.device=cpu"]
+
+
+def regbench_sweep(grid: list[str], epochs: int, launcher: str | None, tmp: Path, name: str) -> float:
     """`regbench run -m` of the grid into tmp/name; launcher None: the default (nothing named)."""
-    args = [regbench_exe(), "run", "-m", *common, *grid, f"trainer.epochs={epochs}", f"results_dir={tmp / name}"]
+    args = [regbench_exe(), "run", "-m", *grid, f"trainer.epochs={epochs}", f"results_dir={tmp / name}"]
     return wall(args + ([f"hydra/launcher={launcher}"] if launcher else []), tmp)
 
 
@@ -130,23 +160,22 @@ for wd in decays:
 '''
 
 
-def plain(epochs: int, cells: int, tmp: Path) -> float:
-    """The MLP grid as a plain PyTorch script; its data: the same normalised mnist1d splits regbench trains on
-    (saved before the script starts, so the script pays no dataset generation)."""
+def plain(scale: Scale, decays: str, tmp: Path) -> float:
+    """The MLP grid (x decays) as a plain PyTorch script; its data: the same normalised mnist1d splits regbench
+    trains on (saved before the script starts, so the script pays no dataset generation)."""
     from regbench.data import build_splits
 
     data_file = tmp / "mnist1d.pt"
     if not data_file.exists():
-        cfg = compose("dataset=mnist1d")
+        cfg = compose(*scale.data)
         data = build_splits(cfg.dataset, "cpu")
         torch.save({k: (data.normalize(v) if k.startswith("x") else v) for k, v in
                     {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val,
                      "y_val": data.y_val}.items()}, data_file)
     script = tmp / "plain.py"
     script.write_text(textwrap.dedent(PLAIN))
-    decays = DECAYS.get(cells) or "0"
-    return wall([sys.executable, str(script), str(data_file), str(epochs), f"[{RATES}]", f"[{SEEDS}]", f"[{decays}]"],
-                tmp)
+    return wall([sys.executable, str(script), str(data_file), str(scale.epochs), f"[{scale.rates}]",
+                 f"[{scale.seeds}]", f"[{decays}]"], tmp)
 
 
 def compose(*overrides: str):
@@ -160,15 +189,15 @@ def compose(*overrides: str):
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-def bare(cells: int, epochs: int) -> float:
-    """Stacked forward + backward + step of `cells` MLP cells for the steps of `epochs` epochs, in process."""
+def bare(scale: Scale, cells: int) -> float:
+    """Stacked forward + backward + step of `cells` MLP cells for the steps of the grid's epochs, in process."""
     from regbench.data import build_splits
     from regbench.engine.setup import set_threads, steps_per_epoch
     from regbench.engine.stack import Stacked
     from regbench.models import build_model
 
-    rates = [float(r) for r in RATES.split(",")]
-    cfgs = [compose(*COMMON[:2], *MLP[:3], "dropout=standard", f"dropout.p={rates[i % len(rates)]}", f"seed={i}")
+    rates = [float(r) for r in scale.rates.split(",")]
+    cfgs = [compose(*scale.data, "trainer.batch_size=100", *MLP, f"dropout.p={rates[i % len(rates)]}", f"seed={i}")
             for i in range(cells)]
     data = build_splits(cfgs[0].dataset, "cpu")
     steps = steps_per_epoch(len(data.x_train), 100)
@@ -178,7 +207,7 @@ def bare(cells: int, epochs: int) -> float:
     x = data.normalize(data.x_train[:100]).expand(cells, -1, -1, -1).contiguous()  # (M, B, C, L)
     y = data.y_train[:100].expand(cells, -1)
     t0 = time.perf_counter()
-    for _ in range(epochs * steps):
+    for _ in range(scale.epochs * steps):
         losses = stack.losses(stack.forward(x), y)
         stack.zero_grad()
         stack.objective(losses).backward()
@@ -188,15 +217,20 @@ def bare(cells: int, epochs: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 epochs, 32/128 cells only (a smoke run)")
+    ap.add_argument("--quick", action="store_true",
+                    help="every measurement and ratio on small grids (a smoke run of this script)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of every measurement; each time is the median")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    ap.add_argument("--out", type=Path, metavar="PATH",
+                    help="write every time and ratio to this CSV file (nothing is written without it)")
     args = ap.parse_args()
     if args.repeat < 1:  # bad input: one line, exit code 2 (as argparse's own errors)
         print(f"bench: --repeat={args.repeat} is not valid; valid: a whole number >= 1", file=sys.stderr)
         sys.exit(2)
-    epochs = 2 if args.quick else 10
-    cnn_epochs = 1 if args.quick else 5
+    scale = QUICK if args.quick else FULL
+    epochs, cnn_epochs = scale.epochs, scale.cnn_epochs
+    small = scale.cells(scale.rates, scale.seeds)
+    mid, large = small * scale.cells(scale.mid_decays), small * scale.cells(scale.large_decays)
+    cnn_cells = scale.cells(scale.cnn_rates, scale.cnn_seeds)
     rows: list[dict] = []
 
     with tempfile.TemporaryDirectory() as d:
@@ -204,35 +238,37 @@ def main() -> None:
         # regbench keeps generated MNIST-1D in its cache (a user's second sweep finds it there); this run's
         # cache is its own, filled below where the plain script's data file is written, before any timing
         os.environ["REGBENCH_CACHE_DIR"] = str(tmp / "cache")
-        mlp, cnn = [*MLP, f"seed={SEEDS}"], [*CNN, f"seed={SEEDS}"]
-        sizes = (32, 128) if args.quick else (32, 128, 256)
+        default = [*common(scale), *MLP, f"dropout.p={scale.rates}", f"seed={scale.seeds}"]
+        mlp = [*default, "report=false"]  # every sweep but the default command's: training alone
+        cnn = [*common(scale), "report=false", *CNN, f"dropout.p={scale.cnn_rates}", f"seed={scale.cnn_seeds}"]
+        grids = {small: mlp, mid: [*mlp, f"optim.weight_decay={scale.mid_decays}"],
+                 large: [*mlp, f"optim.weight_decay={scale.large_decays}"]}
         # key -> (what, cells, epochs, one timing of it in round r); rounds interleave, so slow drift of the
-        # machine (this is a shared VM) touches every measurement alike; the epochs of the 32-cell stacked
+        # machine (this is a shared VM) touches every measurement alike; the epochs of the small stacked
         # sweep are read from that round's run folders
-        plan = {"plain32": ("plain mlp", 32, epochs, lambda r: plain(epochs, 32, tmp)),
-                "default32": ("default command mlp", 32, epochs,
-                              lambda r: regbench_sweep(mlp, epochs, None, tmp, f"default32_{r}", GRID)),
-                "basic32": ("basic mlp", 32, epochs,
-                            lambda r: regbench_sweep(mlp, epochs, "basic", tmp, f"basic32_{r}"))}
-        for n in sizes:
-            grid = mlp + ([f"optim.weight_decay={DECAYS[n]}"] if DECAYS[n] else [])
+        plan = {"plain": ("plain mlp", small, epochs, lambda r: plain(scale, "0", tmp)),
+                "default": ("default command mlp", small, epochs,
+                            lambda r: regbench_sweep(default, epochs, None, tmp, f"default_{r}")),
+                "basic": ("basic mlp", small, epochs,
+                          lambda r: regbench_sweep(mlp, epochs, "basic", tmp, f"basic_{r}"))}
+        for n, grid in grids.items():
             plan[f"stacked{n}"] = ("stacked mlp", n, epochs, lambda r, g=grid, n=n:
                                    regbench_sweep(g, epochs, "vectorized", tmp, f"stacked{n}_{r}"))
-        plan["report32"] = ("regbench report", 32, epochs,
-                            lambda r: regbench_report(tmp / f"stacked32_{r}", tmp / f"report32_{r}"))
-        if 256 in sizes:
-            plan["report256"] = ("regbench report", 256, epochs,
-                                 lambda r: regbench_report(tmp / f"stacked256_{r}", tmp / f"report256_{r}"))
+        plan["report"] = ("regbench report", small, epochs,
+                          lambda r: regbench_report(tmp / f"stacked{small}_{r}", tmp / f"report{small}_{r}"))
+        plan["report_large"] = ("regbench report", large, epochs,
+                                lambda r: regbench_report(tmp / f"stacked{large}_{r}", tmp / f"report{large}_{r}"))
         plan["imports"] = (f"python -c '{REPORT_IMPORTS}'", 0, 0,
                            lambda r: wall([sys.executable, "-c", REPORT_IMPORTS], tmp))
-        plan["plain128"] = ("plain mlp", 128, epochs, lambda r: plain(epochs, 128, tmp))
-        plan["bare32"] = ("bare stacked mlp", 32, epochs, lambda r: bare(32, epochs))
-        plan["bare128"] = ("bare stacked mlp", 128, epochs, lambda r: bare(128, epochs))
+        plan["plain_mid"] = ("plain mlp", mid, epochs, lambda r: plain(scale, scale.mid_decays, tmp))
+        plan["bare"] = ("bare stacked mlp", small, epochs, lambda r: bare(scale, small))
+        plan["bare_mid"] = ("bare stacked mlp", mid, epochs, lambda r: bare(scale, mid))
         plan["torch"] = ("python -c 'import torch'", 0, 0, lambda r: wall([sys.executable, "-c", "import torch"], tmp))
-        plan["epochs32"] = ("epochs in stacked mlp", 32, epochs, lambda r: epoch_seconds(tmp / f"stacked32_{r}"))
-        plan["cnn_basic"] = ("basic cnn", 16, cnn_epochs,
+        plan["epochs"] = ("epochs in stacked mlp", small, epochs,
+                          lambda r: epoch_seconds(tmp / f"stacked{small}_{r}"))
+        plan["cnn_basic"] = ("basic cnn", cnn_cells, cnn_epochs,
                              lambda r: regbench_sweep(cnn, cnn_epochs, "basic", tmp, f"cb_{r}"))
-        plan["cnn_stacked"] = ("stacked cnn", 16, cnn_epochs,
+        plan["cnn_stacked"] = ("stacked cnn", cnn_cells, cnn_epochs,
                                lambda r: regbench_sweep(cnn, cnn_epochs, "vectorized", tmp, f"cs_{r}"))
         times: dict[str, list[float]] = {key: [] for key in plan}
         for r in range(args.repeat):
@@ -246,37 +282,40 @@ def main() -> None:
                          "rounds": " ".join(f"{v:.2f}" for v in times[key])})
 
     ratios = [
-        ("plain / default command (report included), 32 mlp cells (target >= 3)", t["plain32"] / t["default32"]),
-        ("regbench report of 32 runs / import baseline (target <= 2)", t["report32"] / t["imports"]),
+        (f"plain / default command (report included), {small} mlp cells (target >= 3)", t["plain"] / t["default"]),
+        (f"regbench report of {small} runs / import baseline (target <= 2)", t["report"] / t["imports"]),
         # the sweep's own report: what the default command takes beyond the same sweep without it
         ("sweep's own report (default - stacked) / import baseline (target <= 2)",
-         (t["default32"] - t["stacked32"]) / t["imports"]),
-        ("plain / stacked, 32 mlp cells (target >= 4)", t["plain32"] / t["stacked32"]),
-        ("plain / stacked, 128 mlp cells (target >= 6)", t["plain128"] / t["stacked128"]),
-        ("plain / basic, 32 mlp cells (target >= 1)", t["plain32"] / t["basic32"]),
-        ("basic / stacked, 16 cnn cells (target >= 2)", t["cnn_basic"] / t["cnn_stacked"]),
-        ("epochs in the stacked sweep / bare stacked, 32 cells (target <= 2)", t["epochs32"] / t["bare32"]),
-        ("whole stacked sweep / bare stacked, 32 cells", t["stacked32"] / t["bare32"]),
+         (t["default"] - t[f"stacked{small}"]) / t["imports"]),
+        (f"plain / stacked, {small} mlp cells (target >= 4)", t["plain"] / t[f"stacked{small}"]),
+        (f"plain / stacked, {mid} mlp cells (target >= 6)", t["plain_mid"] / t[f"stacked{mid}"]),
+        (f"plain / basic, {small} mlp cells (target >= 1)", t["plain"] / t["basic"]),
+        (f"basic / stacked, {cnn_cells} cnn cells (target >= 2)", t["cnn_basic"] / t["cnn_stacked"]),
+        (f"epochs in the stacked sweep / bare stacked, {small} cells (target <= 2)", t["epochs"] / t["bare"]),
+        (f"whole stacked sweep / bare stacked, {small} cells", t[f"stacked{small}"] / t["bare"]),
         # what no implementation on this machine can beat: a process that only imports torch and runs the
         # bare stacked steps
-        ("ceiling: plain / (import torch + bare stacked), 32 mlp cells", t["plain32"] / (t["torch"] + t["bare32"])),
-        ("ceiling: plain / (import torch + bare stacked), 128 mlp cells",
-         t["plain128"] / (t["torch"] + t["bare128"])),
+        (f"ceiling: plain / (import torch + bare stacked), {small} mlp cells", t["plain"] / (t["torch"] + t["bare"])),
+        (f"ceiling: plain / (import torch + bare stacked), {mid} mlp cells",
+         t["plain_mid"] / (t["torch"] + t["bare_mid"])),
+        # same model, large / small times the cells: that many times the arithmetic
+        (f"time({large}) / time({small}) / {large // small}, mlp (target <= 1.2)",
+         t[f"stacked{large}"] / t[f"stacked{small}"] / (large // small)),
+        (f"regbench report of {large} runs / of {small} runs (target <= 3)", t["report_large"] / t["report"]),
     ]
-    if "stacked256" in t:  # same model, 8x the cells: 8x the arithmetic
-        ratios.append(("time(256) / time(32) / 8, mlp (target <= 1.2)", t["stacked256"] / t["stacked32"] / 8))
-        ratios.append(("regbench report of 256 runs / of 32 runs (target <= 3)", t["report256"] / t["report32"]))
-    print(f"\n{device_name()}, torch {torch.__version__}")
+    print(f"\n{device_name()}, torch {torch.__version__}" + (" (--quick: a smoke run, not a measurement)"
+                                                             if args.quick else ""))
     for name, value in ratios:
         print(f"{name:>75}: {value:5.2f}")
         rows.append({"what": name, "cells": "", "epochs": "", "seconds": round(value, 3), "rounds": ""})
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "bench.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, ["what", "cells", "epochs", "seconds", "rounds", "device", "torch"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, "device": device_name(), "torch": torch.__version__})
-    print(f"wrote {args.out / 'bench.csv'}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as f:
+            w = csv.DictWriter(f, ["what", "cells", "epochs", "seconds", "rounds", "device", "torch"])
+            w.writeheader()
+            for r in rows:
+                w.writerow({**r, "device": device_name(), "torch": torch.__version__})
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

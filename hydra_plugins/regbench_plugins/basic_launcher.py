@@ -2,11 +2,11 @@
 
 The default launcher of `regbench run -m` is `vectorized` (cells that share a structure train
 as stacks); `basic` is the choice for one cell at a time. Hydra's own BasicLauncher composes every
-job's config again (the sweeper already did, for its preflight) and runs it through run_job,
-which deep-copies the whole config twice. This subclass takes each job's config from the sweeper
-(regbench.sweeps.multirun.composed, built by regbench/sweeps/compose.py) and runs it with
-regbench.sweeps.multirun.run_cell_job: the same jobs, configs, callbacks and JobReturns, one after
-another. It is stored under Hydra's own name `basic` (the ConfigStore keeps the last entry
+job's config again (the sweeper already did, for its preflight: Hydra's composition is ~160 ms a
+cell, the sweeper's cell composer ~8 ms). This subclass takes each job's config from the sweeper
+(regbench.sweeps.multirun.composed, built by regbench/sweeps/compose.py) and runs it with Hydra's
+own run_job: the same jobs, configs, callbacks and JobReturns, one after another. It is stored
+under Hydra's own name `basic` (the ConfigStore keeps the last entry
 of a name, and this module imports Hydra's first), so a command line that names Hydra's basic
 launcher gets the same launcher without the per-job composition.
 (No `from __future__ import annotations` here: Hydra's plugin scan breaks on it.)

@@ -56,8 +56,11 @@ RC_PARAMS = {
     "svg.hashsalt": "regbench",  # stable SVG ids, so unchanged figures give unchanged files
 }
 
-# No dates or versions inside the files, so rerunning a report on the same runs changes nothing.
-UNDATED = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
+# No dates or versions inside the files, so rerunning a report on the same runs changes nothing (and a
+# matplotlib upgrade that draws the same figure writes the same file): each key is one that matplotlib
+# fills in itself unless given None (tests/test_report_reproducible.py)
+UNDATED = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
+           "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
 # zlib level 1 instead of PIL's 6: PNG encoding at half the CPU time for files ~8% larger (the curves
 # grid of a 32-run report: 0.13 s vs 0.24 s, 488 vs 453 KiB)
 SAVE_OPTIONS = {"png": {"pil_kwargs": {"compress_level": 1}}}

@@ -28,7 +28,6 @@ from regbench.sweeps.multirun import (
     decode_cells,
     encode_cells,
     take_task_config,
-    task_config,
 )
 from regbench.sweeps.stacked import train_cells
 
@@ -67,7 +66,7 @@ def stack_job(cfg: DictConfig, hc) -> dict:
         del cfg[STACK_KEY]
     own = [o for o in hc.overrides.task if not o.startswith(f"+{STACK_KEY}=")]
     hydra = GlobalHydra.instance().hydra  # the same config search path (and --config-dir) as this job's
-    cfgs = [cfg] + [task_config(hydra.compose_config(hc.job.config_name, o, run_mode=RunMode.MULTIRUN,
+    cfgs = [cfg] + [take_task_config(hydra.compose_config(hc.job.config_name, o, run_mode=RunMode.MULTIRUN,
                                                      with_log_configuration=False)) for o in others]
     cells = []
     for c, overrides in zip(cfgs, [own, *others], strict=True):

@@ -40,7 +40,7 @@ detail = logging.getLogger(DETAIL)  # launch details: shown with `regbench run -
 
 def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     setup_globals()
-    config, ctx = launcher.config, launcher.hydra_context
+    config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     detail.info("Launching %d jobs (vectorized)", len(job_overrides))
@@ -69,7 +69,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
             log.info("vectorized: %d cell%s of %s train alone (%s)", len(idx), "s"[: len(idx) != 1], *key)
             for i in idx:
                 detail.info("\t#%d : %s", jobs[i].hydra.job.num, " ".join(filter_overrides(job_overrides[i])))
-                returns[i] = multirun.run_cell_job(ctx, launcher.task_function, jobs[i])
+                returns[i] = multirun.run_one_job(launcher, jobs[i])
                 configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         else:
             values.update(_run_stack(launcher, commands, cfgs, stacks[key], checked))
