@@ -230,7 +230,8 @@ SHELL_RULES: list[tuple[str, str, str]] = [
     (r"^(python -m )?pip install\b", "skip",
      "installs packages into the environment; the test environment already has every extra (make test installs them)"),
     (r"^python scripts/bench\.py\b", "skip",
-     "a benchmark: minutes of timed runs, and it writes results/bench/bench.csv in the checkout"),
+     "a benchmark: even --quick times 16 whole processes one after another, too long for make test; "
+     "tests/test_scripts.py runs `python scripts/bench.py --quick` (marked slow)"),
     (r"^source \S*\.venv/bin/activate$", "skip",
      "changes the calling shell only; the tests put the virtualenv's bin/ first on PATH, which is what it does"),
     (r"^time ", "untime", "the time taken is not checked; the command is run"),
