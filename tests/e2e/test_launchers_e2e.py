@@ -73,11 +73,9 @@ def test_launcher_sweeps_to_the_end_from_the_shell(launcher, tmp_path):
 
 def test_python_api_sweep_with_joblib_in_a_fresh_process(tmp_path):
     needs_plugin(["hydra/launcher=joblib"])
-    code = ("import regbench\n"
-            f"result = regbench.sweep(['seed=0,1', {', '.join(map(repr, SMALL))}], launcher='joblib')\n"
-            "print('counts', result.counts)\n")
-    (tmp_path / "sweep.py").write_text(code)
-    done = run_process([str(Path(sys.executable).parent / "python"), "sweep.py"], tmp_path)
+    code = (f"import regbench; result = regbench.sweep(['seed=0,1', {', '.join(map(repr, SMALL))}], "
+            "launcher='joblib'); print('counts', result.counts)")
+    done = run_process([str(Path(sys.executable).parent / "python"), "-c", code], tmp_path)  # __main__ has no file
     assert done.code == 0, tail(done.output)
     assert "counts {'completed': 2}" in done.output, tail(done.output)
     sweep_dir = tmp_path / "runs" / "s"
