@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint format figures reference clean
+.PHONY: run test test-quick test-all lint format figures reference clean
 
 # Create the virtualenv and install regbench (editable) with its dev tools and the optional
 # launchers, Ray included, and loggers (so their tests run); redone when pyproject changes.
@@ -18,12 +18,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/regbench run
 
-# The test suite (slow and GPU tests are skipped unless asked for: make test-all).
+# The test suite CI runs: unit, integration and end-to-end tests (the installed command, every command of
+# the docs), on both cores; slow statistical and GPU tests are left for make test-all.
+PYTEST := $(BIN)/python -m pytest -q -n 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+	$(PYTEST) -m "not slow and not gpu"
+
+# While working: the unit tests only (no whole commands, sweeps or processes), about 2 minutes.
+test-quick: $(STAMP)
+	$(PYTEST) -m "not slow and not gpu and not integration and not e2e"
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

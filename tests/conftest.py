@@ -48,6 +48,21 @@ def without_overridden_fast(args: list[str]) -> list[str]:
     return [a for i, a in enumerate(args) if a not in FAST or key(a) not in {key(b) for b in args[i + 1:]}]
 
 
+# Modules whose tests run whole sweeps, kill processes or start the installed command: the integration tier
+# (with every test that uses the `cli` fixture, a whole `regbench` command in this process). `make test-quick`
+# leaves them out; `make test` runs them.
+INTEGRATION_MODULES = ("test_resume", "test_machine_failures", "test_faults", "test_packaging", "test_ray_launcher",
+                       "test_loggers", "test_notebook", "test_console", "test_auto_seeds", "test_api", "test_scripts",
+                       "test_report_reproducible")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if "cli" in getattr(item, "fixturenames", ()) or module in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):
     """cli(*args) -> (exit code, stdout, stderr), run in-process in a fresh working directory."""
