@@ -154,6 +154,7 @@ def doc_folders(tmp_path_factory):
                 f.write(f"{o.seconds:7.1f} s wall {o.cpu_seconds:7.1f} s cpu  {status:4}  {o.command.id}\n")
 
 
+# Under pytest-xdist a document's commands stay on one worker, in order: tests/conftest.py groups them by this id.
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.id for c in COMMANDS])
 def test_doc_command(command, doc_folders):
     folder = doc_folders(command.doc)
