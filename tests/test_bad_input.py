@@ -127,6 +127,11 @@ def test_command_bad_input(cli, args, expected):
 
 
 INSTALLED_SAMPLE = [
+    (["run", "+foo=1"], ["unknown key 'foo'", "valid keys", "seed"]),
+    (["run", "-m", "+trainer.epochz=1", "seed=0,1"], ["unknown key 'trainer.epochz'", "did you mean trainer.epochs"]),
+    (["run", "~seed"], ["~seed", "seed=VALUE"]),
+    (["run", "-m", "sweep_name=..", "seed=0,1"], ["sweep_name='..'", "one folder name"]),  # no multirun.yaml above
+    (["run", "-m", "dropout=standard", "dropout.p=interval(0,1)"], ["dropout.p=interval(0,1)", "range(start,stop"]),
     (["run", "dataset=imagenet"], ["imagenet", "digits"]),
     (["run", "dropout.p=1.5"], ["dropout.p=1.5"]),
     (["run", "-m", "seed=0,1", "model.hiddn=[3]"], ["hiddn", "hidden"]),

@@ -144,7 +144,7 @@ def test_multirun_with_cfg_prints_every_cell_and_info_the_first(cli):
     code, out, err = cli("run", "--info", "defaults", "-m", "seed=0,1")
     assert code == 0 and out.startswith("# cell 1/2: seed=0") and "Defaults List" in out, err
     code, out, err = cli("run", "-m", "dropout.p=interval(0,1)", "--cfg", "job")
-    assert code == 2 and "dropout.p=interval(0,1) is not a list of values" in err
+    assert code == 2 and "dropout.p=interval(0,1) is a continuous range" in err
 
 
 @pytest.mark.parametrize(("text", "message"), [

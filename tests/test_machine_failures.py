@@ -182,3 +182,32 @@ def test_rerun_of_a_sweep_on_a_full_disk_keeps_its_multirun_record(cli, tiny_fs)
     _one_error_line(err, "No space left on device")
     assert record.read_bytes() == before  # not truncated to 0 bytes by Hydra's in-place rewrite
     _no_partial_files(root)
+
+
+def test_a_full_disk_never_tears_the_run_index(tiny_fs):
+    """An index append that runs out of space mid-line leaves the index as it was (no fragment glued to the
+    next entry), names the file; once space is freed the next entry is whole."""
+    root, fill = tiny_fs
+    index = root / results.INDEX
+    entry = {"run_dir": "r" * 60, "status": "completed", "config_hash": "h" * 16}
+    while (index.stat().st_size if index.exists() else 0) < PAGE - 150:  # one page, nearly full
+        results._append_index(root, entry)
+    before = index.read_bytes()
+    filler = fill(0)  # no free page: the next line fits only partly in the index's last page
+    with pytest.raises(OSError) as failure:
+        results._append_index(root, {**entry, "run_dir": "x" * 300})
+    assert failure.value.filename == str(index)
+    assert index.read_bytes() == before  # whole lines only, nothing kept in a buffer for later
+    filler.unlink()
+    results._append_index(root, {**entry, "status": "failed"})
+    assert [e["status"] for e in _index(root)][-2:] == ["completed", "failed"]
+
+
+def test_a_torn_index_tail_from_an_older_version_is_cut_off_with_one_warning(tmp_path, caplog):
+    index = tmp_path / results.INDEX
+    whole = json.dumps({"run_dir": "a", "status": "completed"}) + "\n"
+    index.write_text(whole * 3 + '{"run_dir": "b", "sta')  # a write cut short, no newline
+    results._append_index(tmp_path, {"run_dir": "c", "status": "completed"})
+    assert [e["run_dir"] for e in _index(tmp_path)] == ["a", "a", "a", "c"]
+    assert [r.getMessage() for r in caplog.records if "torn last line" in r.getMessage()] == [
+        f"warning: {index}: cut off a torn last line of 21 bytes (a write that did not finish)"]

@@ -129,9 +129,29 @@ def hydra_args(args: list[str]) -> list[str]:
 
 
 def refuse_repeated_keys(overrides: list[str]) -> None:
-    """`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets the last one win silently; refuse it instead."""
+    """`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets the last one win silently; refuse it instead. Also refused:
+    `~key` (Hydra deletes the key, and every key of the schema must have a value) and a continuous
+    `interval(a,b)` sweep (a grid needs values: regbench's sweeper has no sampler)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     seen: dict[str, str] = {}
     for arg in overrides:
+        if arg.startswith("~"):
+            key = arg[1:].split("=", 1)[0]
+            raise ConfigError(f"{arg} would delete the key {key}; valid: set it instead ({key}=VALUE), every key has "
+                              "a default (regbench run --help)")
+        if arg.startswith("sweep_name="):
+            from regbench.rules.config import check_sweep_name
+
+            check_sweep_name(arg.split("=", 1)[1].strip("'\""))
+        if "interval(" in arg:
+            try:
+                parsed = OverridesParser.create().parse_override(arg)
+            except Exception:  # noqa: BLE001 - Hydra reports a line it cannot parse itself
+                parsed = None
+            if parsed is not None and parsed.is_sweep_override() and not parsed.is_discrete_sweep():
+                raise ConfigError(f"{arg} is a continuous range; valid in a grid: values (key=0,0.1,0.5), "
+                                  "range(start,stop,step) or choice(a,b)")
         if "=" not in arg:
             continue
         key = arg.split("=", 1)[0].lstrip("+~")
@@ -220,10 +240,7 @@ def show_cells(args: list[str]) -> int:
     for override, text in zip(parsed, overrides, strict=True):
         if not override.is_sweep_override():
             choices.append([text])
-        elif not override.is_discrete_sweep():
-            raise ConfigError(f"{text} is not a list of values; valid with --cfg/--info: key=a,b,c, range(..), "
-                              "choice(..)")
-        else:
+        else:  # discrete: refuse_repeated_keys refused interval()
             key = override.get_key_element()
             choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
     cells = list(itertools.product(*choices))

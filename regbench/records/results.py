@@ -267,29 +267,58 @@ FAILED = ".failed"  # the .running marker renamed when the run failed and summar
 
 
 def _append_index(results_dir: Path, entry: dict) -> None:
-    """Append one line under an exclusive lock: parallel jobs never interleave or lose a line.
+    """Append one whole line under an exclusive lock, or nothing: parallel jobs never interleave or lose a line.
 
     filelock takes an OS lock on `<index>.lock` (fcntl on Unix, msvcrt on Windows); the lock file
-    stays in results_dir, which is how filelock keeps the lock safe between processes. A failed
-    write (disk full) is cut back, so the next append does not land on half a line.
+    stays in results_dir, which is how filelock keeps the lock safe between processes. The line is
+    written with os.write, unbuffered: a failed write (disk full) is cut back to where it started and
+    nothing is left in a buffer to land after the cut when the file closes (a buffered file did that:
+    its rest was glued to the next entry). A torn tail that an older version left is cut off first.
     """
     from filelock import FileLock
 
-    line = json.dumps(entry, sort_keys=True) + "\n"
+    data = (json.dumps(entry, sort_keys=True) + "\n").encode()
     path = Path(results_dir) / INDEX
-    with writing(path), FileLock(f"{path}.lock"), open(path, "a") as f:
-        size = f.seek(0, os.SEEK_END)
+    with writing(path), FileLock(f"{path}.lock"):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        except OSError:
-            with contextlib.suppress(OSError):
-                if size == 0:  # the first line: leave no empty index (a writer racing this first line is
-                    path.unlink()  # not worth guarding: the disk is full, its write fails too)
-                else:
-                    os.truncate(path, size)
-            raise
+            size = _cut_torn_tail(fd, path)
+            try:
+                done = 0
+                while done < len(data):
+                    done += os.write(fd, data[done:])
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    if size == 0:  # the first line: leave no empty index
+                        path.unlink()
+                    else:
+                        os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
+
+
+TAIL_BLOCK = 4096  # bytes read at a time, backwards, to find the last whole line of a torn index
+
+
+def _cut_torn_tail(fd: int, path: Path) -> int:
+    """The index's size once a last line without its newline (a write cut short by an older version, or a
+    power loss) is cut off, with one warning; a whole index is left as it is."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        start = max(0, end - TAIL_BLOCK)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    os.ftruncate(fd, end)
+    log.warning("warning: %s: cut off a torn last line of %d bytes (a write that did not finish)", path, size - end)
+    return end
 
 
 def _process_start(pid: int) -> str:

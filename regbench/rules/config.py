@@ -303,6 +303,46 @@ def _finite_floats(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value} is not valid; valid values: finite numbers")
 
 
+def unknown_keys(cfg: DictConfig, path: str = "") -> list[str]:
+    """Keys the schema does not declare (`+foo=1` adds one past Hydra's struct check), dotted, in order."""
+    node = _schema_node(path)
+    if node is None:
+        return []
+    known = {f.name for f in dataclasses.fields(node)}
+    found = []
+    for key in cfg:
+        dotted = f"{path}.{key}" if path else str(key)
+        if key == "hydra" and not path:
+            continue
+        if key not in known:
+            found.append(dotted)
+        elif _schema_node(dotted) is not None and hasattr(cfg[key], "keys"):
+            found += unknown_keys(cfg[key], dotted)
+    return found
+
+
+def refuse_unknown_keys(cfg: DictConfig) -> None:
+    """One line for the first key the schema does not know, with the nearest valid key."""
+    import difflib
+
+    unknown = unknown_keys(cfg)
+    if unknown:
+        key = unknown[0]
+        parent = key.rpartition(".")[0]
+        valid = [f"{parent}.{k}" if parent else k for k in schema_keys(parent)]
+        near = difflib.get_close_matches(key, valid, n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise ConfigError(f"unknown key {key!r}; {hint}valid keys{' in ' + parent if parent else ''}: "
+                          f"{', '.join(schema_keys(parent))}")
+
+
+def check_sweep_name(name) -> None:
+    """sweep_name is one folder inside results_dir: the command line checks it before Hydra writes the
+    sweep's multirun.yaml there (`sweep_name=..` would put it in the folder above results_dir)."""
+    if name is not None and (not str(name).strip() or set(str(name)) & set("/\\") or str(name).startswith(".")):
+        raise ConfigError(f"sweep_name={name!r} is not valid; valid: one folder name (no '/', not starting with '.')")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check ranges, names and combinations. Raises ConfigError with a one-line message."""
     from omegaconf import OmegaConf
@@ -310,6 +350,7 @@ def validate(cfg: DictConfig) -> None:
     from regbench.data import DATASETS
     from regbench.regularizers import DROPOUTS
 
+    refuse_unknown_keys(cfg)
     _finite_floats(cfg)
 
     DATASETS.get(cfg.dataset.name)
@@ -369,9 +410,7 @@ def validate(cfg: DictConfig) -> None:
     _at_least("optim.step_size", cfg.optim.step_size, 1)
     _range("optim.gamma", cfg.optim.gamma, 0, 1, lo_open=True, hi_open=False)
     _at_least("trainer.min_delta", cfg.trainer.min_delta, 0)
-    name = cfg.sweep_name
-    if name is not None and (not str(name).strip() or set(str(name)) & set("/\\") or str(name).startswith(".")):
-        raise ConfigError(f"sweep_name={name!r} is not valid; valid: one folder name (no '/', not starting with '.')")
+    check_sweep_name(cfg.sweep_name)
     if cfg.model.name == "mlp" and not cfg.model.hidden and cfg.dropout.name != "none" and cfg.dropout.p > 0:
         raise ConfigError(f"dropout.p={cfg.dropout.p} has no hidden layer to act on (model.hidden=[]); "
                           "valid: dropout.p=0 (dropout.p_input still applies) or a non-empty model.hidden")
