@@ -20,7 +20,8 @@ run: $(STAMP)
 
 # The test suite CI runs: unit, integration and end-to-end tests (the installed command, every command of
 # the docs), on both cores; slow statistical and GPU tests are left for make test-all.
-PYTEST := $(BIN)/python -m pytest -q -n 2
+# --dist loadgroup: the commands of one document (tests/e2e) run on one worker, in document order (tests/conftest.py)
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 test: $(STAMP)
 	$(PYTEST) -m "not slow and not gpu"
 

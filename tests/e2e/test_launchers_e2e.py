@@ -1,0 +1,117 @@
+"""Every launcher runs a small sweep to the end from the shell, as a user starts it: a fresh `regbench`
+process (the installed console script) in a clean environment, with the sweep's report on.
+
+tests/test_launchers.py drives the same launchers in-process, where the test process is the launcher's
+parent; here nothing of the test process reaches the jobs (what Hydra pickles into them must survive
+a real process boundary), and `python -c` calls the Python API in a fresh interpreter the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_env import require_console_script, run_process, shell, tail
+
+pytestmark = pytest.mark.e2e
+
+SMALL = ["trainer.epochs=1", "model.hidden=[16]", "sweep_name=s"]
+LAUNCHERS = {  # id -> (overrides, cells)
+    "default": ([], 2),  # hydra/launcher=vectorized: stacks in the sweep's process
+    "basic": (["hydra/launcher=basic"], 2),
+    "joblib": (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2),
+    "submitit_local": (["hydra/launcher=submitit_local"], 2),
+    "ray": (["hydra/launcher=ray", "hydra.launcher.local_cpus=2"], 2),
+    # two jobs, each a stack of two cells
+    "joblib-cells_per_job=2": (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.cells_per_job=2",
+                                "dropout=standard", "dropout.p=0,0.5"], 4),
+}
+PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher", "submitit": "hydra_plugins.hydra_submitit_launcher",
+           "ray": "ray"}
+
+
+@pytest.fixture(autouse=True)
+def _console_script():
+    require_console_script()
+
+
+def needs_plugin(overrides: list[str]) -> None:
+    """The launcher's optional extra (make test installs every one)."""
+    for name, module in PLUGINS.items():
+        if any(o.startswith(f"hydra/launcher={name}") for o in overrides):
+            pytest.importorskip(module, reason=f"hydra/launcher={name} needs its optional extra")
+
+
+def summaries(sweep_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
+
+
+def assert_sweep_finished(sweep_dir: Path, cells: int, done, what: str) -> list[dict]:
+    """Exit 0, one completed summary.json per cell, and the sweep's report."""
+    assert done.code == 0, f"{what} exited {done.code}:\n{tail(done.output)}"
+    found = summaries(sweep_dir)
+    assert [s["status"] for s in found] == ["completed"] * cells, f"{what}: {sweep_dir}\n{tail(done.output)}"
+    assert (sweep_dir / "report" / "report.md").is_file(), f"{what}: no report\n{tail(done.output)}"
+    assert f"sweep finished: {cells} runs: {cells} completed" in done.output
+    return found
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_launcher_sweeps_to_the_end_from_the_shell(launcher, tmp_path):
+    overrides, cells = LAUNCHERS[launcher]
+    needs_plugin(overrides)
+    command = shlex.join(["regbench", "run", "-m", "seed=0,1", *SMALL, *overrides])
+    done = shell(command, tmp_path)
+    found = assert_sweep_finished(tmp_path / "runs" / "s", cells, done, command)
+    if "hydra.sweeper.cells_per_job=2" in overrides:
+        assert [s["stack_cells"] for s in found] == [2] * cells
+        assert len({s["stack_id"] for s in found}) == 2
+
+
+def test_python_api_sweep_with_joblib_in_a_fresh_process(tmp_path):
+    needs_plugin(["hydra/launcher=joblib"])
+    code = (f"import regbench; result = regbench.sweep(['seed=0,1', {', '.join(map(repr, SMALL))}], "
+            "launcher='joblib'); print('counts', result.counts)")
+    done = run_process([str(Path(sys.executable).parent / "python"), "-c", code], tmp_path)  # __main__ has no file
+    assert done.code == 0, tail(done.output)
+    assert "counts {'completed': 2}" in done.output, tail(done.output)
+    sweep_dir = tmp_path / "runs" / "s"
+    assert [s["status"] for s in summaries(sweep_dir)] == ["completed"] * 2
+    assert (sweep_dir / "report" / "report.md").is_file()
+
+
+EXPERIMENT = """\
+# @package _global_
+defaults:
+  - override /dropout: standard
+
+name: my_exp
+dropout:
+  p: 0.3
+model:
+  hidden: [16]
+trainer:
+  epochs: 1
+
+hydra:
+  sweeper:
+    params:
+      seed: 0,1
+"""
+
+
+@pytest.mark.parametrize("order", [["-m", "--config-dir", "my_configs"], ["--config-dir", "my_configs", "-m"]],
+                         ids=["-m --config-dir DIR", "--config-dir DIR -m"])
+def test_own_experiment_sweeps_from_a_config_dir(order, tmp_path):
+    """README: put experiment/my_exp.yaml in my_configs/ and sweep it; `-m` may stand anywhere."""
+    (tmp_path / "my_configs" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_configs" / "experiment" / "my_exp.yaml").write_text(EXPERIMENT)
+    command = shlex.join(["regbench", "run", *order, "+experiment=my_exp"])
+    done = shell(command, tmp_path)
+    sweeps = sorted((tmp_path / "runs").glob("sweep-my_exp-*")) if (tmp_path / "runs").is_dir() else []
+    assert done.code == 0 and len(sweeps) == 1, f"{command} exited {done.code}: {sweeps}\n{tail(done.output)}"
+    found = assert_sweep_finished(sweeps[0], 2, done, command)
+    assert {s["seed"] for s in found} == {0, 1}
