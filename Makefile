@@ -20,8 +20,9 @@ run: $(STAMP)
 
 # The test suite CI runs: unit, integration and end-to-end tests (the installed command, every command of
 # the docs), on both cores; slow statistical and GPU tests are left for make test-all.
-# --dist loadgroup: the commands of one document (tests/e2e) run on one worker, in document order (tests/conftest.py)
-PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+# --dist loadfile: a test file runs on one worker, in order: the commands of a document (tests/e2e) need the
+# ones before them, and a module's shared fixtures are built once.
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
 test: $(STAMP)
 	$(PYTEST) -m "not slow and not gpu"
 

@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -62,27 +61,6 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rpartition(".")[2] if item.module else ""
         if "cli" in getattr(item, "fixturenames", ()) or module in INTEGRATION_MODULES:
             item.add_marker(pytest.mark.integration)
-
-
-# pytest-xdist (make test: -n 2 --dist loadgroup): the commands of one document (tests/e2e/test_docs_commands.py)
-# go to one worker, in document order; split over two, each worker would run the document's earlier commands
-# again, which the later ones need. xdist 3.8's own xdist_group marker groups nothing under pytest 9 (it renames
-# item._nodeid, which pytest 9 no longer reads), so the group is read from the test id: [<document>:<line> ...].
-DOC_TEST_ID = re.compile(r"::test_doc_command\[(?P<doc>[^:\]]+):\d+ ")
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") != "loadgroup":
-        return None  # xdist's own
-    from xdist.scheduler import LoadGroupScheduling
-
-    class DocumentGroups(LoadGroupScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            doc = DOC_TEST_ID.search(nodeid)
-            return f"document {doc['doc']}" if doc else super()._split_scope(nodeid)
-
-    return DocumentGroups(config, log)
 
 
 @pytest.fixture

@@ -90,6 +90,7 @@ def _runs(sweep_dir):
     return runs(sweep_dir)
 
 
+@pytest.mark.slow  # ~25 s (two Ray starts); make test runs a Ray sweep from the shell (tests/e2e/test_launchers_e2e.py)
 def test_ray_sweep_matches_basic_resumes_and_reports(cli, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     from test_launchers import _report_rows, assert_same_report_rows

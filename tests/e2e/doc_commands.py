@@ -220,6 +220,10 @@ EPOCHS = "trainer.epochs"
 SHRUNK_EPOCHS = "1"
 AUTO_MAX_SEEDS = "6"  # seed=auto: a pilot of 3 seeds and one more look at 6, instead of up to 20
 MAX_SEEDS = 2  # a swept seed list keeps its first two: still a sweep over seeds (and named so)
+# Launchers that start a process per job (~3-4 s of CPU each before any training): under them every swept
+# list keeps its first MAX_VALUES values, so the grid still varies every key it varies in the docs.
+PROCESS_PER_JOB = ("joblib", "submitit_local", "ray")
+MAX_VALUES = 2
 
 # Commands that are not `regbench`: each needs a rule here; a command none matches fails its test.
 # (pattern on the command, what to do, why)
@@ -314,6 +318,13 @@ def shrink_regbench_run(command: str, substitutions: list[str] = ()) -> tuple[st
     elif re.fullmatch(r"\d+(,\d+)+", seeds) and seeds.count(",") >= MAX_SEEDS:  # still a sweep over seeds
         args, note = _set(args, "seed", ",".join(seeds.split(",")[:MAX_SEEDS]))
         notes.append(note)
+    launcher = next((a.split("=", 1)[1] for a in args if _key(a) == "hydra/launcher"), "")
+    if launcher in PROCESS_PER_JOB:  # each cell (or stack job) starts a process: keep every list to two values
+        for word in list(args):
+            value = word.split("=", 1)[1] if _key(word) else ""
+            if re.fullmatch(r"[^\[\](){}'\"]+(,[^\[\](){}'\"]+){2,}", value):
+                args, note = _set(args, _key(word), ",".join(value.split(",")[:MAX_VALUES]))
+                notes.append(note)
     return " ".join(head + args + tail), [n for n in notes if n]
 
 

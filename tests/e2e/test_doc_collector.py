@@ -79,6 +79,11 @@ def test_comments_and_words_respect_quotes():
      ["+trainer.epochs=1", "hydra.sweeper.max_seeds=10 -> hydra.sweeper.max_seeds=6"]),
     ("REGBENCH_PLUGINS=$PWD/m.py regbench run dropout=m", "REGBENCH_PLUGINS=$PWD/m.py regbench run dropout=m "
      "trainer.epochs=1", ["+trainer.epochs=1"]),
+    ("regbench run -m hydra/launcher=joblib dropout.p=0,0.1,0.3 model.hidden=[8,8] optim=adam,sgd",
+     "regbench run -m hydra/launcher=joblib dropout.p=0,0.1 model.hidden=[8,8] optim=adam,sgd trainer.epochs=1",
+     ["+trainer.epochs=1", "dropout.p=0,0.1,0.3 -> dropout.p=0,0.1"]),  # a process per job: two values a list
+    ("regbench run -m dropout.p=0,0.1,0.3", "regbench run -m dropout.p=0,0.1,0.3 trainer.epochs=1",
+     ["+trainer.epochs=1"]),  # in-process launchers keep the grid
     ("regbench run --help", "regbench run --help", []),
     ("regbench report runs/", "regbench report runs/", []),
 ])
