@@ -228,7 +228,7 @@ MAX_VALUES = 2
 # Commands that are not `regbench`: each needs a rule here; a command none matches fails its test.
 # (pattern on the command, what to do, why)
 SHELL_RULES: list[tuple[str, str, str]] = [
-    (r"^make (run|test|test-all|lint|format|figures|reference|clean)$", "dry-run",
+    (r"^make (run|test|test-quick|test-all|lint|format|figures|reference|clean)$", "dry-run",
      "make would install into the checkout's .venv and run the suite this test belongs to (make test would "
      "recurse); `make -n` in the checkout checks that the target exists and what it would run"),
     (r"^(python -m )?pip install\b", "skip",
