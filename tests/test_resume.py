@@ -129,7 +129,7 @@ def test_a_sweep_does_not_borrow_cells_from_another_sweep(cli, tmp_path):
 
 
 def test_rerunning_an_interrupted_stacked_sweep_trains_every_cell_again_and_supersedes_the_old(tmp_path):
-    args = ["-m", "seed=0,1,2", "trainer.epochs=30", *SLOW_ENOUGH]  # the default launcher: one stack of 3
+    args = ["-m", "seed=0,1,2", "trainer.epochs=15", *SLOW_ENOUGH]  # the default launcher: one stack of 3
     proc = _start(tmp_path, *args)
     _wait_for(lambda: len(run_dirs(tmp_path / "runs")) == 3 and all(
         len(read_metrics(d)) >= 1 for d in run_dirs(tmp_path / "runs") if (d / "metrics.csv").exists()))

@@ -218,7 +218,7 @@ EXIT_CODE = re.compile(r"(?:^|;)\s*exit code (?P<code>\d+)\s*(?:;|$)")
 NO_TRAINING = {"--help", "-h", "--hydra-help", "-sc", "--shell-completion", "--cfg", "-c", "--info", "-i", "--version"}
 EPOCHS = "trainer.epochs"
 SHRUNK_EPOCHS = "1"
-AUTO_MAX_SEEDS = "6"  # seed=auto: a pilot of 3 seeds and one more look at 6, instead of up to 20
+AUTO_MAX_SEEDS = "3"  # seed=auto: the pilot of 3 seeds and its look (tests/test_auto_seeds.py: more looks)
 MAX_SEEDS = 2  # a swept seed list keeps its first two: still a sweep over seeds (and named so)
 # Launchers that start a process per job (~3-4 s of CPU each before any training): under them every swept
 # list keeps its first MAX_VALUES values, so the grid still varies every key it varies in the docs.

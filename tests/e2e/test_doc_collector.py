@@ -75,8 +75,8 @@ def test_comments_and_words_respect_quotes():
     ("regbench run -m dropout.p=0,0.5 seed=0,1,2,3", "regbench run -m dropout.p=0,0.5 seed=0,1 trainer.epochs=1",
      ["+trainer.epochs=1", "seed=0,1,2,3 -> seed=0,1"]),
     ("regbench run -m seed=auto hydra.sweeper.max_seeds=10 dropout.p=0,0.5",
-     "regbench run -m seed=auto hydra.sweeper.max_seeds=6 dropout.p=0,0.5 trainer.epochs=1",
-     ["+trainer.epochs=1", "hydra.sweeper.max_seeds=10 -> hydra.sweeper.max_seeds=6"]),
+     "regbench run -m seed=auto hydra.sweeper.max_seeds=3 dropout.p=0,0.5 trainer.epochs=1",
+     ["+trainer.epochs=1", "hydra.sweeper.max_seeds=10 -> hydra.sweeper.max_seeds=3"]),
     ("REGBENCH_PLUGINS=$PWD/m.py regbench run dropout=m", "REGBENCH_PLUGINS=$PWD/m.py regbench run dropout=m "
      "trainer.epochs=1", ["+trainer.epochs=1"]),
     ("regbench run -m hydra/launcher=joblib dropout.p=0,0.1,0.3 model.hidden=[8,8] optim=adam,sgd",

@@ -21,8 +21,8 @@ on, as for a user. REGBENCH_E2E_TIMES=FILE appends each command's wall and CPU s
 Shrinking, the only rewrite: every `regbench run` that trains gets `trainer.epochs=1`, replacing the
 command's own `trainer.epochs=N` (regbench refuses a key given twice) or added at its end; a swept seed
 list keeps its first two seeds (`seed=0,1,2` -> `seed=0,1`: still a sweep over seeds, so the sweep folder
-keeps its name), and a `seed=auto` sweep gets `hydra.sweeper.max_seeds=6` (its pilot of 3 seeds and one
-more look, not up to 20). Under a launcher that starts a process per job (joblib, submitit_local, ray) every
+keeps its name), and a `seed=auto` sweep gets `hydra.sweeper.max_seeds=3` (its pilot of 3 seeds and its
+look, not up to 20). Under a launcher that starts a process per job (joblib, submitit_local, ray) every
 swept list keeps its first two values (`dropout.p=0,0.1,0.3,0.5` -> `dropout.p=0,0.1`). Lines with `--help`,
 `-sc`, `--cfg` or `--info` train nothing and run as written.
 
