@@ -12,11 +12,10 @@ import gc
 import hashlib
 import itertools
 import os
-import re
 import shlex
 import sys
-from pathlib import Path
 
+from regbench.cli.hydra_errors import config_dirs, hydra_error_message, launcher_error_message, yaml_error_message
 from regbench.cli.usage import SUBCOMMANDS, USAGE
 from regbench.core.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
 from regbench.core.version import __version__
@@ -286,120 +285,6 @@ def run_hydra(argv: list[str]) -> int:
     finally:
         sys.argv = saved
     return 1 if multirun.sweep_incomplete() else 0
-
-
-def config_dirs(argv: list[str]) -> list[Path]:
-    """Where Hydra looks for config files: the user's --config-dir, then the package's conf/."""
-    import regbench.conf
-
-    dirs = [Path(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in ("--config-dir", "-cd")]
-    return [*dirs, Path(regbench.conf.__file__).parent]
-
-
-def config_file(name: str, dirs: list[Path]) -> str:
-    """`experiment/my_exp` -> the file it was read from (`my_configs/experiment/my_exp.yaml`)."""
-    return next((str(d / f"{name}.yaml") for d in dirs if (d / f"{name}.yaml").is_file()), f"{name}.yaml")
-
-
-# Hydra's message for a config file that fails the schema: "In 'experiment/x': ValidationError raised while
-# composing config:", then OmegaConf's reason and "full_key: trainer.epochs" on the following lines.
-_IN_FILE = re.compile(r"In '([^']+)': (\w+) raised while composing config:")
-
-
-def _file_error(message: str, dirs: list[Path]) -> str | None:
-    """One line naming the file, the key and the reason, for an error in a config file (a user's experiment)."""
-    from regbench.rules.config import schema_keys
-
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    match = _IN_FILE.match(lines[0]) if lines else None
-    if match is None:
-        return None
-    name, kind = match.groups()
-    key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), "")
-    reason = lines[1] if len(lines) > 1 else kind
-    where = config_file(name, dirs)
-    if kind in ("ConfigKeyError", "ConfigAttributeError") and key:
-        parent = key.rpartition(".")[0]
-        return f"{where}: unknown key {key!r}; valid keys{' in ' + parent if parent else ''}: " + ", ".join(
-            schema_keys(parent))
-    return f"{where}: {key + ': ' if key else ''}{reason}"
-
-
-def yaml_error_message(exc: BaseException) -> str | None:
-    """A config file that is not valid YAML: its path, line, column and what the parser expected."""
-    import yaml
-
-    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
-        return None
-    mark = exc.problem_mark
-    return f"cannot parse {mark.name} (line {mark.line + 1}, column {mark.column + 1}): {exc.problem}"
-
-
-def hydra_error_message(exc: BaseException, dirs: list[Path] | None = None) -> str | None:
-    """One line for a config error raised by Hydra/OmegaConf while composing; None for a real bug."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from regbench.sweeps.launchers import EXTRA_LAUNCHERS
-
-    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
-        group, _, name = str(exc.missing_cfg_file).rpartition("/")
-        options = exc.options or _group_options(group)  # Hydra lists none for a list selection (logger=[csv,x])
-        if group == "hydra/launcher" and name in EXTRA_LAUNCHERS:  # a launcher plugin not installed
-            return f'hydra/launcher={name} needs the optional extra: pip install -e ".[{EXTRA_LAUNCHERS[name]}]"'
-        if group:
-            return f"unknown {group} {name!r}; valid choices: {', '.join(options)}"
-        return str(exc).splitlines()[0]
-    if isinstance(exc, ConfigCompositionException):
-        in_file = _file_error(str(exc), dirs or [])
-        if in_file is not None:
-            return in_file
-    if isinstance(exc, (ConfigCompositionException, OverrideParseException, OmegaConfBaseException)):
-        cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
-        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-            return _omegaconf_message(cause)
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        if lines and ("Could not override" in lines[0] or "Could not append" in lines[0]):
-            return " ".join(lines[:2])
-        return lines[0] if lines else type(exc).__name__
-    return None
-
-
-def _group_options(group: str) -> list[str]:
-    """The option names of one of our config groups (conf/<group>/*.yaml); [] for Hydra's own."""
-    from regbench.cli.catalog import config_names
-
-    try:
-        return config_names(group)
-    except OSError:
-        return []
-
-
-def launcher_error_message(exc: BaseException) -> str | None:
-    """submitit_slurm on a machine without SLURM fails inside the plugin with a RuntimeError."""
-    if isinstance(exc, RuntimeError) and "srun" in str(exc):
-        return ("hydra/launcher=submitit_slurm needs SLURM (no srun on this machine); "
-                "valid here: hydra/launcher=basic, joblib, submitit_local")
-    if isinstance(exc, ValueError) and str(exc).startswith("Only one of --run"):  # e.g. -m with --cfg
-        return f"{exc}; valid: drop -m to print a config with --cfg job|hydra|all"
-    return None
-
-
-def _omegaconf_message(err) -> str:
-    """Name the key and what is valid there: the schema's keys for an unknown key, the type otherwise."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
-    from regbench.rules.config import schema_keys
-    from regbench.rules.protocol import RENAMED
-
-    key = str(err.full_key)
-    if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and key in RENAMED:
-        return f"{key} no longer exists; use {RENAMED[key]}"
-    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
-        parent = key.rpartition(".")[0]
-        return f"unknown key {key!r}; valid keys{' in ' + parent if parent else ''}: {', '.join(schema_keys(parent))}"
-    first = str(err.msg).strip().splitlines()[0]
-    return f"{key}: {first}"
 
 
 # ---------------------------------------------------------------------------- report, list
