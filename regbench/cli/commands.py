@@ -115,7 +115,7 @@ def hydra_args(args: list[str]) -> list[str]:
     name, then the overrides."""
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     flags, overrides = split_flags([a for a in args if a not in MULTIRUN_FLAGS])
-    refuse_repeated_keys(overrides)
+    refuse_bad_overrides(overrides)
     from regbench.sweeps import auto_seeds
     typed = [*flags, *overrides]
     overrides = auto_seeds.rewrite(overrides, multirun)  # seed=auto -> the sweeper's flag
@@ -127,8 +127,9 @@ def hydra_args(args: list[str]) -> list[str]:
     return [*flags, *overrides]
 
 
-def refuse_repeated_keys(overrides: list[str]) -> None:
-    """`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets the last one win silently; refuse it instead. Also refused:
+def refuse_bad_overrides(overrides: list[str]) -> None:
+    """Overrides refused before Hydra sees them. A key given twice (`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets
+    the last one win silently); a `sweep_name` that is not one folder (Hydra would write multirun.yaml first);
     `~key` (Hydra deletes the key, and every key of the schema must have a value) and a continuous
     `interval(a,b)` sweep (a grid needs values: regbench's sweeper has no sampler)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -233,13 +234,13 @@ def show_cells(args: list[str]) -> int:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     flags, overrides = split_flags([a for a in args if a not in MULTIRUN_FLAGS])
-    refuse_repeated_keys(overrides)
+    refuse_bad_overrides(overrides)
     parsed = OverridesParser.create().parse_overrides(overrides)
     choices: list[list[str]] = []
     for override, text in zip(parsed, overrides, strict=True):
         if not override.is_sweep_override():
             choices.append([text])
-        else:  # discrete: refuse_repeated_keys refused interval()
+        else:  # discrete: refuse_bad_overrides refused interval()
             key = override.get_key_element()
             choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
     cells = list(itertools.product(*choices))
