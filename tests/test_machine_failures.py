@@ -134,6 +134,31 @@ def test_rerun_of_a_sweep_in_a_read_only_folder(cli, tmp_path):
     assert {p: p.read_bytes() for p in _files(sweep)} == before  # nothing changed, nothing half-written
 
 
+def test_compare_and_report_into_a_read_only_folder_are_machine_failures(cli, tmp_path):
+    """Every subcommand exits 1 for a machine failure, with one line naming the path (compare said 2)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    root = tmp_path / "runs"
+    assert cli("run", "-m", *FAST, "seed=0,1", f"results_dir={root}", "sweep_name=a")[0] == 0
+    assert cli("run", "-m", *FAST, "seed=0,1", "dropout=standard", "dropout.p=0.3", f"results_dir={root}",
+               "sweep_name=b")[0] == 0
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if not (_mount("--bind", str(locked), str(locked)) and _mount("-o", "remount,bind,ro", str(locked))):
+        subprocess.run(["umount", str(locked)], capture_output=True)
+        pytest.skip("cannot bind-mount read-only here")
+    try:
+        code, out, err = cli("compare", str(root / "a"), str(root / "b"), "--out", str(locked / "cmp"))
+        assert code == 1
+        _one_error_line(err, "Read-only file system", str(locked / "cmp"))
+        code, out, err = cli("report", str(root / "a"), "--out", str(locked / "rep"))
+        assert code == 1
+        _one_error_line(err, "Read-only file system", str(locked / "rep"))
+    finally:
+        subprocess.run(["umount", str(locked)], capture_output=True)
+    assert list(locked.iterdir()) == []
+
+
 def test_kill_9_mid_run_is_killed_in_report_and_rerun(cli, tmp_path):
     root = tmp_path / "runs"
     exe = Path(sys.executable).with_name("regbench")

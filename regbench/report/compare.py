@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from regbench.core.errors import ConfigError
+from regbench.core.errors import ConfigError, MachineFailure, machine_failure
+from regbench.core.files import atomic_write_text
 from regbench.report import read_runs, stats
 from regbench.report.content_compare import bounds_text, confidence, display, interval_text, p_text
 from regbench.report.sequential import read_record
@@ -243,13 +244,16 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or (paths[0] / "compare" if len(paths) == 1 else Path("compare"))
         try:
             out.mkdir(parents=True, exist_ok=True)
-            result.table.assign(metric=result.metric).to_csv(out / "compare.csv", index=False)
+            atomic_write_text(out / "compare.csv", result.table.assign(metric=result.metric).to_csv(index=False))
             png = save(figure(result), out, "compare", formats)
-        except OSError as exc:
+        except OSError as exc:  # a full disk, a read-only folder: a machine failure (exit 1), naming the path
+            if machine_failure(exc) is not None:
+                where = exc.filename or out
+                raise MachineFailure(f"cannot write {where}: {exc.strerror or exc} (errno {exc.errno})") from None
             raise ConfigError(f"cannot write to {out}: {exc.strerror or exc}") from exc
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    except ConfigError as exc:
+    except (ConfigError, MachineFailure) as exc:
         print(f"regbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     print(f"{result.reference}; B changes: {result.changed}; metric: {result.metric}")
