@@ -204,7 +204,7 @@ def test_rerun_of_a_sweep_on_a_full_disk_keeps_its_multirun_record(cli, tiny_fs)
     fill(0)
     code, out, err = cli(*args)
     assert code == 1, err
-    _one_error_line(err, "No space left on device")
+    _one_error_line(err, "No space left on device", str(record))  # the file is named (it said "a file")
     assert record.read_bytes() == before  # not truncated to 0 bytes by Hydra's in-place rewrite
     _no_partial_files(root)
 

@@ -103,6 +103,7 @@ class RegbenchSweeper(BasicSweeper):
 
             budget = auto_seeds.check(self.auto_seeds, self.max_seeds, PILOT)
             with multirun.keep_previous(sweep_dir / "multirun.yaml"):
+                multirun.save_record(self.config, sweep_dir / "multirun.yaml")
                 if budget is None:
                     returns = super().sweep(arguments)  # saves multirun.yaml, validates every cell, launches
                 else:  # the looks of seed=auto: the seeds are the sweeper's, not the config's

@@ -19,7 +19,7 @@ from hydra.core.utils import (
     run_job,
     setup_globals,
 )
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from regbench.core.console import DETAIL
 from regbench.core.errors import ConfigError
@@ -198,6 +198,16 @@ def keep_previous(record: Path):
                     previous.unlink()
                 else:
                     os.replace(previous, record)
+
+
+def save_record(config: DictConfig, record: Path) -> None:
+    """multirun.yaml as Hydra writes it (OmegaConf.save), but atomically and, on a full disk or a read-only
+    folder, with an error that names the file: Hydra's own save, right after, rewrites the same bytes in place,
+    and its failed write would name no file ("cannot write a file")."""
+    from regbench.core.files import atomic_write_text
+
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, OmegaConf.to_yaml(config))
 
 
 def remove_if_only_sweep_record(folder) -> None:
