@@ -150,8 +150,8 @@ def test_multirun_with_cfg_prints_every_cell_and_info_the_first(cli):
 @pytest.mark.parametrize(("text", "message"), [
     ("trainer:\n  epochs: abc\n",
      "my_configs/experiment/bad.yaml: trainer.epochs: Value 'abc' of type 'str' could not be converted to Integer"),
-    ("trainer:\n  epochz: 3\n", "my_configs/experiment/bad.yaml: unknown key 'trainer.epochz'; valid keys in "
-                                 "trainer: epochs, batch_size"),
+    ("trainer:\n  epochz: 3\n", "my_configs/experiment/bad.yaml: unknown key 'trainer.epochz'; did you mean "
+                                 "trainer.epochs? valid keys in trainer: epochs, batch_size"),
     ("trainer: [\n", "experiment/bad.yaml (line 3, column 1): expected the node content"),
 ])
 @pytest.mark.parametrize("multirun", [[], ["-m", "seed=0,1"]])

@@ -28,7 +28,7 @@ _IN_FILE = re.compile(r"In '([^']+)': (\w+) raised while composing config:")
 
 def _file_error(message: str, dirs: list[Path]) -> str | None:
     """One line naming the file, the key and the reason, for an error in a config file (a user's experiment)."""
-    from regbench.rules.config import schema_keys
+    from regbench.rules.config import unknown_key_message
 
     lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
     match = _IN_FILE.match(lines[0]) if lines else None
@@ -39,9 +39,7 @@ def _file_error(message: str, dirs: list[Path]) -> str | None:
     reason = lines[1] if len(lines) > 1 else kind
     where = config_file(name, dirs)
     if kind in ("ConfigKeyError", "ConfigAttributeError") and key:
-        parent = key.rpartition(".")[0]
-        return f"{where}: unknown key {key!r}; valid keys{' in ' + parent if parent else ''}: " + ", ".join(
-            schema_keys(parent))
+        return f"{where}: {unknown_key_message(key)}"
     return f"{where}: {key + ': ' if key else ''}{reason}"
 
 
@@ -109,14 +107,13 @@ def _omegaconf_message(err) -> str:
     """Name the key and what is valid there: the schema's keys for an unknown key, the type otherwise."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-    from regbench.rules.config import schema_keys
+    from regbench.rules.config import unknown_key_message
     from regbench.rules.protocol import RENAMED
 
     key = str(err.full_key)
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and key in RENAMED:
         return f"{key} no longer exists; use {RENAMED[key]}"
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
-        parent = key.rpartition(".")[0]
-        return f"unknown key {key!r}; valid keys{' in ' + parent if parent else ''}: {', '.join(schema_keys(parent))}"
+        return unknown_key_message(key)
     first = str(err.msg).strip().splitlines()[0]
     return f"{key}: {first}"

@@ -321,19 +321,23 @@ def unknown_keys(cfg: DictConfig, path: str = "") -> list[str]:
     return found
 
 
-def refuse_unknown_keys(cfg: DictConfig) -> None:
-    """One line for the first key the schema does not know, with the nearest valid key."""
+def unknown_key_message(key: str) -> str:
+    """The one line for a dotted key the schema does not know: the nearest valid key, and the valid keys beside it
+    (whoever finds it: a `+key` override, Hydra's struct check, a user's config file)."""
     import difflib
 
+    parent = key.rpartition(".")[0]
+    valid = schema_keys(parent)
+    near = difflib.get_close_matches(key, [f"{parent}.{k}" if parent else k for k in valid], n=1)
+    hint = f"did you mean {near[0]}? " if near else ""
+    return f"unknown key {key!r}; {hint}valid keys{' in ' + parent if parent else ''}: {', '.join(valid)}"
+
+
+def refuse_unknown_keys(cfg: DictConfig) -> None:
+    """One line for the first key the schema does not know, with the nearest valid key."""
     unknown = unknown_keys(cfg)
     if unknown:
-        key = unknown[0]
-        parent = key.rpartition(".")[0]
-        valid = [f"{parent}.{k}" if parent else k for k in schema_keys(parent)]
-        near = difflib.get_close_matches(key, valid, n=1)
-        hint = f"did you mean {near[0]}? " if near else ""
-        raise ConfigError(f"unknown key {key!r}; {hint}valid keys{' in ' + parent if parent else ''}: "
-                          f"{', '.join(schema_keys(parent))}")
+        raise ConfigError(unknown_key_message(unknown[0]))
 
 
 def check_sweep_name(name) -> None:
