@@ -86,7 +86,7 @@ def check_config(cfg: DictConfig, data=None):
     """Everything that can reject a config, before any file is written. Returns (device, data).
 
     `data` may be passed in (a sweep's preflight checks many cells of one dataset); the
-    model is built once on the CPU so shape/combination errors surface here too.
+    model is built once, on the meta device (check_model_fits), so shape/combination errors surface here too.
     """
     validate(cfg)
     DROPOUTS.get(cfg.dropout.name).check(cfg)
@@ -96,8 +96,7 @@ def check_config(cfg: DictConfig, data=None):
         data = build_splits(cfg.dataset, device)
         warn_small_split(cfg, data)
     build_augment(cfg.augment, data.kind, data.num_classes)
-    check_model_fits(cfg, data, device)
-    build_model(cfg, data.input_shape, data.num_classes)
+    check_model_fits(cfg, data, device)  # builds the model (on the meta device): shape/combination errors too
     if cfg.trainer.channels_last and not (cfg.model.name == "cnn" and data.kind == "image"):
         raise ConfigError(f"trainer.channels_last=true needs a 2-D CNN (model=cnn on image data), not "
                           f"model={cfg.model.name} on {data.kind} data; valid: trainer.channels_last=false")
@@ -110,13 +109,20 @@ TRAINING_BYTES_PER_PARAMETER = 4 * 4
 
 
 def check_model_fits(cfg: DictConfig, data, device: torch.device) -> None:
-    """Refuse a model whose weights, gradients and optimizer state alone cannot fit the device, before anything
-    is allocated (an allocation would end in a traceback, or the kernel's OOM killer): the model is built on
-    torch's meta device, which records shapes and allocates nothing."""
+    """Build the model once, on torch's meta device (shapes only, nothing allocated), so that its shape and
+    combination errors surface here; and refuse a model whose weights, gradients and optimizer state, or a batch
+    of MC passes, cannot fit the device (an allocation would end in a traceback, or the kernel's OOM killer).
+    A model that cannot be built on the meta device (a plugin's layer) is built on the CPU instead, unchecked."""
     from regbench.engine.plan import available_memory
 
-    with torch.device("meta"):
-        model = build_model(cfg, data.input_shape, data.num_classes)
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg, data.input_shape, data.num_classes)
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - not every layer builds on meta: the real build raises its own errors
+        build_model(cfg, data.input_shape, data.num_classes)
+        return
     need = sum(p.numel() for p in model.parameters()) * TRAINING_BYTES_PER_PARAMETER
     have = available_memory(device)
     passes = cfg.eval.mc_samples
