@@ -98,8 +98,8 @@ def launcher_error_message(exc: BaseException) -> str | None:
     if isinstance(exc, RuntimeError) and "srun" in str(exc):
         return ("hydra/launcher=submitit_slurm needs SLURM (no srun on this machine); "
                 "valid here: hydra/launcher=basic, joblib, submitit_local")
-    if isinstance(exc, ValueError) and str(exc).startswith("Only one of --run"):  # e.g. -m with --cfg
-        return f"{exc}; valid: drop -m to print a config with --cfg job|hydra|all"
+    if isinstance(exc, ValueError) and str(exc).startswith("Only one of --run"):  # e.g. --cfg with --info
+        return f"{exc}; valid: one of them (with -m, --cfg job prints each cell's config)"
     return None
 
 
