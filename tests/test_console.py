@@ -77,28 +77,3 @@ def test_the_bar_shows_val_accuracy_and_the_gap_of_a_run_or_a_stack():
     assert epoch_postfix([[0.3, 0.95, 0.5, 0.90]], 1) == "val_acc=0.900, gap=+5.0"
     two = epoch_postfix([[0.3, 0.95, 0.5, 0.90], [0.4, 0.90, 0.5, 0.92]], 1)
     assert two == "val_acc=0.900..0.920, gap=+1.5 (mean), cells=1"
-
-
-def _run_piped(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """The installed `regbench` in a fresh process, its output piped (as into a file or a CI log)."""
-    exe = Path(sys.executable).with_name("regbench")
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TERM": "dumb"})
-
-
-def test_a_piped_sweep_prints_regbench_lines_only_and_verbose_brings_hydras_log_back(tmp_path):
-    """A 12-cell sweep into a pipe: one line per cell, the closing table and the report path, no Hydra log
-    line and no colour code; `-v` shows Hydra's launch lines and each cell's start line again."""
-    grid = ["dropout=standard", "dropout.p=0,0.1,0.3,0.5", "seed=0,1,2", "model.hidden=[16]", "trainer.epochs=1"]
-    quiet = _run_piped(["run", "-m", *grid], tmp_path)
-    assert quiet.returncode == 0, quiet.stderr
-    lines = (quiet.stdout + quiet.stderr).splitlines()
-    assert len(lines) <= 30 and not [ln for ln in lines if "[HYDRA]" in ln or "\x1b" in ln], lines
-    assert sum(": completed in " in ln for ln in lines) == 12  # each cell's final line
-    assert not [ln for ln in lines if ln.startswith(("run ", "Launching", "\t#"))]  # no start / launch lines
-    assert lines[-2].startswith("sweep finished: 12 runs: 12 completed") and lines[-1].startswith("report: ")
-    verbose = _run_piped(["run", "-m", "-v", *grid[:1], "dropout.p=0,0.5", "seed=0", *grid[3:], "results_dir=verbose"],
-                         tmp_path)
-    assert verbose.returncode == 0, verbose.stderr
-    shown = verbose.stdout + verbose.stderr
-    assert "[HYDRA] Launching 2 jobs" in shown and shown.count("[HYDRA] run verbose/") == 2
