@@ -195,6 +195,7 @@ def bare(scale: Scale, cells: int) -> float:
     from regbench.engine.setup import set_threads, steps_per_epoch
     from regbench.engine.stack import Stacked
     from regbench.models import build_model
+    from regbench.regularizers.streams import Streams
 
     rates = [float(r) for r in scale.rates.split(",")]
     cfgs = [compose(*scale.data, "trainer.batch_size=100", *MLP, f"dropout.p={rates[i % len(rates)]}", f"seed={i}")
@@ -203,7 +204,7 @@ def bare(scale: Scale, cells: int) -> float:
     steps = steps_per_epoch(len(data.x_train), 100)
     models = [build_model(c, data.input_shape, data.num_classes) for c in cfgs]
     set_threads(cfgs[0], torch.device("cpu"), models[0], data.input_shape, cells)  # as the sweep's stack does
-    stack = Stacked(models, cfgs, steps, torch.device("cpu"))
+    stack = Stacked(models, cfgs, steps, torch.device("cpu"), [Streams.of(c.seed).noise for c in cfgs])
     x = data.normalize(data.x_train[:100]).expand(cells, -1, -1, -1).contiguous()  # (M, B, C, L)
     y = data.y_train[:100].expand(cells, -1)
     t0 = time.perf_counter()

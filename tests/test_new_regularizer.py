@@ -41,8 +41,8 @@ FAST = ["trainer.epochs=2", "trainer.progress=false", "model.hidden=[32]"]
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """One .py file found through REGBENCH_PLUGINS and one YAML in the user's --config-dir."""
-    def make(name: str):
-        (tmp_path / f"{name}_dropout.py").write_text(PLUGIN.replace("NAME", name))
+    def make(name: str, source: str = PLUGIN):
+        (tmp_path / f"{name}_dropout.py").write_text(source.replace("NAME", name))
         (tmp_path / "conf" / "dropout").mkdir(parents=True, exist_ok=True)
         (tmp_path / "conf" / "dropout" / f"{name}.yaml").write_text(YAML.replace("NAME", name))
         monkeypatch.setenv(discovery.ENV, str(tmp_path / f"{name}_dropout.py"))
@@ -81,6 +81,39 @@ def test_one_file_runs_sweeps_lists_and_reports(plugin, cli, tmp_path):
 
     code, out, _ = cli("list")
     assert code == 0 and "uniform" in next(line for line in out.splitlines() if line.startswith("dropout:"))
+
+
+# The same type without the branch, drawing its noise from torch's global generator or from the cell's stream.
+GLOBAL_DRAW = PLUGIN.replace("if not training or p == 0.0:", "if not training:")
+STREAM_DRAW = GLOBAL_DRAW.replace("torch.rand_like(x)", "streams.rand_like(x)").replace(
+    "import torch\n", "from regbench.regularizers import streams\n")
+
+
+@pytest.mark.parametrize(("source", "stacks"), [(GLOBAL_DRAW, False), (STREAM_DRAW, True)], ids=["global", "stream"])
+def test_a_plugin_that_draws_from_the_global_generator_is_not_shared_by_a_stack(plugin, cli, tmp_path, source,
+                                                                                 stacks):
+    # torch's global generator cannot give each cell of a stack its own numbers: such a module fails the stack's
+    # trial step and its cells train alone, said once. Through regularizers/streams.py it stacks. Either way each
+    # cell has the numbers it has alone (the one-at-a-time launcher).
+    name = "uniform_s" if stacks else "uniform_g"
+    conf = plugin(name, source)
+    grid = ["-m", *conf, f"dropout={name}", "dropout.p=0.2,0.4", "seed=0,1", *FAST, "report=false"]
+    code, out, err = cli("run", *grid, "sweep_name=stacked")
+    assert code == 0, err
+    assert (f"4 cells of dropout={name} train alone (their model does not run stacked" in out + err) != stacks
+    assert cli("run", *grid, "hydra/launcher=basic", "sweep_name=basic")[0] == 0
+    runs = {name: {json.loads(p.read_text())["config_hash"]: p.parent
+                   for p in (tmp_path / "runs" / name).glob("*/summary.json")} for name in ("stacked", "basic")}
+    assert {json.loads((d / "summary.json").read_text())["stack_cells"] for d in runs["stacked"].values()} == (
+        {4} if stacks else {1})
+    assert runs["stacked"].keys() == runs["basic"].keys() and len(runs["basic"]) == 4
+    for cell, lone in runs["basic"].items():
+        with open(runs["stacked"][cell] / "metrics.csv") as fa, open(lone / "metrics.csv") as fb:
+            rows = list(zip(csv.DictReader(fa), csv.DictReader(fb), strict=True))
+        assert len(rows) == 2
+        for a, b in rows:
+            for k in ("train_loss", "val_loss", "val_acc"):
+                assert float(a[k]) == pytest.approx(float(b[k]), abs=1e-5), (cell, k)
 
 
 def test_the_new_type_is_checked_like_the_others(plugin, cli):

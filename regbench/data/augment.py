@@ -18,8 +18,10 @@ from regbench.data.augment_base import AUGMENTS, KINDS, PARAMS, AugmentContext, 
 from regbench.regularizers import mixing  # noqa: F401
 
 
-def build_augment(cfg, kind: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], tuple] | None:
-    """Compose the ops of the augment config section for data of `kind`; None when there are none."""
+def build_augment(cfg, kind: str, num_classes: int,
+                  generator: torch.Generator | None = None) -> Callable[[torch.Tensor, torch.Tensor], tuple] | None:
+    """Compose the ops of the augment config section for data of `kind`; None when there are none.
+    Every op draws from `generator` (a cell's augment stream, on the data's device; None: the global one)."""
     ops = list(cfg.ops)
     fns = [AUGMENTS.get(op) for op in ops]
     for op in ops:
@@ -28,7 +30,7 @@ def build_augment(cfg, kind: str, num_classes: int) -> Callable[[torch.Tensor, t
             raise ConfigError(f"augmentation {op!r} does not apply to {kind} data; valid choices: {', '.join(valid)}")
     if not fns:
         return None
-    ctx = AugmentContext(kind, num_classes, cfg)
+    ctx = AugmentContext(kind, num_classes, cfg, generator)
 
     def apply(x: torch.Tensor, y: torch.Tensor) -> tuple:
         for fn in fns:

@@ -22,6 +22,7 @@ class AugmentContext:
     kind: str  # "image" (N, C, H, W) | "sequence" (N, C, L)
     num_classes: int
     cfg: Any  # the augment config section: op parameters (crop_pad, cutout_size, ...)
+    generator: torch.Generator | None = None  # the cell's augment stream: every random draw of an op takes it
 
 
 AugmentOp = Callable[[torch.Tensor, torch.Tensor, AugmentContext], tuple]

@@ -5,14 +5,15 @@ RandomRotation, ColorJitter, RandomErasing, MixUp and CutMix draw ONE set of par
 per call (`make_params` runs once per forward), so on a (B, C, H, W) batch every image
 gets the same coin, offset, angle, factors, box or lambda; calling them per image would be
 a Python loop over samples (measured: ~10x slower for flip + crop on 256 CIFAR-sized
-images). Here each op draws a (B,) tensor of parameters from torch's global RNG on x's
-device (seeded by the run) and applies it with broadcasting, `torch.gather` or
-`F.grid_sample`, so a batch costs a handful of kernels whatever its size.
+images). Here each op draws a (B,) tensor of parameters on x's device from `ctx.generator`, the
+cell's augment stream (regbench/regularizers/streams.py: the same draws alone or in a stack), and
+applies it with broadcasting, `torch.gather` or `F.grid_sample`, so a batch costs a handful of
+kernels whatever its size.
 
 torchvision.transforms.v2.functional kernels are used where they fit per-sample use,
 i.e. where they take no random parameter: `horizontal_flip` (selected per sample with
-`torch.where`), `rgb_to_grayscale` (saturation's grey target) and `gaussian_noise`
-(`clip=False`; its noise is per element already). The others take one scalar angle,
+`torch.where`) and `rgb_to_grayscale` (saturation's grey target). (`gaussian_noise` draws from
+the global generator, so `noise` adds its N(0, std^2) itself.) The others take one scalar angle,
 offset or box for the whole batch (`rotate`, `affine`, `crop`, `erase`) or clamp to
 [0, 1] (`adjust_brightness/contrast/saturation`), which is wrong for normalised inputs.
 `rotate` here reproduces `functional.rotate(img, angle, BILINEAR)` image by image
@@ -58,12 +59,13 @@ def per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.view(-1, *[1] * (x.dim() - 1))
 
 
-def uniform(n: int, lo: float, hi: float, x: torch.Tensor) -> torch.Tensor:
-    """(n,) draws of U[lo, hi) in x's dtype on x's device, from the global RNG."""
-    return torch.empty(n, device=x.device, dtype=x.dtype).uniform_(lo, hi)
+def uniform(n: int, lo: float, hi: float, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(n,) draws of U[lo, hi) in x's dtype on x's device, from `generator`."""
+    return torch.empty(n, device=x.device, dtype=x.dtype).uniform_(lo, hi, generator=generator)
 
 
-def box_mask(n: int, spatial: torch.Size | tuple[int, ...], size, device) -> torch.Tensor:
+def box_mask(n: int, spatial: torch.Size | tuple[int, ...], size, device,
+             generator: torch.Generator | None) -> torch.Tensor:
     """(n, *spatial) bool: one axis-aligned box per sample at a random centre, clipped at the border.
 
     `size` is an int or a (n,) or (n, len(spatial)) integer tensor: the box side along each
@@ -76,7 +78,7 @@ def box_mask(n: int, spatial: torch.Size | tuple[int, ...], size, device) -> tor
     if size.dim() < 2:  # int or (n,): the same side along every dim
         size = size.view(-1, 1).expand(n, len(spatial))
     for d, length in enumerate(spatial):
-        centre = torch.randint(0, length, (n,), device=device)  # (n,)
+        centre = torch.randint(0, length, (n,), device=device, generator=generator)  # (n,)
         lo = centre - size[:, d] // 2  # (n,) first covered index (may be < 0)
         pos = torch.arange(length, device=device)  # (L,)
         inside = (pos >= lo[:, None]) & (pos < (lo + size[:, d])[:, None])  # (n, L)
@@ -102,7 +104,7 @@ def check_params(cfg) -> None:
 @register("flip", kinds=("image",))
 def flip(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     """Horizontal flip of each image with probability 0.5 (an independent coin per sample)."""
-    coin = torch.rand(x.shape[0], device=x.device) < 0.5  # (B,) True = flip
+    coin = torch.rand(x.shape[0], device=x.device, generator=ctx.generator) < 0.5  # (B,) True = flip
     return torch.where(per_sample(coin, x), _tvf().horizontal_flip(x), x), y
 
 
@@ -127,7 +129,7 @@ def crop(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     spatial = tuple(x.shape[2:])
     xp = F.pad(x, (k, k) * len(spatial))  # (B, C, H+2k, W+2k) | (B, C, L+2k), zeros
     n = x.shape[0]
-    offsets = torch.randint(0, 2 * k + 1, (n, len(spatial)), device=x.device)  # (B, dims)
+    offsets = torch.randint(0, 2 * k + 1, (n, len(spatial)), device=x.device, generator=ctx.generator)  # (B, dims)
     for d, size in enumerate(spatial):  # 1 or 2 spatial dims
         dim = 2 + d
         idx = offsets[:, d, None] + torch.arange(size, device=x.device)  # (B, size) source rows
@@ -153,7 +155,7 @@ def rotate(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     if deg == 0:
         return x, y
     n, _, h, w = x.shape
-    angle = uniform(n, -deg, deg, x) * (math.pi / 180.0)  # (B,) radians
+    angle = uniform(n, -deg, deg, x, ctx.generator) * (math.pi / 180.0)  # (B,) radians
     cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
     theta = torch.stack([torch.stack([cos, -sin * (h / w), zero], 1),
                          torch.stack([sin * (w / h), cos, zero], 1)], 1)  # (B, 2, 3)
@@ -164,9 +166,9 @@ def rotate(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
 # ---------------------------------------------------------------------------- photometric
 
 
-def _factor(n: int, strength: float, x: torch.Tensor) -> torch.Tensor:
+def _factor(n: int, strength: float, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """(B, 1, 1, 1) factors ~ U[max(0, 1-s), 1+s], as torchvision's ColorJitter draws them."""
-    return per_sample(uniform(n, max(0.0, 1.0 - strength), 1.0 + strength, x), x)
+    return per_sample(uniform(n, max(0.0, 1.0 - strength), 1.0 + strength, x, generator), x)
 
 
 @register("color_jitter", kinds=("image",), params=("brightness", "contrast", "saturation"))
@@ -184,13 +186,13 @@ def color_jitter(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple
     """
     cfg, n = ctx.cfg, x.shape[0]
     if cfg.brightness > 0:
-        x = x * _factor(n, float(cfg.brightness), x)
+        x = x * _factor(n, float(cfg.brightness), x, ctx.generator)
     if cfg.contrast > 0:
         m = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
-        x = torch.lerp(m, x, _factor(n, float(cfg.contrast), x))  # m + fc * (x - m)
+        x = torch.lerp(m, x, _factor(n, float(cfg.contrast), x, ctx.generator))  # m + fc * (x - m)
     if cfg.saturation > 0 and x.shape[1] == 3:
         g = _tvf().rgb_to_grayscale(x)  # (B, 1, H, W)
-        x = torch.lerp(g, x, _factor(n, float(cfg.saturation), x))  # g + fs * (x - g)
+        x = torch.lerp(g, x, _factor(n, float(cfg.saturation), x, ctx.generator))  # g + fs * (x - g)
     return x, y
 
 
@@ -205,7 +207,7 @@ def cutout(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     size = int(ctx.cfg.cutout_size)
     if size == 0:
         return x, y
-    mask = box_mask(x.shape[0], x.shape[2:], size, x.device)  # (B, *spatial)
+    mask = box_mask(x.shape[0], x.shape[2:], size, x.device, ctx.generator)  # (B, *spatial)
     return x.masked_fill(mask.unsqueeze(1), 0.0), y
 
 
@@ -215,7 +217,7 @@ def noise(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     std = float(ctx.cfg.noise_std)
     if std == 0:
         return x, y
-    return _tvf().gaussian_noise(x, mean=0.0, sigma=std, clip=False), y
+    return x + std * torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=ctx.generator), y
 
 
 @register("scale", kinds=("sequence",), params=("scale",))
@@ -224,5 +226,5 @@ def scale(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     s = float(ctx.cfg.scale)
     if s == 0:
         return x, y
-    return x * per_sample(uniform(x.shape[0], 1.0 - s, 1.0 + s, x), x), y
+    return x * per_sample(uniform(x.shape[0], 1.0 - s, 1.0 + s, x, ctx.generator), x), y
 

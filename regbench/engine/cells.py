@@ -25,6 +25,7 @@ from regbench.core.console import RUN_START
 from regbench.engine import uncertainty
 from regbench.engine.evaluate import loss_and_correct
 from regbench.records import checkpoint, claims, loggers, results
+from regbench.regularizers.streams import Streams
 from regbench.rules.config import config_hash
 from regbench.rules.protocol import Protocol, Tracker
 
@@ -42,7 +43,7 @@ class Progress:
     numbers as an uninterrupted run on CPU).
     """
 
-    order: torch.Generator  # data order: its own stream, the same for every dropout type
+    streams: Streams  # the cell's random streams: data order, noise, augmentation (regularizers/streams.py)
     rows: list = field(default_factory=list)  # metrics.csv rows written so far
     tracker: Tracker = field(default_factory=Tracker)  # best epoch, selected weights, early stopping
 
@@ -94,7 +95,8 @@ class Cell:
     checked: bool = False  # passed check_config already (the sweep's preflight, in this process)
     # set by the loop
     model: nn.Module | None = None  # the cell's own model: built, seeded and finally evaluated as a lone run's
-    augment: object = None  # its batched augmentation (None: no ops)
+    streams: Streams | None = None  # its random streams (regularizers/streams.py), made with its model
+    augment: object = None  # its batched augmentation (None: no ops), drawing from streams.augment
     progress: Progress | None = None
     run_dir: Path | None = None
     writer: results.MetricsWriter | None = None
@@ -139,7 +141,7 @@ class Cell:
         cfg = self.cfg
         how = {"stack_cells": stack_cells, "stack_id": stack_id}
         self.protocol = Protocol.from_trainer(cfg.trainer)
-        self.progress = Progress(order=torch.Generator().manual_seed(cfg.seed))
+        self.progress = Progress(streams=self.streams)
         if self.resume_dir is not None:
             self.run_dir = Path(self.resume_dir)
             self.summary = checkpoint.load(self.run_dir, lone.model, lone.optimizer, lone.scheduler, self.progress)
@@ -240,7 +242,8 @@ class Cell:
         s, p, ev, model = self.summary, self.progress, self.cfg.eval, self.model
 
         def score() -> dict:
-            loss, acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast, ev.mode).tolist()
+            loss, acc = loss_and_correct(model, data.x_test, data.y_test, data.normalize, autocast, ev.mode,
+                                         self.streams.evaluation).tolist()
             return {"loss": loss, "acc": acc}
 
         s["test_final"] = {**score(), "epoch": len(p.rows)}
@@ -250,7 +253,7 @@ class Cell:
         else:  # select=final, or no epoch was ever finite (a run diverged at epoch 1): the last weights
             s["test"] = {**s["test_final"], "weights": "final"}
         try:  # "calibration" (deterministic) and, with eval.mc_samples > 0, "mc" plus mc_convergence.csv
-            blocks, convergence = uncertainty.final_blocks(model, data, autocast, ev)
+            blocks, convergence = uncertainty.final_blocks(model, data, autocast, ev, self.streams.evaluation)
             s.update(blocks)
             if convergence:
                 results.write_rows(self.run_dir / "mc_convergence.csv", uncertainty.CONVERGENCE_COLUMNS, convergence)

@@ -12,6 +12,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from regbench.regularizers import streams
+
 EVAL_BATCH = 2048  # examples per forward pass in evaluation: large, since no graph is kept
 
 
@@ -34,13 +36,13 @@ def restore_modes(model):
 
 
 @contextlib.contextmanager
-def eval_mode(model, mode: str = "eval"):
+def eval_mode(model, mode: str = "eval", generator: torch.Generator | None = None):
     """Put the model in `mode` ("eval" | "train") for an evaluation, and undo every side effect after.
 
     mode="train" is the deliberate mistake. In train mode BatchNorm uses batch statistics
-    and *updates its running stats* with the evaluation data, and dropout draws masks from
-    the global RNG. The bug in the wild corrupts both; here every buffer (BN running stats,
-    num_batches_tracked) and the RNG state are put back, so the evaluation mode changes
+    and *updates its running stats* with the evaluation data, and dropout draws masks (here
+    from `generator`, the cell's evaluation stream). The bug in the wild corrupts both; here every
+    buffer (BN running stats, num_batches_tracked) and the global RNG state are put back, so the evaluation mode changes
     only the numbers measured, never the model that continues training: a run with
     eval.mode=train trains bit for bit like one with eval.mode=eval (on CPU), and the
     difference between the two is the cost of the mistake in measurement and model
@@ -56,7 +58,7 @@ def eval_mode(model, mode: str = "eval"):
         saved = {name: b.detach().clone() for name, b in model.named_buffers()}
         device = next(model.parameters()).device
         try:
-            with fork_rng(device):
+            with fork_rng(device), streams.drawing([generator] if generator is not None else []):
                 model.train()
                 yield model
         finally:
@@ -66,13 +68,15 @@ def eval_mode(model, mode: str = "eval"):
 
 
 @torch.no_grad()
-def loss_and_correct(model, x: torch.Tensor, y: torch.Tensor, normalize, autocast, mode: str = "eval") -> torch.Tensor:
-    """Returns a device tensor [mean loss, accuracy] over (x, y), with the model in `mode` (eval unless told).
+def loss_and_correct(model, x: torch.Tensor, y: torch.Tensor, normalize, autocast, mode: str = "eval",
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Returns a device tensor [mean loss, accuracy] over (x, y), with the model in `mode` (eval unless told;
+    mode=train draws its masks from `generator`).
 
     x is the compact stored form (uint8 images or float signals); normalize turns a batch
     into the float input of the model. The caller decides when to sync (.tolist()).
     """
-    with eval_mode(model, mode):
+    with eval_mode(model, mode, generator):
         return score(model, x, y, normalize, autocast)
 
 

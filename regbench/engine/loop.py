@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-import zlib
 
 import torch
 
@@ -36,6 +35,7 @@ from regbench.engine.setup import (
 from regbench.engine.stack import Lone, Stacked, signature
 from regbench.models import build_model
 from regbench.regularizers.mixing import soft_targets
+from regbench.regularizers.streams import Streams
 
 log = logging.getLogger("regbench")
 PROBE_BATCH = 2  # examples per cell of the stacked trial step before training (2: BatchNorm needs > 1)
@@ -65,9 +65,10 @@ def train(cells: list[Cell]) -> None:
     if tr.deterministic:
         make_deterministic()
     n_batches = steps_per_epoch(len(data.x_train), tr.batch_size)
-    for c in cells:
-        c.augment = build_augment(c.cfg.augment, data.kind, data.num_classes)
-        torch.manual_seed(c.cfg.seed)  # model init (and a lone run's dropout masks); data order has its own stream
+    for c in cells:  # every draw of a cell comes from its own streams (regularizers/streams.py)
+        c.streams = Streams.of(c.cfg.seed, device)
+        c.augment = build_augment(c.cfg.augment, data.kind, data.num_classes, c.streams.augment)
+        torch.manual_seed(c.cfg.seed)  # model init: the global generator, seeded as any PyTorch script seeds it
         c.model = build_model(c.cfg, data.input_shape, data.num_classes).to(device)
     groups = _by_structure(cells)
     if len(groups) > 1:  # e.g. DropConnect wraps only the layers whose rate is > 0: parameter names differ
@@ -80,9 +81,10 @@ def train(cells: list[Cell]) -> None:
     if len(cells) == 1:
         if tr.channels_last:
             cells[0].model = cells[0].model.to(memory_format=torch.channels_last)
-        stack = Lone(cells[0].model, cfg0, n_batches)
+        stack = Lone(cells[0].model, cfg0, n_batches, cells[0].streams)
     else:
-        stack = Stacked([c.model for c in cells], [c.cfg for c in cells], n_batches, device)
+        stack = Stacked([c.model for c in cells], [c.cfg for c in cells], n_batches, device,
+                        [c.streams.noise for c in cells])
         probe = data.x_train[:PROBE_BATCH]
         failure = stack.probe(data.normalize(probe).expand(len(cells), *probe.shape).contiguous(),
                               data.y_train[:PROBE_BATCH].expand(len(cells), -1))
@@ -92,8 +94,6 @@ def train(cells: list[Cell]) -> None:
             for c in cells:
                 train([c])
             return
-        # vmap draws the masks of all cells from the global stream: seed it from the cells' seeds
-        torch.manual_seed(zlib.crc32(",".join(str(c.cfg.seed) for c in cells).encode()))
         log.info("stack of %d cells: %s on %s, %d parameters each", len(cells), cfg0.model.name, device,
                  sum(p.numel() for p in cells[0].model.parameters()))
     autocast = autocast_for(device, tr.amp)
@@ -121,7 +121,7 @@ def train(cells: list[Cell]) -> None:
                 t0 = time.perf_counter()
                 # ---- train one epoch: each cell's own permutation; a step takes (M, B) indices
                 stack.train()
-                perms = torch.stack([torch.randperm(n_train, generator=c.progress.order) for c in active])
+                perms = torch.stack([torch.randperm(n_train, generator=c.streams.order) for c in active])
                 perms = perms.to(device)  # (M, N)
                 batch_loss = torch.zeros(len(active), device=device)
                 n_steps = 0
@@ -158,7 +158,7 @@ def train(cells: list[Cell]) -> None:
                         extra = {"stack_seconds": wall} if len(cells) > 1 else {}
                         if c.mc_epoch:  # MC dropout on validation (its own host sync; leaves training's RNG alone)
                             extra |= uncertainty.epoch_columns(c.model, data.x_val, data.y_val, data.normalize,
-                                                               autocast, c.cfg.eval)
+                                                               autocast, c.cfg.eval, c.streams.evaluation)
                         try:
                             if c.end_epoch(epoch, numbers[m], lrs[m], share, stack, m, extra) or epoch == tr.epochs:
                                 leaving.append(m)

@@ -7,10 +7,11 @@ seeds it, so there is one model definition and identical initial weights. Then:
   module. trainer.compile, channels_last and checkpoints apply here.
 - M > 1 (`Stacked`): torch.func lifts the one model. `stack_module_state` turns every
   parameter and buffer into an (M, *shape) tensor; `vmap(functional_call, randomness=
-  "different")` runs a template copy of the model once per cell with its own weights,
-  BatchNorm statistics and dropout masks. Each dropout rate becomes a 0-d buffer `p` of
-  the template (an (M,) tensor in the stack), so cells that differ in rates share one
-  forward; a cell whose slot is nn.Identity (rate 0) gets rate 0 there, which the
+  "error")` runs a template copy of the model once per cell with its own weights,
+  BatchNorm statistics and dropout masks, each cell's masks drawn from its own noise stream
+  (regularizers/streams.py), so a cell draws the same numbers alone and in any stack. Each
+  dropout rate becomes a 0-d buffer `p` of the template (an (M,) tensor in the stack), so
+  cells that differ in rates share one forward; a cell whose slot is nn.Identity (rate 0) gets rate 0 there, which the
   regularizers' tensor formulas turn into the identity. The optimizer (engine/optim.py)
   holds per-cell lr / weight decay / momentum; L1, max-norm and label smoothing are (M,)
   tensors here.
@@ -39,7 +40,7 @@ from regbench.engine.evaluate import loss_and_correct, score
 from regbench.engine.optim import StackedOptimizer
 from regbench.engine.optimizers import build_optimizer, lr_factor
 from regbench.engine.uncertainty import is_stochastic
-from regbench.regularizers import penalties
+from regbench.regularizers import penalties, streams
 
 NORM_EPS = 1e-12  # same guard as penalties.apply_max_norm_
 
@@ -60,8 +61,8 @@ def _is_slot(m: nn.Module) -> bool:
 class Lone:
     """A stack of one: the cell's model as it is."""
 
-    def __init__(self, model: nn.Module, cfg, steps_per_epoch: int):
-        self.M, self.model, self.cfg = 1, model, cfg
+    def __init__(self, model: nn.Module, cfg, steps_per_epoch: int, cell_streams: streams.Streams):
+        self.M, self.model, self.cfg, self.streams = 1, model, cfg, cell_streams
         self.optimizer, self.scheduler = build_optimizer(cfg.optim, model, cfg.trainer.epochs, steps_per_epoch)
         # The compiled module shares the model's parameters; state_dicts and evaluation use `model`.
         self._forward = torch.compile(model) if cfg.trainer.compile else model
@@ -74,7 +75,8 @@ class Lone:
         self.model.train()
 
     def forward(self, xb: Tensor) -> Tensor:  # (1, B, ...) -> (1, B, K)
-        return self._forward(xb[0].contiguous(memory_format=self._layout))[None]
+        with streams.drawing([self.streams.noise]):
+            return self._forward(xb[0].contiguous(memory_format=self._layout))[None]
 
     def losses(self, logits: Tensor, yb: Tensor) -> Tensor:  # -> (1,)
         return F.cross_entropy(logits[0].float(), yb[0], label_smoothing=self.smoothing).view(1)
@@ -96,7 +98,7 @@ class Lone:
         return [self.optimizer.param_groups[0]["lr"]]
 
     def evaluate(self, x: Tensor, y: Tensor, normalize, autocast, mode: str) -> Tensor:  # -> (1, 2)
-        return loss_and_correct(self.model, x, y, normalize, autocast, mode)[None]
+        return loss_and_correct(self.model, x, y, normalize, autocast, mode, self.streams.evaluation)[None]
 
     def zero_fraction(self) -> Tensor:  # -> (1,)
         return penalties.zero_fraction(self.model).view(1)
@@ -114,8 +116,9 @@ class Lone:
 class Stacked:
     """M > 1 cells of one structure as (M, ...) tensors, run through vmap over one template model."""
 
-    def __init__(self, models: list[nn.Module], cfgs: list, steps_per_epoch: int, device: torch.device):
-        self.M = len(models)
+    def __init__(self, models: list[nn.Module], cfgs: list, steps_per_epoch: int, device: torch.device,
+                 noise: list[torch.Generator]):
+        self.M, self.noise = len(models), list(noise)  # noise[m]: cell m's stream of forward-pass draws
         self.template = _template(models)
         self.rate_keys = [name for name, m in self.template.named_modules() if _holds_rate(m)]
         rates = {f"{n}.p": [_rate_of(model, n) for model in models] for n in self.rate_keys}
@@ -144,26 +147,28 @@ class Stacked:
         def call(params, buffers, x):  # one cell: x (B, ...) -> logits (B, K)
             return functional_call(self.template, (params, buffers), (x,))
 
-        self._train = vmap(call, randomness="different")  # x: (M, B, ...), one batch per cell
+        # "error": a draw from torch's global generator (a plugin's module) would be split over the cells;
+        # it fails the trial step (probe) instead, and those cells train alone (engine/loop.py)
+        self._train = vmap(call, randomness="error")  # x: (M, B, ...), one batch per cell
 
     def train(self) -> None:
         self.template.train()
 
     def forward(self, xb: Tensor) -> Tensor:  # (M, B, ...) -> (M, B, K)
-        return self._train(self.params, self.buffers, xb)
+        with streams.drawing(self.noise):
+            return self._train(self.params, self.buffers, xb)
 
     def probe(self, xb: Tensor, yb: Tensor) -> str | None:
         """One training-mode forward and backward of every cell on a small batch (M, b, ...), leaving
-        no trace (random stream, BatchNorm statistics, gradients): None if the stack runs, else the
+        no trace (random streams, BatchNorm statistics, gradients): None if the stack runs, else the
         error. A module that cannot run under vmap (e.g. a plugin's dropout that branches in Python on
-        its rate, which is a per-cell tensor here) fails here, before any cell has started, and its
-        cells train alone instead."""
+        its rate, which is a per-cell tensor here, or draws from torch's global generator) fails here,
+        before any cell has started, and its cells train alone instead."""
         saved = {k: v.clone() for k, v in self.buffers.items()}
-        devices = [xb.device] if xb.device.type == "cuda" else []
+        states = [g.get_state() for g in self.noise]
         try:
-            with torch.random.fork_rng(devices=devices):
-                self.train()
-                self.losses(self.forward(xb), yb).sum().backward()
+            self.train()
+            self.losses(self.forward(xb), yb).sum().backward()
         except torch.OutOfMemoryError:
             raise  # the stack is too large, not unstackable: the launcher says how to make it smaller
         except Exception as exc:  # noqa: BLE001 - any other failure means: not as a stack
@@ -172,6 +177,8 @@ class Stacked:
             with torch.no_grad():
                 for k, v in saved.items():
                     self.buffers[k].copy_(v)
+            for g, state in zip(self.noise, states, strict=True):
+                g.set_state(state)
             self.zero_grad()
         return None
 
@@ -251,6 +258,7 @@ class Stacked:
         self.params = {k: v.detach()[idx].requires_grad_() for k, v in self.params.items()}
         self.buffers = {k: v[idx] for k, v in self.buffers.items()}
         self.optimizer.select(idx)
+        self.noise = [self.noise[m] for m in keep]
         self.smoothing, self.l1, self.max_norm = self.smoothing[idx], self.l1[idx], self.max_norm[idx]
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.nn.modules.dropout import _DropoutNd
 
 from regbench.engine.evaluate import EVAL_BATCH, eval_mode, fork_rng, restore_modes
+from regbench.regularizers import streams
 
 log = logging.getLogger("regbench")
 
@@ -188,19 +189,19 @@ def _log_probs(model, xb: torch.Tensor, samples: int, shared: bool, autocast) ->
 
 @torch.no_grad()
 def evaluate_split(model, x, y, normalize, autocast, samples: int = 0, n_bins: int = 15, mode: str = "eval",
-                   convergence: bool = False) -> Result:
+                   convergence: bool = False, generator: torch.Generator | None = None) -> Result:
     """samples=0: one deterministic pass in `mode` (eval.mode). samples=T: MC dropout in mc_mode, T passes,
     batched over T in chunks of at most MC_ROWS rows. A model without stochastic modules gets one pass
-    (the T passes would be identical); its curve repeats that pass T times. The global RNG is left as it
-    was (per-epoch MC must not change training)."""
+    (the T passes would be identical); its curve repeats that pass T times. Masks come from `generator`
+    (the cell's evaluation stream); the global RNG is left as it was (per-epoch MC must not change training)."""
     acc = Accumulator(n_bins, x.device, convergence)
     if samples == 0:
-        with eval_mode(model, mode):
+        with eval_mode(model, mode, generator):
             for i in range(0, len(x), EVAL_BATCH):
                 acc.add(_log_probs(model, normalize(x[i : i + EVAL_BATCH]), 1, False, autocast), y[i : i + EVAL_BATCH])
         return acc.result()
     passes = samples if stochastic_modules(model) else 1
-    with mc_mode(model), fork_rng(x.device):
+    with mc_mode(model), fork_rng(x.device), streams.drawing([generator] if generator is not None else []):
         shared = passes > 1 and len(x) > 0 and _shares_noise(model, normalize(x[:1]), autocast)
         chunk = EVAL_BATCH if shared else max(1, MC_ROWS // passes)
         for i in range(0, len(x), chunk):
@@ -211,13 +212,13 @@ def evaluate_split(model, x, y, normalize, autocast, samples: int = 0, n_bins: i
     return result
 
 
-def epoch_columns(model, x, y, normalize, autocast, ev) -> dict:
+def epoch_columns(model, x, y, normalize, autocast, ev, generator: torch.Generator) -> dict:
     """MC-dropout metrics of the validation split for one metrics.csv row (EPOCH_COLUMNS)."""
-    m = evaluate_split(model, x, y, normalize, autocast, ev.mc_samples, ev.ece_bins).metrics
+    m = evaluate_split(model, x, y, normalize, autocast, ev.mc_samples, ev.ece_bins, generator=generator).metrics
     return {"mc_val_acc": m["acc"], "mc_val_nll": m["nll"], "mc_val_ece": m["ece"]}
 
 
-def final_blocks(model, data, autocast, ev) -> tuple[dict, list[dict] | None]:
+def final_blocks(model, data, autocast, ev, generator: torch.Generator) -> tuple[dict, list[dict] | None]:
     """summary.json blocks after training, with the weights of the test evaluation, and the convergence rows.
 
     calibration: {"val": {METRICS}, "test": {METRICS}, "calibration": {bins of test}}  deterministic, in eval.mode
@@ -228,7 +229,7 @@ def final_blocks(model, data, autocast, ev) -> tuple[dict, list[dict] | None]:
 
     def block(t: int, **extra) -> tuple[dict, dict]:
         results = {name: evaluate_split(model, x, y, data.normalize, autocast, t, ev.ece_bins, ev.mode,
-                                        convergence=t > 0 and name == "test")
+                                        convergence=t > 0 and name == "test", generator=generator)
                    for name, (x, y) in splits.items()}
         tree = {**extra, **{name: r.metrics for name, r in results.items()}}
         tree["calibration"] = {"split": "test", **results["test"].bins}

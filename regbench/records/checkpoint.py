@@ -1,9 +1,9 @@
 """Per-epoch checkpoints (`trainer.checkpoint=true`): continue an interrupted run exactly.
 
 A checkpoint holds the model, optimizer and scheduler states, the run's Progress (rows,
-best weights, early-stopping counter, data-order generator) and the global RNG states
-(dropout masks, augmentation), so the continued run draws the same numbers as an
-uninterrupted one. Written atomically; removed once the run completes.
+best weights, early-stopping counter, the cell's random streams: data order, noise, augmentation)
+and the global RNG states (what a plugin's module draws from them), so the continued run draws the
+same numbers as an uninterrupted one. Written atomically; removed once the run completes.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ def save(run_dir: Path, model, optimizer, scheduler, progress, summary: dict, el
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "order": progress.order.get_state(),
+        "streams": progress.streams.state(),
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "progress": {k: v for k, v in vars(progress).items() if k != "order"},
+        "progress": {k: v for k, v in vars(progress).items() if k != "streams"},
         "summary": {k: v for k, v in summary.items() if k != "run_dir"},
         "elapsed": elapsed,
     }
@@ -46,10 +46,11 @@ def load(run_dir: Path, model, optimizer, scheduler, progress) -> dict:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    progress.order.set_state(state["order"])
+    # a checkpoint written before the cell had streams holds only its data order
+    progress.streams.load_state({k: v.cpu() for k, v in state.get("streams", {"order": state.get("order")}).items()})
     for key, value in state["progress"].items():
         setattr(progress, key, value)
-    torch.set_rng_state(state["rng"])
+    torch.set_rng_state(state["rng"].cpu())
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     summary = state["summary"]

@@ -16,25 +16,24 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from regbench.regularizers.base import ActivationDropoutSpec, keep_mask, register
+from regbench.regularizers.base import ActivationDropoutSpec, is_off, keep_mask, register
 
 SELU_SATURATION = 1.7580993408473766  # -SELU(-inf) = lambda * alpha, the value a dropped unit takes (negated)
 
 
 class AlphaDropout(nn.AlphaDropout):
-    """torch's AlphaDropout for a float rate; a 0-d tensor rate (one cell of a stack) takes the same
-    formula written out: a * (x * keep - s * (1 - keep)) + a * s * p, a = ((1-p) (1 + p s^2))^-1/2."""
+    """torch's AlphaDropout module with its formula written out, the mask from the cell's noise stream
+    (one formula for a float rate and a 0-d tensor rate, one cell of a stack):
+    a * (x * keep - s * (1 - keep)) + a * s * p, a = ((1-p) (1 + p s^2))^-1/2."""
 
     stochastic = True
 
     def forward(self, x: Tensor) -> Tensor:  # any shape
         p = self.p
-        if not isinstance(p, Tensor):
-            return super().forward(x)
-        if not self.training:
+        if not self.training or is_off(p):
             return x
         keep = keep_mask(x, p)
-        a = ((1 - p) * (1 + p * SELU_SATURATION**2)).rsqrt()
+        a = ((1 - p) * (1 + p * SELU_SATURATION**2)) ** -0.5
         return a * (x * keep - SELU_SATURATION * (1 - keep)) + a * SELU_SATURATION * p
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from regbench.core.errors import ConfigError
 from regbench.core.rates import RATE_KEYS
 from regbench.core.registry import Registry
-from regbench.regularizers import discovery
+from regbench.regularizers import discovery, streams
 
 
 @dataclass(frozen=True)
@@ -64,12 +63,12 @@ def is_off(p: float | Tensor) -> bool:
 
 
 def keep_mask(like: Tensor, p: float | Tensor) -> Tensor:
-    """Bernoulli(1-p) keep mask (1 = keep) shaped and typed like `like`.
+    """Bernoulli(1-p) keep mask (1 = keep) shaped and typed like `like`, from the cell's noise stream.
 
-    Drawn as rand_like(like) >= p: vmap with randomness="different" can batch that draw, and p may
-    be a 0-d tensor holding one cell's rate (an in-place bernoulli_ on a fresh tensor cannot).
+    Drawn as rand_like(like) >= p (regbench/regularizers/streams.py): a stack draws it cell by cell,
+    and p may be a 0-d tensor holding one cell's rate (an in-place bernoulli_ on a fresh tensor cannot).
     """
-    return (torch.rand_like(like) >= p).to(like.dtype)
+    return (streams.rand_like(like) >= p).to(like.dtype)
 
 
 def inverted_dropout(x: Tensor, p: float | Tensor, like: Tensor | None = None) -> Tensor:
@@ -78,20 +77,19 @@ def inverted_dropout(x: Tensor, p: float | Tensor, like: Tensor | None = None) -
     and applied with one multiply (under vmap, 32 cells of (100, 100): 1.4 ms forward + backward
     against 2.2 ms for x * mask / (1-p)); in float32, rounded to x's dtype once at the end (bf16 under
     amp would otherwise round 1/(1-p) first)."""
-    noise = (torch.rand_like(x if like is None else like) >= p) / (1 - p)  # float32 (p: 0-d float32 or float)
+    noise = (streams.rand_like(x if like is None else like) >= p) / (1 - p)  # float32 (p: 0-d float32 or float)
     return (x * noise).to(x.dtype)
 
 
 class Dropout(nn.Dropout):
-    """torch's nn.Dropout (its fused kernel for a float rate); a 0-d tensor rate (one cell of a
-    stack) takes the same formula written out: x * Bernoulli(1-p) / (1-p)."""
+    """torch's nn.Dropout module (its type, `p`, repr) with the mask drawn from the cell's noise stream:
+    x * Bernoulli(1-p) / (1-p), one formula for a float rate and a 0-d tensor rate (one cell of a stack),
+    so a cell draws the same mask alone and stacked. (torch's fused kernel draws from the global generator.)"""
 
     stochastic = True
 
     def forward(self, x: Tensor) -> Tensor:  # any shape
-        if not isinstance(self.p, Tensor):
-            return super().forward(x)
-        return inverted_dropout(x, self.p) if self.training else x
+        return inverted_dropout(x, self.p) if self.training and not is_off(self.p) else x
 
 
 class FunctionalDropout(nn.Module):

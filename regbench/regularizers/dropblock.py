@@ -11,10 +11,12 @@ block_size squares (segments of length block_size for 1-D signals):
   2. grow each centre into its block (max-pool of the seed mask);
   3. zero the blocks and rescale by numel / kept (one scale for the whole batch).
 
-2-D maps use `torchvision.ops.drop_block2d`; torchvision has no 1-D version, so
-`drop_block1d` below does the same steps with max_pool1d on (N, C, L).
+One function for 1-D and 2-D maps, float rates and per-cell tensor rates: the steps of
+`torchvision.ops.drop_block2d`, written out because torchvision draws its centres from the
+global generator and has no 1-D version; here they come from the cell's noise stream
+(regbench/regularizers/streams.py), so a cell drops the same blocks alone and in a stack.
 
-Block size: must be odd (torchvision's requirement, config-validated). A block larger
+Block size: must be odd (as torchvision requires: the max-pool keeps the map's size; config-validated). A block larger
 than the map is clamped to the largest odd size that fits (a 2x2 map gets block 1, i.e.
 element-wise dropout at rate p); torchvision alone would clamp to min(H, W), which can be
 even, and then raise.
@@ -36,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regbench.regularizers import streams
 from regbench.regularizers.base import ConvDropoutSpec, Slot, is_off, register
 
 EPS = 1e-6  # guards the rescale when (almost) everything is dropped, as in torchvision
@@ -48,55 +51,25 @@ def fit_block_size(block_size: int, *sizes: int) -> int:
     return b if b % 2 == 1 else b - 1
 
 
-def drop_block1d(x: torch.Tensor, p: float, block_size: int, training: bool = True, eps: float = EPS) -> torch.Tensor:
-    """DropBlock for (N, C, L) signals: zero segments of length block_size (odd), rescale."""
-    if x.ndim != 3:
-        raise ValueError(f"drop_block1d expects (N, C, L), got shape {tuple(x.shape)}")
+def drop_block(x: torch.Tensor, p: float | torch.Tensor, block_size: int, training: bool = True,
+               eps: float = EPS) -> torch.Tensor:
+    """DropBlock on (N, C, L) or (N, C, H, W); block size clamped to the map (kept odd). p: a float or
+    a 0-d tensor (one cell's rate in a stack)."""
     if not training or is_off(p):
         return x
-    n, c, length = x.shape
-    b = fit_block_size(block_size, length)
-    gamma = p * length / (b * (length - b + 1))  # <= p, since b * (L - b + 1) >= L for 1 <= b <= L
-    seeds = torch.empty((n, c, length - b + 1), dtype=x.dtype, device=x.device).bernoulli_(gamma)  # block centres
-    seeds = F.pad(seeds, [b // 2, b // 2])  # (N, C, L): centres only where the whole segment fits
-    dropped = F.max_pool1d(seeds, kernel_size=b, stride=1, padding=b // 2)  # grow each centre to its segment
-    keep = 1.0 - dropped
-    scale = keep.numel() / (eps + keep.sum(dtype=torch.float32))
-    return x * keep * scale.to(x.dtype)
-
-
-def drop_block_tensor(x: torch.Tensor, p: torch.Tensor, block_size: int, eps: float = EPS) -> torch.Tensor:
-    """DropBlock on (N, C, L) or (N, C, H, W) with a 0-d tensor rate (one cell of a stack).
-
-    The same steps as drop_block1d / torchvision's drop_block2d, with the seed draw written as
-    rand_like(...) < gamma so vmap(randomness="different") can batch it over the cells.
-    """
+    if x.ndim not in (3, 4):
+        raise ValueError(f"drop_block expects (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
     spatial = x.shape[2:]
     b = fit_block_size(block_size, *spatial)
     valid = math.prod(s - b + 1 for s in spatial)
-    gamma = p * math.prod(spatial) / (b ** len(spatial) * valid)
+    gamma = p * math.prod(spatial) / (b ** len(spatial) * valid)  # <= p, since b * (L - b + 1) >= L
     centres = x[(..., *[slice(0, s - b + 1) for s in spatial])]  # (N, C, *valid): where a whole block fits
-    seeds = (torch.rand_like(centres) < gamma).to(x.dtype)
+    seeds = (streams.rand_like(centres) < gamma).to(x.dtype)  # block centres ~ Bernoulli(gamma)
     seeds = F.pad(seeds, [b // 2] * (2 * len(spatial)))  # (N, C, *spatial)
     pool = F.max_pool1d if len(spatial) == 1 else F.max_pool2d
     keep = 1.0 - pool(seeds, kernel_size=b, stride=1, padding=b // 2)  # grow each centre to its block
     scale = keep.numel() / (eps + keep.sum(dtype=torch.float32))
     return x * keep * scale.to(x.dtype)
-
-
-def drop_block(x: torch.Tensor, p: float | torch.Tensor, block_size: int, training: bool = True) -> torch.Tensor:
-    """DropBlock on (N, C, L) or (N, C, H, W); block size clamped to the map (kept odd)."""
-    if not training or is_off(p):
-        return x
-    if x.ndim not in (3, 4):
-        raise ValueError(f"drop_block expects (N, C, L) or (N, C, H, W), got shape {tuple(x.shape)}")
-    if isinstance(p, torch.Tensor):
-        return drop_block_tensor(x, p, block_size)
-    if x.ndim == 3:
-        return drop_block1d(x, p, block_size)
-    from torchvision.ops import drop_block2d  # imported here: torchvision costs ~1 s at start-up
-
-    return drop_block2d(x, p, fit_block_size(block_size, *x.shape[2:]), eps=EPS, training=True)
 
 
 class DropBlock(nn.Module):

@@ -40,10 +40,7 @@ _CONV_FN = {1: F.conv1d, 2: F.conv2d}
 def masked_weight(weight: torch.Tensor, p: float | torch.Tensor, batch: int | None = None) -> torch.Tensor:
     """weight * Bernoulli(1-p) / (1-p): one mask (batch=None) or one per example -> (batch, *weight.shape)."""
     shape = weight.shape if batch is None else (batch, *weight.shape)
-    if isinstance(p, torch.Tensor):  # one cell's rate inside a stack: a vmap-safe draw shaped like the weight
-        return inverted_dropout(weight, p, like=weight.expand(shape))
-    keep = torch.empty(shape, dtype=weight.dtype, device=weight.device).bernoulli_(1.0 - p)
-    return weight * keep.div_(1.0 - p)
+    return inverted_dropout(weight, p, like=weight.expand(shape))  # from the cell's noise stream
 
 
 def dropconnect_linear(x: torch.Tensor, layer: nn.Linear, p: float, per_sample: bool) -> torch.Tensor:

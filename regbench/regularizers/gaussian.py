@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from regbench.regularizers import streams
 from regbench.regularizers.base import ActivationDropoutSpec, FunctionalDropout, is_off, register
 
 
@@ -20,11 +21,9 @@ def gaussian_dropout(x: torch.Tensor, p: float | torch.Tensor, training: bool) -
     """x * N(1, p/(1-p)) noise, drawn per element, in training; x otherwise. Any shape."""
     if not training or is_off(p):
         return x
-    if isinstance(p, torch.Tensor):  # one cell's rate inside a stack (0 gives sigma 0: the identity)
-        return x * (torch.randn_like(x) * (p / (1 - p)).sqrt() + 1)
-    sigma = math.sqrt(p / (1.0 - p))
-    noise = torch.randn_like(x).mul_(sigma).add_(1.0)  # r ~ N(1, sigma^2)
-    return x * noise
+    # one formula for a float rate and a 0-d tensor rate (one cell of a stack; 0 gives sigma 0: the identity)
+    sigma = (p / (1 - p)) ** 0.5
+    return x * (streams.randn_like(x) * sigma + 1)  # r ~ N(1, sigma^2), from the cell's noise stream
 
 
 class GaussianDropout(FunctionalDropout):

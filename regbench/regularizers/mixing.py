@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from regbench.data.augment_base import AugmentContext, register
 from regbench.data.augment_ops import box_mask, per_sample
+from regbench.regularizers import streams
 
 
 def soft_targets(y: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
@@ -34,15 +35,16 @@ def soft_targets(y: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch
     return F.one_hot(y, num_classes).to(dtype) if y.dim() == 1 else y
 
 
-def sample_beta(alpha: float, n: int, x: torch.Tensor) -> torch.Tensor:
-    """(n,) draws of Beta(alpha, alpha) in x's dtype on x's device, from the global RNG.
-
-    Drawn on x's device where torch has a gamma sampler (CPU, CUDA); elsewhere (MPS) on
-    the CPU and copied over.
-    """
-    device = x.device if x.device.type in ("cpu", "cuda") else torch.device("cpu")
-    conc = torch.full((n,), float(alpha), device=device)
-    return torch.distributions.Beta(conc, conc).sample().to(x.device, x.dtype)
+def sample_beta(alpha: float, n: int, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(n,) draws of Beta(alpha, alpha) in x's dtype on x's device, from `generator` (the cell's augment
+    stream, on x's device; torch.distributions takes no generator, so it draws from the global one
+    while that continues the cell's stream: streams.as_global)."""
+    if x.device.type not in ("cpu", "cuda"):  # no gamma sampler there (MPS): the global CPU generator's draw
+        conc = torch.full((n,), float(alpha))
+        return torch.distributions.Beta(conc, conc).sample().to(x.device, x.dtype)
+    conc = torch.full((n,), float(alpha), device=x.device)
+    with streams.as_global(generator):
+        return torch.distributions.Beta(conc, conc).sample().to(x.dtype)
 
 
 @register("mixup", params=("mixup_alpha",))
@@ -52,8 +54,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     if alpha == 0:
         return x, y
     n = x.shape[0]
-    lam = sample_beta(alpha, n, x)  # (B,) weight of the example itself
-    perm = torch.randperm(n, device=x.device)
+    lam = sample_beta(alpha, n, x, ctx.generator)  # (B,) weight of the example itself
+    perm = torch.randperm(n, device=x.device, generator=ctx.generator)
     t = soft_targets(y, ctx.num_classes, x.dtype)  # (B, K)
     x = torch.lerp(x[perm], x, per_sample(lam, x))  # lam * x + (1 - lam) * x[perm]
     return x, torch.lerp(t[perm], t, lam[:, None])
@@ -66,11 +68,11 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, ctx: AugmentContext) -> tuple:
     if alpha == 0:
         return x, y
     n, spatial = x.shape[0], tuple(x.shape[2:])
-    lam = sample_beta(alpha, n, x).float()  # (B,) target share of the example itself, before clipping
+    lam = sample_beta(alpha, n, x, ctx.generator).float()  # (B,) target share of the example itself, before clipping
     side = (1.0 - lam).pow(1.0 / len(spatial))  # (B,) fraction of each side so the box area is 1 - lam
     sizes = (side[:, None] * torch.tensor(spatial, device=x.device)).long()  # (B, dims) box sides
-    mask = box_mask(n, spatial, sizes, x.device)  # (B, *spatial) True = pasted from the partner
-    perm = torch.randperm(n, device=x.device)
+    mask = box_mask(n, spatial, sizes, x.device, ctx.generator)  # (B, *spatial) True = pasted from the partner
+    perm = torch.randperm(n, device=x.device, generator=ctx.generator)
     x = torch.where(mask.unsqueeze(1), x[perm], x)
     pasted = mask.flatten(1).to(x.dtype).mean(1)  # (B,) actual pasted fraction after clipping
     t = soft_targets(y, ctx.num_classes, x.dtype)

@@ -23,10 +23,7 @@ def original_dropout(x: torch.Tensor, p: float | torch.Tensor, training: bool) -
         return x
     if not training:
         return x * (1.0 - p)
-    if isinstance(p, torch.Tensor):  # one cell's rate inside a stack: a vmap-safe draw
-        return x * keep_mask(x, p)
-    mask = torch.empty_like(x).bernoulli_(1.0 - p)  # 1 = keep
-    return x * mask
+    return x * keep_mask(x, p)  # 1 = keep, from the cell's noise stream
 
 
 class OriginalDropout(FunctionalDropout):

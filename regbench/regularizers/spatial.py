@@ -17,35 +17,32 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from regbench.regularizers.base import ConvDropoutSpec, Slot, inverted_dropout, register
+from regbench.regularizers.base import ConvDropoutSpec, Slot, inverted_dropout, is_off, register
 
 
-def channel_dropout(x: Tensor, p: Tensor) -> Tensor:
+def channel_dropout(x: Tensor, p: float | Tensor) -> Tensor:
     """x: (N, C, *spatial) -> x with whole maps dropped: one keep draw per (example, channel)."""
     one_per_map = x[(..., *([slice(0, 1)] * (x.ndim - 2)))]  # (N, C, 1[, 1])
     return inverted_dropout(x, p, like=one_per_map)
 
 
 class Dropout1d(nn.Dropout1d):
-    """torch's Dropout1d for a float rate; a 0-d tensor rate (one cell of a stack) uses channel_dropout."""
+    """torch's Dropout1d module drawing from the cell's noise stream (channel_dropout, for a float rate
+    and a 0-d tensor rate alike: one cell draws the same maps alone and stacked)."""
 
     stochastic = True
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, L)
-        if not isinstance(self.p, Tensor):
-            return super().forward(x)
-        return channel_dropout(x, self.p) if self.training else x
+        return channel_dropout(x, self.p) if self.training and not is_off(self.p) else x
 
 
 class Dropout2d(nn.Dropout2d):
-    """torch's Dropout2d for a float rate; a 0-d tensor rate (one cell of a stack) uses channel_dropout."""
+    """torch's Dropout2d module drawing from the cell's noise stream (as Dropout1d)."""
 
     stochastic = True
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W)
-        if not isinstance(self.p, Tensor):
-            return super().forward(x)
-        return channel_dropout(x, self.p) if self.training else x
+        return channel_dropout(x, self.p) if self.training and not is_off(self.p) else x
 
 
 _CHANNEL_DROPOUT = {1: Dropout1d, 2: Dropout2d}  # spatial_dims -> module (Dropout2d on 3-D input warns)
