@@ -127,6 +127,9 @@ class _Draw(torch.autograd.Function):
 
     @staticmethod
     def forward(like: Tensor, normal: bool) -> Tensor:
+        if len(_active) != 1:  # in a stack, but `like` holds no cell dim: one draw would be shared by every cell
+            raise RuntimeError("a draw inside a stack must be shaped like a tensor of the cell (its input, "
+                               "activations or weights), not like a constant")
         return _draw(like.shape, like, normal, _active[0])
 
     @staticmethod

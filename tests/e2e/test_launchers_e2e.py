@@ -8,6 +8,7 @@ a real process boundary), and `python -c` calls the Python API in a fresh interp
 
 from __future__ import annotations
 
+import csv
 import json
 import shlex
 import sys
@@ -115,3 +116,26 @@ def test_own_experiment_sweeps_from_a_config_dir(order, tmp_path):
     assert done.code == 0 and len(sweeps) == 1, f"{command} exited {done.code}: {sweeps}\n{tail(done.output)}"
     found = assert_sweep_finished(sweeps[0], 2, done, command)
     assert {s["seed"] for s in found} == {0, 1}
+
+
+def test_one_cell_of_a_stacked_sweep_rerun_alone_has_the_same_curve(tmp_path):
+    """README: a cell is a function of its config and seed. A stacked sweep with dropout and augmentation,
+    then one of its cells alone (resume=false: trained again, not found), each in a fresh process."""
+    grid = ["model=cnn", "model.channels=[4]", "dropout=spatial", "augment=flip_crop", "trainer.epochs=2",
+            "dataset.train_size=200", "report=false"]
+    swept = shell(shlex.join(["regbench", "run", "-m", "dropout.p=0.2,0.4", "seed=0,1", *grid, "sweep_name=s"]),
+                  tmp_path)
+    assert swept.code == 0, tail(swept.output)
+    alone = shell(shlex.join(["regbench", "run", "dropout.p=0.4", "seed=1", *grid, "resume=false",
+                              "results_dir=alone"]), tmp_path)
+    assert alone.code == 0, tail(alone.output)
+    [lone] = list((tmp_path / "alone").glob("*/summary.json"))
+    cell = next(p for p in (tmp_path / "runs" / "s").glob("*/summary.json")
+                if json.loads(p.read_text())["config_hash"] == json.loads(lone.read_text())["config_hash"])
+    assert json.loads(cell.read_text())["stack_cells"] == 4 and json.loads(lone.read_text())["stack_cells"] == 1
+    with open(cell.parent / "metrics.csv") as a, open(lone.parent / "metrics.csv") as b:
+        rows = list(zip(csv.DictReader(a), csv.DictReader(b), strict=True))
+    assert len(rows) == 2
+    for stacked, lone_row in rows:  # the same draws; float rounding of batched vs single kernels only
+        for k in ("train_loss", "val_loss", "val_acc"):
+            assert float(stacked[k]) == pytest.approx(float(lone_row[k]), rel=1e-5, abs=1e-6), k
