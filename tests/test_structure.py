@@ -195,3 +195,17 @@ def test_test_modules_are_loaded_once():
 
     twice = sorted(name for name in sys.modules if name.startswith("tests.") and name[len("tests."):] in sys.modules)
     assert twice == []
+
+
+MAX_ENGINE_FUNCTION_LINES = 80  # the engine is read top to bottom: a step does one thing (docs/architecture.md)
+
+
+def test_engine_functions_are_short():
+    long = []
+    for path in sorted((ROOT / "regbench" / "engine").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_ENGINE_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name} has {lines} lines")
+    assert not long, "\n".join(long)

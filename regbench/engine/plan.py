@@ -11,6 +11,7 @@ stack of one through the same loop, with one log line saying why.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 
@@ -18,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.core.errors import ConfigError
+from regbench.engine.stack import signature
 from regbench.rules.config import PER_CELL_KEYS, drop_keys, hashable_dict
 
 # Values a stack holds per cell: the schema's per-cell keys (regbench/rules/config.py: (M,) tensors or each
@@ -26,6 +28,7 @@ from regbench.rules.config import PER_CELL_KEYS, drop_keys, hashable_dict
 ENGINE_PER_CELL = frozenset({"augment", "eval.mc_samples", "eval.ece_bins", "trainer.select", "trainer.monitor",
                              "trainer.patience", "trainer.min_delta"})
 PER_CELL_VALUES = tuple(sorted(PER_CELL_KEYS | ENGINE_PER_CELL))
+log = logging.getLogger("regbench")
 DEFAULT_MEMORY_FRACTION = 0.5  # of the free device memory (CPU: MemAvailable) a stack may plan for
 
 
@@ -42,6 +45,25 @@ def alone_reason(cfg: DictConfig) -> tuple[str, str] | None:
     if cfg.trainer.channels_last:
         return "trainer.channels_last=true", "vmap folds the cell dim into the batch, which undoes NHWC"
     return None
+
+
+def groups(cells: list) -> list[list]:
+    """The stacks cells built for one train() call form, decided before any of them trains: each cell that
+    cannot share a stack (`alone_reason`) alone, then the others by model structure (stack.signature: e.g.
+    DropConnect wraps only the layers whose rate is > 0, so other parameter names), each stack in order of
+    (lr, weight decay, momentum): the optimizer updates equal ones side by side."""
+    alone = [c for c in cells if len(cells) > 1 and alone_reason(c.cfg)]
+    for c in alone:
+        log.info("%s: trains alone (%s)", *alone_reason(c.cfg))
+    by_structure: dict[tuple, list] = {}
+    for c in cells:
+        if c not in alone:
+            by_structure.setdefault(signature(c.model), []).append(c)
+    if len(by_structure) > 1:
+        log.info("%d cells have %d different model structures: trained as %d stacks", len(cells) - len(alone),
+                 len(by_structure), len(by_structure))
+    order = lambda c: (c.cfg.optim.lr, c.cfg.optim.weight_decay, c.cfg.optim.momentum)  # noqa: E731
+    return [[c] for c in alone] + [sorted(group, key=order) for group in by_structure.values()]
 
 
 def stack_key(cfg: DictConfig) -> str:

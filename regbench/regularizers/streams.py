@@ -26,7 +26,8 @@ difference without biasing it.
 A module that draws from torch's global generator (torch.rand_like, nn.Dropout, torchvision's
 StochasticDepth) cannot give each cell of a stack its own numbers: the stacked forward runs with
 `randomness="error"`, so such a module fails the stack's trial step and its cells train alone,
-with a log line saying so (engine/loop.py), each from its own seeded global generator.
+with a log line saying so (engine/loop.py), each with the global generator seeded from its seed
+(purpose "global") when it starts training.
 """
 
 from __future__ import annotations
