@@ -12,9 +12,8 @@ import pytest
 from conftest import FAST, run_dirs
 from test_report import write_grid
 
-from regbench.report import dropout_types
+from regbench.core.dropout_types import BUILT_IN, RATE_KEYS
 from regbench.report import main as report_main
-from regbench.report.dropout_types import declared_types
 from regbench.report.table import dropout_spec, is_baseline_type
 
 
@@ -49,33 +48,34 @@ def test_report_imports_no_torch(runs, tmp_path):
     assert (tmp_path / "out" / "curves.png").is_file()
 
 
-def test_declared_types_are_what_the_registry_holds():
+def test_the_report_knows_every_built_in_type_as_the_registry_does():
     from regbench.regularizers import DROPOUTS
 
     builtin = {n for n in DROPOUTS.names() if type(DROPOUTS.get(n)).__module__.startswith("regbench.regularizers.")}
-    declared = declared_types()
-    assert set(declared) == builtin  # every built-in type is read without torch, and nothing else
+    assert set(BUILT_IN) == builtin  # every built-in type is known without torch, and nothing else
     for name in builtin:
         spec = DROPOUTS.get(name)
-        assert (declared[name].colour, tuple(declared[name].rate_keys)) == (spec.colour, tuple(spec.rate_keys)), name
+        assert dropout_spec(name) == BUILT_IN[name]
+        assert (spec.colour, tuple(spec.rate_keys)) == (BUILT_IN[name].colour, BUILT_IN[name].rate_keys), name
     assert is_baseline_type("none") and not is_baseline_type("standard")
+    assert dropout_spec("not-a-type") is None
 
 
-def test_a_type_not_declared_as_literals_is_looked_up_in_the_registry(tmp_path, monkeypatch):
-    (tmp_path / "mine.py").write_text(textwrap.dedent("""
-        @register
-        class Computed(DropoutSpec):
-            name = "standard"
-            colour = pick_colour()  # not a literal: the source alone cannot tell
-    """))
-    monkeypatch.setattr(dropout_types, "PACKAGE", tmp_path)
-    declared_types.cache_clear()
+def test_a_plugin_type_is_looked_up_in_the_registry():
+    from regbench.regularizers import DROPOUTS
+    from regbench.regularizers.base import DropoutSpec
+
+    class Mine(DropoutSpec):
+        name = "mine_for_the_report"
+        colour = "#123456"
+        rate_keys = ("p",)
+
+    DROPOUTS.register(Mine.name)(Mine())
     try:
-        assert declared_types() == {}
-        assert dropout_spec("standard").colour == "#1f77b4"  # the registry's StandardDropout
-        assert dropout_spec("not-a-type") is None
+        assert dropout_spec(Mine.name).colour == "#123456" and not is_baseline_type(Mine.name)
+        assert DropoutSpec().colour is None and DropoutSpec().rate_keys == RATE_KEYS  # no facts declared
     finally:
-        declared_types.cache_clear()
+        DROPOUTS.unregister(Mine.name)
 
 
 def test_sweep_report_writes_the_formats_of_report_format(cli, tmp_path):

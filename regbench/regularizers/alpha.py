@@ -40,6 +40,5 @@ class AlphaDropout(nn.AlphaDropout):
 @register
 class Alpha(ActivationDropoutSpec):
     name = "alpha"
-    colour = "#ff7f0e"  # in report figures
     activation = "selu"
     module = AlphaDropout

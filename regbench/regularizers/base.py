@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from regbench.core.dropout_types import BUILT_IN, RATE_KEYS
 from regbench.core.errors import ConfigError
-from regbench.core.rates import RATE_KEYS
 from regbench.core.registry import Registry
 from regbench.regularizers import discovery, streams
 
@@ -37,11 +37,20 @@ class DropoutSpec:
     name: str = ""
     activation: str | None = None
     needs_conv: bool = False  # True: only meaningful on conv feature maps (model=cnn); check() rejects mlp
-    rate_keys: tuple[str, ...] = RATE_KEYS  # dropout.* keys that set its strength; () = no regularization
-    colour: str | None = None  # its colour in every report figure (None: one derived from the name)
     # What the type reads besides its rates, so a setting it ignores is refused (regbench/rules/active.py):
     activation_slots: bool = True  # modules in activation slots, so p_input and placement act (DropConnect: no)
     keys: tuple[str, ...] = ()  # dropout.* keys only this type reads, e.g. dropblock: block_size, schedule
+
+    # `rate_keys` (dropout.* keys that set its strength; () = no regularization) and `colour` (in every report
+    # figure; None: one derived from the name): a built-in type's come from core/dropout_types.py, which the
+    # report reads without torch; a plugin's class sets them as class attributes.
+    @property
+    def rate_keys(self) -> tuple[str, ...]:
+        return BUILT_IN[self.name].rate_keys if self.name in BUILT_IN else RATE_KEYS
+
+    @property
+    def colour(self) -> str | None:
+        return BUILT_IN[self.name].colour if self.name in BUILT_IN else None
 
     def check(self, cfg) -> None:  # cfg: the whole run config
         pass

@@ -110,7 +110,6 @@ class DropBlock(nn.Module):
 @register
 class DropBlockSpec(ConvDropoutSpec):
     name = "dropblock"
-    colour = "#9467bd"  # in report figures
     why = "it drops blocks of conv feature maps"
     keys = ("block_size", "schedule")
 

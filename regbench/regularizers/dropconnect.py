@@ -107,7 +107,6 @@ class DropConnect(nn.Module):
 @register
 class DropConnectSpec(DropoutSpec):
     name = "dropconnect"
-    colour = "#d62728"  # in report figures
     activation_slots = False  # it wraps weight layers: no input slot, nothing to place before BatchNorm
     keys = ("mask",)
 

@@ -37,5 +37,4 @@ class GaussianDropout(FunctionalDropout):
 @register
 class Gaussian(ActivationDropoutSpec):
     name = "gaussian"
-    colour = "#8c564b"  # in report figures
     module = GaussianDropout

@@ -35,5 +35,4 @@ class OriginalDropout(FunctionalDropout):
 @register
 class Original(ActivationDropoutSpec):
     name = "original"
-    colour = "#17becf"  # in report figures
     module = OriginalDropout

@@ -51,7 +51,6 @@ _CHANNEL_DROPOUT = {1: Dropout1d, 2: Dropout2d}  # spatial_dims -> module (Dropo
 @register
 class Spatial(ConvDropoutSpec):
     name = "spatial"
-    colour = "#2ca02c"  # in report figures
     why = "it drops whole feature maps"
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:

@@ -11,13 +11,10 @@ from regbench.regularizers.base import ActivationDropoutSpec, Dropout, DropoutSp
 @register
 class NoDropout(DropoutSpec):
     name = "none"
-    colour = "#4d4d4d"  # in report figures
-    rate_keys = ()  # the baseline: nothing to set
     activation_slots = False
 
 
 @register
 class StandardDropout(ActivationDropoutSpec):
     name = "standard"
-    colour = "#1f77b4"  # in report figures
     module = Dropout

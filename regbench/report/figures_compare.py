@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from regbench.core.rates import RATE_KEYS as BASE_RATE_KEYS
+from regbench.core.dropout_types import RATE_KEYS as BASE_RATE_KEYS
 from regbench.report.style import (
     ACC,
     ANNOTATION_SIZE,

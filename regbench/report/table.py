@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regbench.core.rates import RATE_KEYS
+from regbench.core.dropout_types import BUILT_IN, RATE_KEYS
 from regbench.records.results import EXTRA_METRIC_PREFIXES, RUN_METRICS, SPLIT_METRICS, flatten
 from regbench.report.collect import Run
-from regbench.report.dropout_types import declared_types
 from regbench.rules.config import NOT_COMPARED_KEYS
 
 # Keys whose differences do not make two runs different configurations (the schema's declaration:
@@ -190,10 +189,9 @@ def runs_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
 def dropout_spec(name: Any):
     """The registered dropout type of this name (regularizers/), or None: a type this process does
     not know (e.g. a plugin that is not loaded here) is still reported, with neutral defaults.
-    Built-in types are read from their source (dropout_types.py), so a report imports no torch."""
-    declared = declared_types().get(name) if isinstance(name, str) else None
-    if declared is not None:
-        return declared
+    Built-in types are read from core/dropout_types.py, so a report of them imports no torch."""
+    if isinstance(name, str) and name in BUILT_IN:
+        return BUILT_IN[name]
     from regbench.regularizers import DROPOUTS
 
     return DROPOUTS.get(name) if isinstance(name, str) and name in DROPOUTS else None
