@@ -60,7 +60,13 @@ def assert_sweep_finished(sweep_dir: Path, cells: int, done, what: str) -> list[
     return found
 
 
-@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+# The docs run joblib, submitit_local and ray sweeps from the shell in `make test` (tests/e2e/test_docs_commands.py,
+# exit code 0 each); their detailed checks here (every summary, the report) run with `make test-all`.
+IN_THE_DOCS = {"joblib", "submitit_local", "ray"}
+
+
+@pytest.mark.parametrize("launcher", [pytest.param(name, marks=pytest.mark.slow) if name in IN_THE_DOCS else name
+                                      for name in LAUNCHERS])
 def test_launcher_sweeps_to_the_end_from_the_shell(launcher, tmp_path):
     overrides, cells = LAUNCHERS[launcher]
     needs_plugin(overrides)
