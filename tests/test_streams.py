@@ -85,3 +85,23 @@ def test_streams_are_derived_from_the_seed_and_purpose_and_their_state_round_tri
     fresh = streams.Streams.of(4)
     assert torch.equal(torch.randperm(10, generator=fresh.order),
                        torch.randperm(10, generator=torch.Generator().manual_seed(4)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_stacked_cell_draws_its_lone_numbers_and_augments_from_its_own_stream():
+    gens = [streams.generator(s, "noise", "cuda") for s in (0, 1)]
+    like = torch.zeros(2, 64, 32, device="cuda")
+    with streams.drawing(gens):
+        stacked = vmap(streams.rand_like, randomness="error")(like)
+    with streams.drawing([streams.generator(1, "noise", "cuda")]):
+        assert torch.equal(stacked[1], streams.rand_like(like[1]))
+    gen, twin = streams.generator(2, "augment", "cuda"), streams.generator(2, "augment", "cuda")
+    before = torch.cuda.get_rng_state()
+    with streams.as_global(gen):
+        a = torch.rand(3, device="cuda")
+    b = torch.rand(3, device="cuda", generator=gen)
+    # draw for draw (Philox advances its offset per call, so 3 + 3 is not one call of 6)
+    assert torch.equal(a, torch.rand(3, device="cuda", generator=twin))
+    assert torch.equal(b, torch.rand(3, device="cuda", generator=twin))
+    assert torch.equal(before, torch.cuda.get_rng_state())
