@@ -137,11 +137,11 @@ def test_default_margins_are_declared_per_metric_kind():
 SEQUENCES = 4000  # simulated sequences per check: the SE of a 5% share is sqrt(.05 * .95 / 4000) = 0.34 pp
 
 
-def test_the_vectorised_rule_is_scipys_interval():
+def test_the_rule_seed_auto_simulates_is_scipys_interval():
     rng = np.random.default_rng(5)
     d = rng.normal(0.01, 0.01, (200, 6))
     ci = sps.ttest_1samp(d, 0.0, axis=-1).confidence_interval(1 - 0.01)
-    assert (sequential.decide_paired(d, 0.01, 0.01) == verdicts.decide(ci.low, ci.high, 0.01)).all()
+    assert (stats.paired(d).decide(0.01, 0.01) == verdicts.decide(ci.low, ci.high, 0.01)).all()
 
 
 def test_schedule_doubles_from_the_pilot_to_the_budget():
