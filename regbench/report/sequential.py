@@ -38,16 +38,17 @@ def schedule(max_seeds: int = MAX_SEEDS, pilot: int = PILOT) -> list[int]:
 
 
 def simulate(diffs: np.ndarray, margin: float, m: int = 1, max_seeds: int | None = None,
-             pilot: int = PILOT) -> tuple[np.ndarray, np.ndarray]:
+             pilot: int = PILOT, step: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Run the rule over sequences diffs (S, max_seeds) of one comparison's paired differences
-    (with m comparisons in its family): (decision at the stop, seeds used) per sequence."""
+    (with m comparisons in its family; step: the metric's step, 1/N for an accuracy on N examples):
+    (decision at the stop, seeds used) per sequence."""
     looks = schedule(max_seeds or diffs.shape[1], pilot)
     at = level(m, len(looks))
     final = np.full(len(diffs), "", dtype=object)
     used = np.zeros(len(diffs), dtype=int)
     open_ = np.ones(len(diffs), dtype=bool)
     for n in looks:
-        got = stats.paired(diffs[:, :n]).decide(at, margin)
+        got = stats.paired(diffs[:, :n], step).decide(at, margin)
         stop = open_ & (np.isin(got, DECIDED) | (n == looks[-1]))
         final[stop], used[stop] = got[stop], n
         open_ &= ~stop

@@ -13,10 +13,18 @@ Every test is vectorised over a family of comparisons (`TTests`: arrays of one s
   (scipy.stats.ttest_ind with equal_var=False, Welch–Satterthwaite df), said in the `test` column;
 - n = 1 (or nothing to pair): the difference alone, no interval, said in words.
 
+Zero spread is not certainty. An accuracy on a split of N examples moves in steps of 1/N, so a
+per-seed difference is a whole number of examples and a few seeds can all differ by the same number:
+their spread of 0 would make any such difference certain (p = 0). The spread is floored at that step
+(`step`, from report/table.metric_step: s = max(s_d, 1/N); for Welch each side's), so three seeds that
+each gain one example give t = √3, p = 0.22 (an exact sign-flip test gives 0.25). Metrics with no step
+(losses, NLL, ECE) keep the exact branch: no spread at all is an exact difference, its interval the point.
+Why this rule: README.md, "Reports".
+
 scipy's t-tests take the spread from the data as it is, so the kernel forms the estimate, its standard
 error and df (their formulas, a few lines each) and reads every probability and quantile from
 scipy.stats.t; tests/test_verdicts.py and tests/test_stats.py check every number against
-ttest_rel / ttest_ind / ttest_1samp.
+ttest_rel / ttest_ind / ttest_1samp wherever the floor does not bind.
 
 Multiple comparisons: each metric of one report is one family of m comparisons, adjusted by
 Bonferroni (and over the K planned looks of a seed=auto sweep): the verdict's interval is the
@@ -41,6 +49,7 @@ import pandas as pd
 from scipy import optimize
 from scipy import stats as sps
 
+from regbench.report.table import metric_step
 from regbench.rules.verdicts import ALPHA, METRICS, UNDECIDED, decide, level, margin_for, words
 
 POWER = 0.8  # target power for the minimum detectable effect and the seeds needed
@@ -68,6 +77,8 @@ class TTests:
     df: np.ndarray  # degrees of freedom (Welch: Welch–Satterthwaite)
     spread: np.ndarray  # what k more seeds divide by √k: s_d (paired), sqrt(s_a² + s_b²) (Welch, k per side)
     df_scale: np.ndarray  # df at k seeds = df_scale·(k − 1): 1 (paired), Welch's at equal sides
+    same: np.ndarray  # bool: the observed spread is 0 (every seed differs by the same amount)
+    floored: np.ndarray  # bool: the observed spread was below the step, which set it
 
     @property
     def exact(self) -> np.ndarray:
@@ -128,29 +139,36 @@ class TTests:
         return np.where(self.exact | np.isnan(self.se), np.nan, nc(self.df) * self.se)
 
 
-def paired(d: np.ndarray) -> TTests:
-    """The paired t-tests of per-seed differences d (..., n), n >= 2: one per leading index."""
+def paired(d: np.ndarray, step=0.0) -> TTests:
+    """The paired t-tests of per-seed differences d (..., n), n >= 2: one per leading index. step (scalar or
+    (...)): the metric's step, 1/N; the spread s_d counts as at least that (0: no floor)."""
     d = np.asarray(d, dtype=float)
     n = d.shape[-1]
-    diff, var = d.mean(axis=-1), np.var(d, axis=-1, ddof=1)
-    same = np.sqrt(var) <= SAME_SPREAD * np.maximum(1.0, np.abs(diff))  # every seed differs by the same amount
-    return TTests(diff, np.where(same, 0.0, np.sqrt(var / n)), np.full(np.shape(diff), n - 1.0), np.sqrt(var),
-                  np.ones(np.shape(diff)))
+    diff, observed = d.mean(axis=-1), np.var(d, axis=-1, ddof=1)
+    floor = np.broadcast_to(np.square(step), np.shape(diff))
+    floored, var = observed < floor, np.maximum(observed, floor)
+    same = np.sqrt(observed) <= SAME_SPREAD * np.maximum(1.0, np.abs(diff))  # every seed differs by the same amount
+    return TTests(diff, np.where(same & (floor == 0), 0.0, np.sqrt(var / n)), np.full(np.shape(diff), n - 1.0),
+                  np.sqrt(var), np.ones(np.shape(diff)), same, floored)
 
 
-def welch(a: np.ndarray, b: np.ndarray) -> TTests:
+def welch(a: np.ndarray, b: np.ndarray, step=0.0) -> TTests:
     """Welch's unpaired t-tests of a (..., n_a) against b (..., n_b), both with >= 2 values (scipy's df:
-    the formula of ttest_ind(equal_var=False))."""
+    the formula of ttest_ind(equal_var=False)); each side's spread counts as at least `step`."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     n_a, n_b = a.shape[-1], b.shape[-1]
     diff = a.mean(axis=-1) - b.mean(axis=-1)
-    var_a, var_b = np.var(a, axis=-1, ddof=1), np.var(b, axis=-1, ddof=1)
+    observed_a, observed_b = np.var(a, axis=-1, ddof=1), np.var(b, axis=-1, ddof=1)
+    floor = np.broadcast_to(np.square(step), np.shape(diff))
+    floored = (observed_a < floor) | (observed_b < floor)
+    var_a, var_b = np.maximum(observed_a, floor), np.maximum(observed_b, floor)
     vn_a, vn_b = var_a / n_a, var_b / n_b
-    same = np.sqrt(var_a) + np.sqrt(var_b) <= SAME_SPREAD * np.maximum(1.0, np.abs(diff))  # no spread on either side
+    same = np.sqrt(observed_a) + np.sqrt(observed_b) <= SAME_SPREAD * np.maximum(1.0, np.abs(diff))  # no spread
     with np.errstate(divide="ignore", invalid="ignore"):
         df = (vn_a + vn_b) ** 2 / (vn_a**2 / (n_a - 1) + vn_b**2 / (n_b - 1))
         df_scale = (var_a + var_b) ** 2 / (var_a**2 + var_b**2)
-    return TTests(diff, np.where(same, 0.0, np.sqrt(vn_a + vn_b)), df, np.sqrt(var_a + var_b), df_scale)
+    return TTests(diff, np.where(same & (floor == 0), 0.0, np.sqrt(vn_a + vn_b)), df, np.sqrt(var_a + var_b),
+                  df_scale, same, floored)
 
 
 def _power(nc: float, df: float, at: float) -> float:
@@ -178,6 +196,16 @@ def detectable_nc(df: float, alpha: float = ALPHA, power: float = POWER) -> floa
 # ---------------------------------------------------------------------------- a family of comparisons
 
 
+class Pair(NamedTuple):
+    """One comparison of a family, as compare_many takes it (a plain 4-tuple is a Pair with no step)."""
+
+    keys: dict  # what starts its row (e.g. group and metric)
+    values: pd.Series  # the configuration's metric, indexed by seed
+    baseline: pd.Series  # the baseline's, indexed by seed
+    direction: int  # +1 where higher is better
+    step: float = 0.0  # the metric's step (report/table.metric_step): its spread's floor
+
+
 class Sides(NamedTuple):
     a: pd.Series  # one value per seed of the configuration
     b: pd.Series  # ... and of its baseline
@@ -201,13 +229,15 @@ def sides(values: pd.Series, baseline: pd.Series) -> Sides:
     return Sides(a, b, shared, test)
 
 
-FIELDS = ("diff", "se", "df", "spread", "df_scale")
+FIELDS = ("diff", "se", "df", "spread", "df_scale", "same", "floored")
 
 
-def family(all_sides: Sequence[Sides]) -> TTests:
-    """The t-tests of a family, in its order (NaN where a comparison has no test); comparisons with the
-    same test and seed counts are computed together, as one array."""
+def family(all_sides: Sequence[Sides], steps) -> TTests:
+    """The t-tests of a family, in its order (NaN where a comparison has no test); steps: each comparison's
+    step (its spread's floor). Comparisons with the same test and seed counts are computed together."""
+    steps = np.broadcast_to(np.asarray(steps, dtype=float), (len(all_sides),))
     out = {f: np.full(len(all_sides), np.nan) for f in FIELDS}
+    out["same"], out["floored"] = np.zeros(len(all_sides), bool), np.zeros(len(all_sides), bool)
     blocks: dict[tuple, list[int]] = {}
     for i, s in enumerate(all_sides):
         if s.test != NO_TEST:
@@ -216,16 +246,19 @@ def family(all_sides: Sequence[Sides]) -> TTests:
     for key, rows in blocks.items():
         picked = [all_sides[i] for i in rows]
         if key[0] == PAIRED:  # (rows, n): the same seeds in order on both sides
-            part = paired(np.stack([s.a[s.shared].to_numpy(float) - s.b[s.shared].to_numpy(float) for s in picked]))
+            part = paired(np.stack([s.a[s.shared].to_numpy(float) - s.b[s.shared].to_numpy(float) for s in picked]),
+                          steps[rows])
         else:
             part = welch(np.stack([s.a.to_numpy(float) for s in picked]),
-                         np.stack([s.b.to_numpy(float) for s in picked]))
+                         np.stack([s.b.to_numpy(float) for s in picked]), steps[rows])
         for f in FIELDS:
             out[f][rows] = getattr(part, f)
     return TTests(**out)
 
 
-def _note(s: Sides, exact: bool, diff: float) -> str:
+def _note(s: Sides, tests: TTests, i: int, step: float, diff: float) -> str:
+    exact, same = bool(tests.exact[i]), bool(tests.same[i])
+    floored = [f"spread floored at one example (1/{round(1 / step)})"] if tests.floored[i] else []
     if len(s.a) == 0 or len(s.b) == 0:
         return "no values to compare"
     if s.test == NO_TEST:
@@ -233,27 +266,29 @@ def _note(s: Sides, exact: bool, diff: float) -> str:
         return f"{lone}: no interval and no test (one seed cannot measure the spread between seeds)"
     if s.test == WELCH:
         note = [f"seeds do not pair: unpaired Welch test ({len(s.a)} vs {len(s.b)} runs)"]
-        return "; ".join(note + (["no spread on either side"] if exact else []))
+        return "; ".join(note + (["no spread on either side"] if same else []) + floored)
     n, dropped = len(s.shared), len(s.a) + len(s.b) - 2 * len(s.shared)
     note = [f"paired over {n} seeds"] + ([f"{dropped} unpaired run(s) left out"] if dropped else [])
-    if exact:
+    if same:
         note.append("identical in every seed" if diff == 0 else f"every seed differs by exactly {diff:.4g}")
-    elif n == 2:
+    if n == 2 and not exact:
         note.append("n = 2: the interval rests on 1 degree of freedom, so it is very wide")
-    return "; ".join(note)
+    return "; ".join(note + floored)
 
 
 def family_rows(all_sides: Sequence[Sides], at: float, margin: float = math.nan, signs: Any = +1,
-                power: float | None = POWER) -> list[dict]:
+                power: float | None = POWER, steps: Any = 0.0) -> list[dict]:
     """One row per comparison of a family, at the two-sided level `at`: n, means, diff = mean(values) −
     mean(baseline) (paired: mean of per-seed differences), the unadjusted 95% interval (ci95_low/high),
     the verdict's (1 − at) interval (ci_low/high), the two-sided p-value, the TOST p-value against
     ±margin, the test used, the decision (verdicts.decide), the seeds that would decide an undecided one,
     the minimum detectable effect at `power` (at `at`; power=None: NaN) and a note in words.
-    signs: +1 where higher is better (one per comparison, or one for all)."""
+    signs: +1 where higher is better; steps: the metric's step, the spread's floor (each: one per
+    comparison, or one for all)."""
     if not all_sides:
         return []
-    tests = family(all_sides)
+    steps = np.broadcast_to(np.asarray(steps, dtype=float), (len(all_sides),))
+    tests = family(all_sides, steps)
     ci95, ci = tests.interval(ALPHA), tests.interval(at)
     decision = decide(*ci, margin, signs)
     seeds = tests.seeds_to_decide(at, margin) if (decision == UNDECIDED).any() else np.full(len(all_sides), np.nan)
@@ -270,15 +305,16 @@ def family_rows(all_sides: Sequence[Sides], at: float, margin: float = math.nan,
                      "p": float(p[i]), "p_tost": float(p_tost[i]), "test": s.test, "decision": str(decision[i]),
                      "mde": float(mde[i]),
                      "seeds_to_decide": seeds[i] if decision[i] == UNDECIDED else np.nan,
-                     "note": _note(s, bool(tests.exact[i]), diff)})
+                     "note": _note(s, tests, i, float(steps[i]), diff)})
     return rows
 
 
 def compare_values(values: pd.Series, baseline: pd.Series, level: float = ALPHA, margin: float = math.nan,
-                   sign: int = +1, power: float | None = POWER) -> dict:
+                   sign: int = +1, power: float | None = POWER, step: float = 0.0) -> dict:
     """Compare one metric of a configuration with its baseline (both Series indexed by seed) at the two-sided
-    level `level`: a family of one (family_rows has the fields). sign: +1 where higher is better."""
-    return family_rows([sides(values, baseline)], level, margin, sign, power)[0]
+    level `level`: a family of one (family_rows has the fields). sign: +1 where higher is better; step: the
+    metric's step (report/table.metric_step), the floor of the spread."""
+    return family_rows([sides(values, baseline)], level, margin, sign, power, step)[0]
 
 
 def n_text(row: Mapping[str, Any]) -> str:
@@ -294,24 +330,27 @@ COLUMNS = ["test", "n", "n_a", "n_b", "mean", "mean_baseline", "diff", "ci_low",
 ADJUST = "Bonferroni"  # the method's name in comparisons.csv and the report
 
 
-def compare_many(pairs: Sequence[tuple[dict, pd.Series, pd.Series, int]], margin: float = math.nan,
-                 looks: int = 1, alpha: float = ALPHA, power: float = POWER, metric: str = "") -> pd.DataFrame:
+def compare_many(pairs: Sequence[Pair | tuple], margin: float = math.nan, looks: int = 1, alpha: float = ALPHA,
+                 power: float = POWER, metric: str = "") -> pd.DataFrame:
     """One family of comparisons (one metric): Bonferroni over its m testable ones and K looks.
 
-    pairs: (keys, values, baseline, direction) per comparison; keys (e.g. group and metric) start
-    the row, values / baseline are Series indexed by seed, direction is +1 where higher is better.
+    pairs: a Pair (keys, values, baseline, direction[, step]) per comparison; keys (e.g. group and metric)
+    start the row, values / baseline are Series indexed by seed, direction is +1 where higher is better,
+    step the metric's step (the spread's floor; 0: none).
     Every row's verdict interval, p_adj = min(1, m·K·p) and p_tost_adj = min(1, 2·m·K·p_tost)
     read the same level α/(m·K), so "better"/"worse" holds exactly when p_adj < α and the
     interval excludes 0, "equivalent" exactly when p_tost_adj < α and the interval contains 0.
     The power numbers (mde) are at that level too.
     """
-    all_sides = [sides(v, b) for _, v, b, _ in pairs]
+    pairs = [Pair(*p) for p in pairs]
+    all_sides = [sides(p.values, p.baseline) for p in pairs]
     m = sum(s.test != NO_TEST for s in all_sides)
     at = level(m, looks, alpha)
-    found = family_rows(all_sides, at, margin, np.array([d for *_, d in pairs]), power)
+    found = family_rows(all_sides, at, margin, np.array([p.direction for p in pairs]), power,
+                        np.array([p.step for p in pairs]))
     if not found:
         return pd.DataFrame(columns=COLUMNS)
-    frame = pd.DataFrame([{**keys, **row} for (keys, *_), row in zip(pairs, found, strict=True)])
+    frame = pd.DataFrame([{**p.keys, **row} for p, row in zip(pairs, found, strict=True)])
     frame["p_adj"] = np.minimum(1.0, frame["p"] * alpha / at)
     frame["p_tost_adj"] = np.minimum(1.0, 2 * frame["p_tost"] * alpha / at)
     frame["family_m"], frame["looks"], frame["adjust"], frame["margin"] = m, looks, ADJUST, margin
@@ -347,7 +386,8 @@ def paired_stats(runs: pd.DataFrame, baselines: Mapping[Any, Any], metrics: Sequ
             if g == base:
                 continue
             mine, theirs = indexed[indexed[group] == g], indexed[indexed[group] == base]
-            pairs.append(({"group": g, "baseline": base, "metric": m}, mine[m], theirs[m], direction(m)))
+            step = metric_step(pd.concat([mine, theirs]), m)
+            pairs.append(Pair({"group": g, "baseline": base, "metric": m}, mine[m], theirs[m], direction(m), step))
         if pairs:
             frames.append(compare_many(pairs, margin_for(m, margins), looks, alpha, power, metric=m))
     if not frames:
