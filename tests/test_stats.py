@@ -1,6 +1,6 @@
 """regbench.report.stats, the statistics kernel: interval coverage and test size by simulation (seeded),
-power formulas against simulation, n = 1 / n = 2 in words, one Bonferroni family per metric, the
-bootstrap (the verdicts against scipy: test_verdicts.py)."""
+power formulas against simulation, n = 1 / n = 2 in words, one Bonferroni family per metric, and the
+report's bootstrap (paired.stays_best) (the verdicts against scipy: test_verdicts.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from regbench.report.paired import stays_best
 from regbench.report.stats import (
     NO_TEST,
     PAIRED,
@@ -20,7 +21,6 @@ from regbench.report.stats import (
     detectable_nc,
     paired,
     paired_stats,
-    stays_best,
     welch,
 )
 

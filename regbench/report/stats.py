@@ -32,8 +32,6 @@ Bonferroni (and over the K planned looks of a seed=auto sweep): the verdict's in
 unadjusted 95% interval is kept too (ci95_low/high). The verdict words are rules/verdicts.py's.
 The power numbers use the exact noncentral t (scipy.stats.nct): the smallest |difference| a
 two-sided test at the verdict's level detects with 80% power given the observed spread (`mde`).
-`stays_best` resamples seeds (bootstrap, seeded) and counts how often each group has the
-highest mean.
 """
 
 from __future__ import annotations
@@ -53,8 +51,6 @@ from regbench.report.table import metric_step
 from regbench.rules.verdicts import ALPHA, METRICS, UNDECIDED, decide, level, margin_for, words
 
 POWER = 0.8  # target power for the minimum detectable effect and the seeds needed
-N_BOOT = 2000  # bootstrap resamples for `stays_best`
-BOOT_SEED = 0  # the bootstrap's own generator: the same runs always give the same fraction
 NC_MAX = 200.0  # first search bracket for the noncentrality (df = 1 needs ~18 for 80% power at alpha = 0.05)
 NC_MAX_SEARCH = 1e6  # widened up to this for tiny alpha / df = 1; beyond it the MDE is reported as inf
 MAX_SEEDS = 100_000  # seeds_to_decide beyond this is reported as NaN ("more than MAX_SEEDS")
@@ -393,32 +389,3 @@ def paired_stats(runs: pd.DataFrame, baselines: Mapping[Any, Any], metrics: Sequ
     if not frames:
         return pd.DataFrame(columns=["group", "baseline", "metric", *COLUMNS])
     return pd.concat(frames, ignore_index=True)
-
-
-def stays_best(runs: pd.DataFrame, metric: str, group: str = "group", seed: str = "seed", n_boot: int = N_BOOT,
-               rng_seed: int = BOOT_SEED, higher_is_better: bool = True) -> pd.Series:
-    """Fraction of bootstrap resamples of the seeds in which each group has the best mean `metric`.
-
-    Seeds shared by every group are resampled jointly (the same seeds for all groups, keeping
-    the pairing); otherwise each group's runs are resampled on their own. numpy, not
-    scipy.stats.bootstrap: that returns intervals of a statistic, not an arg-max frequency.
-    Groups with a single value get NaN: one seed cannot say whether a winner stays a winner. Groups
-    tied for the best mean in a resample share that resample's win.
-    """
-    wide = runs.pivot_table(index=seed, columns=group, values=metric, aggfunc="mean")  # (seeds, groups)
-    if wide.empty:
-        return pd.Series(dtype=float)
-    rng = np.random.default_rng(rng_seed)
-    sign = 1.0 if higher_is_better else -1.0
-    complete = wide.dropna()
-    if len(complete) >= 2:
-        x = complete.to_numpy() * sign  # (S, G)
-        picks = rng.integers(0, len(x), size=(n_boot, len(x)))  # (B, S) seed indices, shared by all groups
-        means = x[picks].mean(axis=1)  # (B, G)
-    else:
-        columns = [wide[c].dropna().to_numpy() * sign for c in wide]
-        means = np.stack([c[rng.integers(0, len(c), size=(n_boot, len(c)))].mean(axis=1) for c in columns], axis=1)
-    top = np.isclose(means, means.max(axis=1, keepdims=True), rtol=0, atol=1e-12)  # (B, G): ties share the win
-    wins = (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
-    counts = wide.notna().sum()
-    return pd.Series(wins, index=wide.columns, name="stays_best").where(counts.to_numpy() >= 2)
