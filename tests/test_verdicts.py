@@ -201,6 +201,17 @@ def test_three_seeds_that_each_gain_one_example_are_not_better():
     assert (r["ci95_low"], r["ci95_high"]) == pytest.approx((ci.low, ci.high))  # the t interval of spread 1 example
 
 
+def test_unpaired_sides_without_spread_are_floored_too():
+    """Welch: each side's spread counts as at least one example; two sides each identical in every run
+    (other seeds, so no pairing) one example apart are no longer an exact difference."""
+    a, b = pd.Series([251 / N_TEST] * 3, index=[0, 1, 2]), pd.Series([250 / N_TEST] * 3, index=[5, 6, 7])
+    assert stats.compare_values(a, b, margin=0.01)["decision"] == BETTER  # no step: exact
+    r = stats.compare_values(a, b, margin=0.01, step=STEP)
+    res = sps.ttest_ind_from_stats(a.mean(), STEP, 3, b.mean(), STEP, 3, equal_var=False)  # both sds at the floor
+    assert r["test"] == stats.WELCH and r["p"] == pytest.approx(res.pvalue) and r["decision"] != BETTER
+    assert "no spread on either side; spread floored at one example (1/359)" in r["note"]
+
+
 @pytest.mark.parametrize("n", range(2, 21))
 def test_identical_differences_are_decided_only_where_every_unimodal_null_makes_them_rarer(n):
     """n seeds that all differ by c examples: under a null whose per-seed difference is symmetric and unimodal
