@@ -215,9 +215,9 @@ def test_unpaired_sides_without_spread_are_floored_too():
 @pytest.mark.parametrize("n", range(2, 21))
 def test_identical_differences_are_decided_only_where_every_unimodal_null_makes_them_rarer(n):
     """n seeds that all differ by c examples: under a null whose per-seed difference is symmetric and unimodal
-    on the examples (a sum of per-example changes), P(all n equal ±c or beyond) <= 2 / (2c + 1)^n, since no
-    value beyond 0 is likelier than the 2c + 1 values around 0. The floored t-test's p is never below that:
-    a zero spread is decided only where no such null explains it."""
+    on the examples (a sum of per-example changes), P(all n equal +c, or all −c) <= 2 / (2c + 1)^n, since
+    neither ±c is likelier than any of the 2c + 1 values from −c to c. The floored t-test's p is never below
+    that: a zero spread is decided only where no such null explains it."""
     c = np.arange(1, 500)
     d = np.repeat(c[:, None] * STEP, n, axis=1)  # (c, n): every seed differs by c examples
     p = stats.paired(d, STEP).p()
