@@ -195,16 +195,15 @@ def test_folder_names_carry_the_experiment_groups_and_swept_values(cli, tmp_path
     assert "cell" in out and "dropout.p_conv=0.3 optim=sgd" in out  # the closing table names the cells
 
 
-def test_a_sweep_without_its_report_imports_no_report_libraries(tmp_path):
+@pytest.mark.parametrize("sweep", [["-m", "seed=0,1", "report=false"], ["seed=0"]], ids=["sweep", "lone run"])
+def test_a_run_or_a_sweep_without_its_report_imports_no_report_libraries(tmp_path, sweep):
     # pandas + scipy.stats + matplotlib cost ~2 s of start-up: only a report (or seed=auto's looks) needs them
-    import subprocess
-    import sys
-
+    heavy = ("pandas", "matplotlib", "scipy.stats", "regbench.report")
     code = ("import sys; from regbench.cli.commands import main; "
-            "rc = main(['run', '-m', 'trainer.epochs=1', 'trainer.progress=false', 'model.hidden=[8]', "
-            "'report=false', 'resume=false', 'seed=0,1']); "
-            "print(rc, sorted(m for m in ('pandas', 'matplotlib', 'regbench.report') if m in sys.modules))")
-    for _ in range(2):  # the first fills the dataset cache (scikit-learn's loader imports pandas)
+            f"rc = main(['run', *{sweep!r}, 'trainer.epochs=1', 'trainer.progress=false', 'model.hidden=[8]', "
+            "'resume=false']); "
+            f"print(rc, sorted(m for m in {heavy!r} if m in sys.modules))")
+    for _ in range(2):  # the first fills the dataset cache (scikit-learn's loader imports pandas and scipy.stats)
         out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
 

@@ -14,6 +14,7 @@ from scipy import stats as sps
 from test_report import write_run
 
 from regbench.report import build_report
+from regbench.report.compare import main as compare_main
 
 
 def _acc(root: Path) -> dict[tuple[float, int], float]:
@@ -148,3 +149,45 @@ def test_margin_from_the_command_line_and_from_the_runs_config(tmp_path, capsys)
 def test_a_bad_margin_config_key_is_refused_before_a_run(tmp_path, cli):
     code, _, err = cli("run", f"results_dir={tmp_path}", "margin='test.acc=3'")
     assert code == 2 and "300 pp" in err and not list(tmp_path.rglob("summary.json"))
+
+
+def _gains_one_example(root: Path, n_test: int = 359, record_sizes: bool = True) -> None:
+    """p = 0.5 scores exactly one more of the n_test test examples than p = 0 in each of seeds 0, 1, 2."""
+    for p in (0.0, 0.5):
+        for seed in range(3):
+            write_run(root, p=p, seed=seed)
+    for summary in root.rglob("summary.json"):
+        s = json.loads(summary.read_text())
+        s["test"]["acc"] = (250 + 7 * s["seed"] + ("p0.5" in summary.parent.name)) / n_test
+        if record_sizes:  # as every run regbench writes: examples per split
+            s["data"] = {"n_train": 1150, "n_val": 288, "n_test": n_test}
+        summary.write_text(json.dumps(s))
+
+
+def test_seeds_that_all_gain_one_example_are_not_called_better_by_report_compare_or_seed_auto(tmp_path, capsys):
+    from regbench.report.sequential import Record
+    from regbench.report.table import metric_step
+    from regbench.sweeps.auto_seeds import undecided
+
+    _gains_one_example(tmp_path / "runs")
+    result = build_report([tmp_path / "runs"], tmp_path / "out", formats=["png"], figures=[])
+    assert result.table["data.n_test"].eq(359).all()  # runs.csv carries each split's size
+    row = pd.read_csv(tmp_path / "out" / "comparisons.csv").set_index("metric").loc["test.acc"]
+    assert row["decision"] != "better" and row["p_adj"] > 0.2  # was: better, by less than 1 pp (n = 3), p_adj = 0
+    assert "every seed differs by exactly 0.002786; spread floored at one example (1/359)" in row["note"]
+    assert "Zero spread is not certainty" in result.markdown.read_text()  # the legend says why
+    # regbench compare judges the same way
+    assert compare_main([str(tmp_path / "runs"), "--where", "dropout.p=0", "--out", str(tmp_path / "cmp")]) == 0
+    capsys.readouterr()
+    assert pd.read_csv(tmp_path / "cmp" / "compare.csv").at[0, "decision"] != "better"
+    # seed=auto's look at its pilot of 3 seeds (K = 4 planned looks): undecided, so the sweep goes on
+    assert undecided(tmp_path / "runs", 3, Record(pilot=3, max_seeds=20, looks_planned=4)) == (1, 1)
+    # runs that did not record their split sizes (no step known) keep the exact difference
+    _gains_one_example(tmp_path / "old", record_sizes=False)
+    old = build_report([tmp_path / "old"], tmp_path / "old-out", formats=["png"], figures=[]).groups
+    assert old["test.acc.vs_baseline.verdict"].dropna().tolist() == ["better, by less than 1 pp (n = 3)"]
+    runs = result.table
+    assert metric_step(runs, "test.acc") == 1 / 359 and metric_step(runs, "final.val_acc") == 1 / 288
+    assert metric_step(runs, "final.gap_acc") == 1 / 288  # the coarser of its two splits: train (1150) and val
+    assert metric_step(runs.assign(**{"trainer.train_eval_size": 100}), "final.gap_acc") == 1 / 100  # train subset
+    assert metric_step(runs, "final.gap_loss") == 0.0 and metric_step(runs.drop(columns="data.n_test"), "test.acc") == 0

@@ -1,6 +1,6 @@
-"""regbench.report.stats: interval coverage and test size by simulation (seeded), power formulas
-against simulation, n = 1 / n = 2 in words, one Bonferroni family per metric, the bootstrap
-(the verdicts against scipy: test_verdicts.py)."""
+"""regbench.report.stats, the statistics kernel: interval coverage and test size by simulation (seeded),
+power formulas against simulation, n = 1 / n = 2 in words, one Bonferroni family per metric, and the
+report's bootstrap (paired.stays_best) (the verdicts against scipy: test_verdicts.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from regbench.report.paired import stays_best
 from regbench.report.stats import (
     NO_TEST,
     PAIRED,
     WELCH,
+    compare_many,
     compare_values,
     detectable_nc,
+    paired,
     paired_stats,
-    paired_t,
-    stays_best,
-    welch_t,
+    welch,
 )
 
 REPS = 2000  # replications per simulation: the SE of a 95% coverage is sqrt(.95 * .05 / 2000) = 0.49 pp
@@ -35,7 +36,7 @@ def _paired_arrays(rng, reps, n, shift, seed_sd=2.0, noise_sd=0.5):
 @pytest.mark.parametrize("n", [2, 3, 5, 10])
 def test_paired_interval_covers_the_true_difference_95_percent(n):
     a, b = _paired_arrays(np.random.default_rng(n), REPS, n, shift=0.7)
-    _, low, high, _ = paired_t(a, b)  # the function compare_values prints from (checked below)
+    low, high = paired(a - b).interval(0.05)  # the kernel compare_values prints from (checked below)
     hits = np.mean((low <= 0.7) & (0.7 <= high))
     # [93%, 97%] is +-4 SE around 95% at 2000 replications (SE 0.49 pp)
     assert 0.93 <= hits <= 0.97
@@ -58,16 +59,34 @@ def test_paired_interval_and_p_match_scipy_on_one_case():
 def test_welch_when_seeds_do_not_pair_and_its_coverage():
     rng = np.random.default_rng(1)
     a, b = rng.normal(1.0, 1.0, (REPS, 6)), rng.normal(0.0, 2.0, (REPS, 4))
-    _, low, high, _, _ = welch_t(a, b)
+    low, high = welch(a, b).interval(0.05)
     assert 0.93 <= np.mean((low <= 1.0) & (1.0 <= high)) <= 0.97  # Welch is approximate; within 4 SE here
     r = compare_values(pd.Series(a[0], index=range(6)), pd.Series(b[0], index=range(10, 14)))  # other seeds
     assert r["test"] == WELCH and r["n"] == 0 and "do not pair" in r["note"]
     assert (r["ci95_low"], r["ci95_high"]) == pytest.approx((low[0], high[0]))
 
 
+def test_one_family_of_mixed_seed_counts_and_an_unpaired_pair_is_scipys_comparison_by_comparison():
+    rng = np.random.default_rng(6)
+    pairs = []
+    for n in (2, 3, 3, 5, 8):  # the kernel computes equal seed counts together: here four blocks
+        base = pd.Series(rng.normal(0.5, 0.02, n))
+        pairs.append(({"n": n}, base + rng.normal(0.01, 0.01, n), base, +1))
+    welch_sides = pd.Series(rng.normal(0.5, 0.01, 4)), pd.Series(rng.normal(0.49, 0.02, 5), index=range(10, 15))
+    pairs.append(({"n": 0}, *welch_sides, +1))
+    frame = compare_many(pairs, margin=0.01, metric="test.acc")
+    at = 0.05 / len(pairs)
+    for (_, a, b, _), r in zip(pairs, frame.to_dict("records"), strict=True):
+        res = sps.ttest_ind(a, b, equal_var=False) if r["test"] == WELCH else sps.ttest_rel(a, b)
+        ci = res.confidence_interval(1 - at)
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
+        assert r["p"] == pytest.approx(res.pvalue, rel=1e-12)
+    assert list(frame["test"]) == [PAIRED] * 5 + [WELCH]
+
+
 def test_false_positive_rate_under_the_null_is_alpha():
     a, b = _paired_arrays(np.random.default_rng(2), REPS, 5, shift=0.0)
-    assert 0.03 <= np.mean(paired_t(a, b)[3] < 0.05) <= 0.07  # 5% +- 4 SE (SE 0.49 pp)
+    assert 0.03 <= np.mean(paired(a - b).p() < 0.05) <= 0.07  # 5% +- 4 SE (SE 0.49 pp)
 
 
 def test_minimum_detectable_effect_is_detected_80_percent_of_the_time():
@@ -75,7 +94,7 @@ def test_minimum_detectable_effect_is_detected_80_percent_of_the_time():
     mde = detectable_nc(n - 1) * sd / math.sqrt(n)
     rng = np.random.default_rng(3)
     diffs = rng.normal(mde, sd, (REPS, n))
-    hits = np.mean(paired_t(diffs, np.zeros_like(diffs))[3] < 0.05)
+    hits = np.mean(paired(diffs).p() < 0.05)
     assert 0.80 - 4 * 0.0089 <= hits <= 0.80 + 4 * 0.0089  # SE of 80% at 2000 reps: 0.89 pp
 
 

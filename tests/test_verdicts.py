@@ -137,11 +137,11 @@ def test_default_margins_are_declared_per_metric_kind():
 SEQUENCES = 4000  # simulated sequences per check: the SE of a 5% share is sqrt(.05 * .95 / 4000) = 0.34 pp
 
 
-def test_the_vectorised_rule_is_scipys_interval():
+def test_the_rule_seed_auto_simulates_is_scipys_interval():
     rng = np.random.default_rng(5)
     d = rng.normal(0.01, 0.01, (200, 6))
     ci = sps.ttest_1samp(d, 0.0, axis=-1).confidence_interval(1 - 0.01)
-    assert (sequential.decide_paired(d, 0.01, 0.01) == verdicts.decide(ci.low, ci.high, 0.01)).all()
+    assert (stats.paired(d).decide(0.01, 0.01) == verdicts.decide(ci.low, ci.high, 0.01)).all()
 
 
 def test_schedule_doubles_from_the_pilot_to_the_budget():
@@ -175,3 +175,98 @@ def test_stop_reason_in_words():
     assert sequential.stop_reason(0, 6, 20) == "all decided"
     assert sequential.stop_reason(2, 20, 20) == "seed budget reached: 2 undecided"
     assert sequential.stop_reason(2, 12, 20) is None
+
+
+# ---------------------------------------------------------------------------- zero spread is not certainty
+
+N_TEST = 359  # digits' test split: a per-seed difference of test accuracies is k / 359
+STEP = 1 / N_TEST
+
+
+def test_three_seeds_that_each_gain_one_example_are_not_better():
+    """The case that motivated the floor: identical differences of one example at n = 3 were 'better, by
+    less than 1 pp (n = 3)' with p_adj = 0. With the accuracy's step, p is about the exact sign-flip test's and
+    the interval [−0.4, +1.0] pp is what a spread of one example allows: inside ±1 pp, so equivalent, not better
+    (at seed=auto's level the same seeds are undecided: the next test)."""
+    base = pd.Series([250, 262, 255]) / N_TEST
+    gained = base + STEP
+    old = stats.compare_many([({}, gained, base, +1)], margin=0.01, metric="test.acc")  # no step: a continuous metric
+    assert old.at[0, "verdict"] == "better, by less than 1 pp (n = 3)" and old.at[0, "p_adj"] == 0
+    r = stats.compare_many([stats.Pair({}, gained, base, +1, STEP)], margin=0.01, metric="test.acc").iloc[0]
+    assert r["decision"] == EQUIVALENT and r["verdict"] == "equivalent (within ±1 pp; n = 3)"
+    assert r["p"] == pytest.approx(sps.t.sf(math.sqrt(3), 2) * 2)  # t = √3: the spread counts as one example
+    assert 0.2 < r["p"] < 0.25  # the exact sign-flip test of 3 equal signs: 2 / 2^3 = 0.25
+    assert "every seed differs by exactly 0.002786" in r["note"] and "floored at one example (1/359)" in r["note"]
+    ci = sps.ttest_1samp(np.array([1.0, 0.0, -1.0]) * STEP + STEP, 0.0).confidence_interval(0.95)
+    assert (r["ci95_low"], r["ci95_high"]) == pytest.approx((ci.low, ci.high))  # the t interval of spread 1 example
+
+
+def test_unpaired_sides_without_spread_are_floored_too():
+    """Welch: each side's spread counts as at least one example; two sides each identical in every run
+    (other seeds, so no pairing) one example apart are no longer an exact difference."""
+    a, b = pd.Series([251 / N_TEST] * 3, index=[0, 1, 2]), pd.Series([250 / N_TEST] * 3, index=[5, 6, 7])
+    assert stats.compare_values(a, b, margin=0.01)["decision"] == BETTER  # no step: exact
+    r = stats.compare_values(a, b, margin=0.01, step=STEP)
+    res = sps.ttest_ind_from_stats(a.mean(), STEP, 3, b.mean(), STEP, 3, equal_var=False)  # both sds at the floor
+    assert r["test"] == stats.WELCH and r["p"] == pytest.approx(res.pvalue) and r["decision"] != BETTER
+    assert "no spread on either side; spread floored at one example (1/359)" in r["note"]
+
+
+@pytest.mark.parametrize("n", range(2, 21))
+def test_identical_differences_are_decided_only_where_every_unimodal_null_makes_them_rarer(n):
+    """n seeds that all differ by c examples: under a null whose per-seed difference is symmetric and unimodal
+    on the examples (a sum of per-example changes), P(all n equal +c, or all −c) <= 2 / (2c + 1)^n, since
+    neither ±c is likelier than any of the 2c + 1 values from −c to c. The floored t-test's p is never below
+    that: a zero spread is decided only where no such null explains it."""
+    c = np.arange(1, 500)
+    d = np.repeat(c[:, None] * STEP, n, axis=1)  # (c, n): every seed differs by c examples
+    p = stats.paired(d, STEP).p()
+    assert (p >= 2.0 / (2 * c + 1.0) ** n).all()
+
+
+def test_seed_auto_cannot_stop_decided_on_a_few_examples_of_zero_spread_at_the_pilot():
+    looks = sequential.schedule()  # 3, 6, 12, 20: K = 4
+    at = verdicts.level(1, len(looks))
+    for c in range(1, 6):  # 1-5 examples of 359 in every one of the 3 pilot seeds: not decided
+        assert stats.paired(np.full((1, sequential.PILOT), c * STEP), STEP).decide(at, 0.01)[0] == UNDECIDED
+    # a sweep whose every seed gains one example goes on; at 6 seeds a spread of one example per seed fits ±1 pp
+    final, used = sequential.simulate(np.full((1, sequential.MAX_SEEDS), STEP), margin=0.01, step=STEP)
+    assert final[0] == EQUIVALENT and used[0] == 6
+    final, used = sequential.simulate(np.full((1, sequential.MAX_SEEDS), 2 * STEP), margin=0.001, step=STEP)
+    assert final[0] == BETTER and used[0] == 6  # two examples in each of 6 seeds: t = 2·√6 clears the level
+
+
+def _null_examples(rng, kind: str, shape) -> np.ndarray:
+    """Per-seed differences in examples, with no true difference (symmetric around 0)."""
+    if kind == "one example up or down":  # every seed gains or loses exactly one example: the old rule's worst case
+        return rng.choice([-1.0, 1.0], size=shape)
+    lam = float(kind.split()[-1])  # Skellam: examples each side gets right and the other wrong, Poisson(lam) each
+    return (rng.poisson(lam, shape) - rng.poisson(lam, shape)).astype(float)
+
+
+NULLS = ["one example up or down", "skellam 0.2", "skellam 0.5", "skellam 2", "skellam 8"]
+
+
+@pytest.mark.parametrize("m", [1, 3])
+@pytest.mark.parametrize("kind", NULLS)
+def test_seed_auto_on_discrete_accuracies_calls_no_true_difference_better_or_worse(kind, m):
+    """seed=auto's sequential rule (pilot 3, looks at 6, 12, 20) on test accuracies of a small split: per-seed
+    differences are whole examples of 359, the true difference 0. At most α/m of the sequences of one
+    comparison may end better or worse (the family's m comparisons share α), within 3 Monte-Carlo SE."""
+    rng = np.random.default_rng(NULLS.index(kind) + 10 * m)
+    diffs = _null_examples(rng, kind, (SEQUENCES, sequential.MAX_SEEDS)) * STEP
+    final, _ = sequential.simulate(diffs, margin=0.01, m=m, step=STEP)
+    bound = 0.05 / m
+    assert np.mean(np.isin(final, (BETTER, WORSE))) <= bound + 3 * math.sqrt(bound * (1 - bound) / SEQUENCES)
+    if kind == NULLS[0] and m == 1:  # without the floor the same sequences stop "decided" at the pilot
+        unfloored, used = sequential.simulate(diffs, margin=0.01, m=m)
+        assert np.mean(np.isin(unfloored, (BETTER, WORSE)) & (used == sequential.PILOT)) > 0.2  # 2 / 2^3 = 25%
+
+
+def test_seed_auto_on_discrete_accuracies_calls_a_difference_at_the_margin_equivalent_rarely():
+    """The other error: 'equivalent (within ±1 pp)' where the true difference is the margin itself, 1 pp of
+    359 examples: every seed gains 3 or 4 examples (mean 3.59), a spread below one example."""
+    rng = np.random.default_rng(13)
+    diffs = rng.choice([3.0, 4.0], p=[0.41, 0.59], size=(SEQUENCES, sequential.MAX_SEEDS)) * STEP
+    final, _ = sequential.simulate(diffs, margin=0.01, step=STEP)
+    assert np.mean(final == EQUIVALENT) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / SEQUENCES)

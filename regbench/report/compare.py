@@ -35,6 +35,7 @@ from regbench.report.table import (
     RUN_METRICS,
     RUN_ONLY_KEYS,
     fmt_value,
+    metric_step,
     runs_table,
     varied_keys,
 )
@@ -169,10 +170,11 @@ def compare(paths: list[Path], where: str | None = None, metric: str | None = No
                           "valid: runs of the same grid")
     pairs = []
     for config in common:
-        ref = a[a["_config"] == config].set_index("seed")[metric]
+        reference_runs = a[a["_config"] == config]
         for variant, part in b[b["_config"] == config].groupby("_variant", sort=True):
-            pairs.append(({"configuration": config, "variant": variant}, part.set_index("seed")[metric], ref,
-                          stats.direction(metric)))
+            step = metric_step(pd.concat([reference_runs, part]), metric)  # an accuracy's spread counts as >= 1/N
+            pairs.append(stats.Pair({"configuration": config, "variant": variant}, part.set_index("seed")[metric],
+                                    reference_runs.set_index("seed")[metric], stats.direction(metric), step))
     margins = verdicts.parse_margins(margin, [metric], metric)
     # runs of a seed=auto sweep: the verdicts keep its planned looks' level, as its own report does
     record = read_record([*paths, *(Path(p).parent for p in pd.concat([a, b])["path"])])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regbench.report import paired
 from regbench.report.collect import REQUIRED_COLUMNS, Run
 from regbench.report.table import (
     COMPLETED,
@@ -225,8 +226,6 @@ def build_grid(runs: list[Run], margin: str | None = None, sequential: Any = Non
     groups = group_table(table, varied, names)
     table["label"] = table["group"].map(groups["label"])
     looks = sequential.looks_planned if sequential is not None else 1
-    from regbench.report import paired  # here: a figure worker unpickles a Grid without the statistics (scipy)
-
     comparisons = paired.compare_groups(table, groups, paired.margins(table, margin), looks)
     groups = paired.with_comparisons(groups, comparisons, table)
     return Grid(

@@ -1,14 +1,16 @@
 """The report's comparisons: every group against its baseline on seed-paired differences.
 
-Glue between the run table / group table (grid.py) and the pure statistics (stats.py):
+Glue between the run table / group table (grid.py) and the statistics kernel (stats.py):
 which runs count, which metric is the headline, which group is best and how often it stays
-best, and whether two compared groups used the same evaluation protocol.
+best (`stays_best`: seeds resampled, bootstrap, seeded), and whether two compared groups used the
+same evaluation protocol.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from regbench.report import stats
@@ -21,6 +23,8 @@ PER_METRIC = ("diff", "ci_low", "ci_high", "ci95_low", "ci95_high", "p", "p_adj"
               "verdict")
 HEADLINE_EXTRA = ("test", "n", "mde", "seeds_to_decide", "note")  # groups.csv: vs_baseline.<field> (headline only)
 MARGIN_KEY = "margin"  # the config key (regbench/rules/config.py) a sweep's runs carry their report's margins in
+N_BOOT = 2000  # bootstrap resamples for `stays_best`
+BOOT_SEED = 0  # the bootstrap's own generator: the same runs always give the same fraction
 
 
 def headline_metric(runs: pd.DataFrame) -> str:
@@ -81,9 +85,38 @@ def best_fractions(runs: pd.DataFrame, groups: pd.DataFrame) -> pd.Series:
     if used.empty:
         return pd.Series(dtype=float)
     if "dataset.name" not in used:
-        return stats.stays_best(used, RANKING)
-    parts = [stats.stays_best(part, RANKING) for _, part in used.groupby("dataset.name", dropna=False)]
+        return stays_best(used, RANKING)
+    parts = [stays_best(part, RANKING) for _, part in used.groupby("dataset.name", dropna=False)]
     return pd.concat(parts) if parts else pd.Series(dtype=float)
+
+
+def stays_best(runs: pd.DataFrame, metric: str, group: str = "group", seed: str = "seed", n_boot: int = N_BOOT,
+               rng_seed: int = BOOT_SEED, higher_is_better: bool = True) -> pd.Series:
+    """Fraction of bootstrap resamples of the seeds in which each group has the best mean `metric`.
+
+    Seeds shared by every group are resampled jointly (the same seeds for all groups, keeping
+    the pairing); otherwise each group's runs are resampled on their own. numpy, not
+    scipy.stats.bootstrap: that returns intervals of a statistic, not an arg-max frequency.
+    Groups with a single value get NaN: one seed cannot say whether a winner stays a winner. Groups
+    tied for the best mean in a resample share that resample's win.
+    """
+    wide = runs.pivot_table(index=seed, columns=group, values=metric, aggfunc="mean")  # (seeds, groups)
+    if wide.empty:
+        return pd.Series(dtype=float)
+    rng = np.random.default_rng(rng_seed)
+    sign = 1.0 if higher_is_better else -1.0
+    complete = wide.dropna()
+    if len(complete) >= 2:
+        x = complete.to_numpy() * sign  # (S, G)
+        picks = rng.integers(0, len(x), size=(n_boot, len(x)))  # (B, S) seed indices, shared by all groups
+        means = x[picks].mean(axis=1)  # (B, G)
+    else:
+        columns = [wide[c].dropna().to_numpy() * sign for c in wide]
+        means = np.stack([c[rng.integers(0, len(c), size=(n_boot, len(c)))].mean(axis=1) for c in columns], axis=1)
+    top = np.isclose(means, means.max(axis=1, keepdims=True), rtol=0, atol=1e-12)  # (B, G): ties share the win
+    wins = (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
+    counts = wide.notna().sum()
+    return pd.Series(wins, index=wide.columns, name="stays_best").where(counts.to_numpy() >= 2)
 
 
 def best_line(groups: pd.DataFrame, group: Any) -> str:
@@ -93,7 +126,7 @@ def best_line(groups: pd.DataFrame, group: Any) -> str:
     if n < 2 or pd.isna(fraction):
         return (f"the highest mean only — n = {n}: one seed cannot tell a winner from noise, so it is not "
                 "called best; rerun with more seeds")
-    return (f"stays best in {fraction:.0%} of {stats.N_BOOT} bootstrap resamples of the seeds "
+    return (f"stays best in {fraction:.0%} of {N_BOOT} bootstrap resamples of the seeds "
             f"(n = {n})" + ("" if fraction >= 0.95 else ": not a clear winner"))
 
 

@@ -2,7 +2,7 @@
 
 A pilot of PILOT seeds, then looks at doubling seed counts (3, 6, 12, 20 for max_seeds = 20)
 until every comparison against the baseline on the primary metric is decided (better / worse /
-equivalent, report/verdicts.py) or the seed budget is spent. The error rate survives the
+equivalent, rules/verdicts.py) or the seed budget is spent. The error rate survives the
 repeated looks by Bonferroni over the K planned looks: every look reads its intervals at
 α/(m·K) (m: the metric's family), so the chance that *any* look calls a true null better or
 worse is at most α whatever the correlation between looks. Simpler than an alpha-spending
@@ -10,20 +10,20 @@ boundary (Lan–DeMets), and the report of a seed=auto sweep reads the same leve
 are the sweeper's. Doubling keeps K small (the price of each look) and each look's seeds train
 as stacks.
 
-Pure functions: the sweeper (hydra_plugins/regbench_plugins/sweeper.py) and the simulation test
-call the same `decide_paired` and `schedule`.
+Pure functions: the sweeper (hydra_plugins/regbench_plugins/sweeper.py, through the sweep's report) and
+the simulation (`simulate`) read the same kernel (report/stats.py) and `schedule`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from regbench.rules.verdicts import ALPHA, DECIDED, MAX_SEEDS, PILOT, decide, level
+from regbench.report import stats
+from regbench.rules.verdicts import ALPHA, DECIDED, MAX_SEEDS, PILOT, level
 
 RECORD = "seed_auto.json"  # in the sweep folder: the looks, for the sweep's report and a rerun
 METHOD = "Bonferroni over the planned looks"
@@ -37,31 +37,18 @@ def schedule(max_seeds: int = MAX_SEEDS, pilot: int = PILOT) -> list[int]:
     return looks
 
 
-def decide_paired(d: np.ndarray, margin: float, at: float, sign: int = 1) -> np.ndarray:
-    """Decisions from paired differences d (..., n) at two-sided level `at`: the paired-t interval
-    d̄ ± t(1 − at/2, n−1)·s/√n read by verdicts.decide. The formula of scipy's ttest_rel
-    confidence_interval (tests check both agree), vectorised for the simulation; an exact
-    difference (s = 0) is its own interval, as in stats.compare_values."""
-    from scipy import special  # here: a report's figure worker unpickles a Record without the statistics
-
-    d = np.asarray(d, dtype=float)
-    n = d.shape[-1]
-    mean, sd = d.mean(axis=-1), d.std(axis=-1, ddof=1)
-    half = special.stdtrit(n - 1, 1 - at / 2) * sd / math.sqrt(n)
-    return decide(mean - half, mean + half, margin, sign)
-
-
 def simulate(diffs: np.ndarray, margin: float, m: int = 1, max_seeds: int | None = None,
-             pilot: int = PILOT) -> tuple[np.ndarray, np.ndarray]:
+             pilot: int = PILOT, step: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Run the rule over sequences diffs (S, max_seeds) of one comparison's paired differences
-    (with m comparisons in its family): (decision at the stop, seeds used) per sequence."""
+    (with m comparisons in its family; step: the metric's step, 1/N for an accuracy on N examples):
+    (decision at the stop, seeds used) per sequence."""
     looks = schedule(max_seeds or diffs.shape[1], pilot)
     at = level(m, len(looks))
     final = np.full(len(diffs), "", dtype=object)
     used = np.zeros(len(diffs), dtype=int)
     open_ = np.ones(len(diffs), dtype=bool)
     for n in looks:
-        got = decide_paired(diffs[:, :n], margin, at)
+        got = stats.paired(diffs[:, :n], step).decide(at, margin)
         stop = open_ & (np.isin(got, DECIDED) | (n == looks[-1]))
         final[stop], used[stop] = got[stop], n
         open_ &= ~stop

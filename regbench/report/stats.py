@@ -1,29 +1,37 @@
-"""Seed-paired statistics: how sure are we that a configuration differs from its baseline?
+"""The statistics kernel: how sure are we that a configuration differs from its baseline?
 
-Pure functions, DataFrame in, DataFrame out (the report, `regbench compare`, the Python API and
-the `seed=auto` sweeper all call them). Runs with the same seed share their initialisation and
-data order, so two configurations are compared on the per-seed *differences*:
+One kernel for the report, `regbench compare`, the Python API and `seed=auto`'s looks
+(report/sequential.py), on scipy.stats. It is imported by those paths only: a lone `regbench run`
+never imports it (scipy.stats alone takes ~1 s to import). Runs with the same seed share their
+initialisation and data order, so two configurations are compared on the per-seed *differences*.
+Every test is vectorised over a family of comparisons (`TTests`: arrays of one shape, one entry each):
 
 - paired: the mean difference d̄ over the n shared seeds, its Student-t interval
-  d̄ ± t(1 − level/2, n−1)·s_d/√n and the two-sided paired t-test (the numbers of scipy.stats.ttest_rel
-  and its confidence_interval); TOST against ±δ as two one-sided tests (ttest_1samp's `alternative=`);
+  d̄ ± t(1 − level/2, n−1)·s_d/√n and the two-sided paired t-test: the numbers of scipy.stats.ttest_rel
+  and its confidence_interval; TOST against ±δ as two one-sided tests (ttest_1samp's `alternative=`);
 - unpaired (fewer than 2 shared seeds, both sides with ≥ 2 runs): Welch's t-interval and test
   (scipy.stats.ttest_ind with equal_var=False, Welch–Satterthwaite df), said in the `test` column;
-
-The tests are written here on scipy.special's Student and noncentral t functions (stdtr, stdtrit,
-nctdtr), the very functions scipy.stats' t-tests and `nct` call: importing scipy.stats takes ~1 s,
-more than all the statistics of a 32-run report, and a report's figures wait for them.
-tests/test_verdicts.py and tests/test_stats.py check every number against scipy.stats.
 - n = 1 (or nothing to pair): the difference alone, no interval, said in words.
+
+Zero spread is not certainty. An accuracy on a split of N examples moves in steps of 1/N, so a
+per-seed difference is a whole number of examples and a few seeds can all differ by the same number:
+their spread of 0 would make any such difference certain (p = 0). The spread is floored at that step
+(`step`, from report/table.metric_step: s = max(s_d, 1/N); for Welch each side's), so three seeds that
+each gain one example give t = √3, p = 0.22 (an exact sign-flip test gives 0.25). Metrics with no step
+(losses, NLL, ECE) keep the exact branch: no spread at all is an exact difference, its interval the point.
+Why this rule: README.md, "Reports".
+
+scipy's t-tests take the spread from the data as it is, so the kernel forms the estimate, its standard
+error and df (their formulas, a few lines each) and reads every probability and quantile from
+scipy.stats.t; tests/test_verdicts.py and tests/test_stats.py check every number against
+ttest_rel / ttest_ind / ttest_1samp wherever the floor does not bind.
 
 Multiple comparisons: each metric of one report is one family of m comparisons, adjusted by
 Bonferroni (and over the K planned looks of a seed=auto sweep): the verdict's interval is the
 (1 − α/(m·K)) interval and p_adj = min(1, m·K·p), so they agree by construction; the
-unadjusted 95% interval is kept too (ci95_low/high). The verdict words are report/verdicts.py's.
-The power numbers use the exact noncentral t (scipy.special.nctdtr): the smallest |difference| a
+unadjusted 95% interval is kept too (ci95_low/high). The verdict words are rules/verdicts.py's.
+The power numbers use the exact noncentral t (scipy.stats.nct): the smallest |difference| a
 two-sided test at the verdict's level detects with 80% power given the observed spread (`mde`).
-`stays_best` resamples seeds (bootstrap, seeded) and counts how often each group has the
-highest mean.
 """
 
 from __future__ import annotations
@@ -31,128 +39,174 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import special
+from scipy import optimize
+from scipy import stats as sps
 
-from regbench.rules.verdicts import ALPHA, METRICS, UNDECIDED, UNTESTABLE, decide, level, margin_for, words
+from regbench.report.table import metric_step
+from regbench.rules.verdicts import ALPHA, METRICS, UNDECIDED, decide, level, margin_for, words
 
 POWER = 0.8  # target power for the minimum detectable effect and the seeds needed
-N_BOOT = 2000  # bootstrap resamples for `stays_best`
-BOOT_SEED = 0  # the bootstrap's own generator: the same runs always give the same fraction
-NC_MAX = 200.0  # search bracket for the noncentrality (df = 1 needs ~18 for 80% power at alpha = 0.05)
+NC_MAX = 200.0  # first search bracket for the noncentrality (df = 1 needs ~18 for 80% power at alpha = 0.05)
 NC_MAX_SEARCH = 1e6  # widened up to this for tiny alpha / df = 1; beyond it the MDE is reported as inf
 MAX_SEEDS = 100_000  # seeds_to_decide beyond this is reported as NaN ("more than MAX_SEEDS")
 SAME_SPREAD = 1e-12  # differences whose sd is below this (relative) are "the same in every seed": no t
 PAIRED, WELCH, NO_TEST = "paired t", "Welch t", "none"
 
 
-# ---------------------------------------------------------------------------- power
+# ---------------------------------------------------------------------------- the kernel
 
 
-def _power(nc: float, df: float, alpha: float = ALPHA) -> float:
+@dataclass(frozen=True)
+class TTests:
+    """The t-tests of a family of comparisons: arrays of one shape, one entry per comparison (NaN: no test).
+
+    se = 0 marks an exact difference (the same in every seed): its interval is the point itself.
+    """
+
+    diff: np.ndarray  # the estimate: mean per-seed difference (paired) or difference of the means (Welch)
+    se: np.ndarray  # its standard error
+    df: np.ndarray  # degrees of freedom (Welch: Welch–Satterthwaite)
+    spread: np.ndarray  # what k more seeds divide by √k: s_d (paired), sqrt(s_a² + s_b²) (Welch, k per side)
+    df_scale: np.ndarray  # df at k seeds = df_scale·(k − 1): 1 (paired), Welch's at equal sides
+    same: np.ndarray  # bool: the observed spread is 0 (every seed differs by the same amount)
+    floored: np.ndarray  # bool: the observed spread was below the step, which set it
+
+    @property
+    def exact(self) -> np.ndarray:
+        return self.se == 0
+
+    def interval(self, at: float) -> tuple[np.ndarray, np.ndarray]:
+        """The two-sided (1 − at) interval, as TtestResult.confidence_interval forms it."""
+        tail = (1 - (1 - at)) / 2
+        with np.errstate(invalid="ignore"):  # an exact row: df may be NaN (Welch), its interval is the point
+            low = sps.t.ppf(tail, self.df) * self.se + self.diff
+            high = sps.t.ppf(1 - tail, self.df) * self.se + self.diff
+        return np.where(self.exact, self.diff, low), np.where(self.exact, self.diff, high)
+
+    def p(self) -> np.ndarray:
+        """Two-sided p of no difference; an exact one: 1 where it is 0, else 0."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = 2 * sps.t.sf(np.abs(self.diff / self.se), self.df)
+        return np.where(self.exact, np.where(self.diff == 0, 1.0, 0.0), p)
+
+    def p_tost(self, margin: float) -> np.ndarray:
+        """TOST against ±margin: H0 diff ≥ δ against "less", H0 diff ≤ −δ against "greater"; the larger p."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            upper = sps.t.cdf((self.diff - margin) / self.se, self.df)
+            lower = sps.t.sf((self.diff + margin) / self.se, self.df)
+        inside = (np.abs(self.diff) < margin) | (self.diff == 0)
+        exact = np.where(inside, 0.0, 1.0 if math.isfinite(margin) else np.nan)
+        return np.where(self.exact, exact, np.maximum(upper, lower))
+
+    def decide(self, at: float, margin: float, sign=1) -> np.ndarray:
+        """The verdicts (rules/verdicts.decide) read from the (1 − at) interval."""
+        return decide(*self.interval(at), margin, sign)
+
+    def seeds_to_decide(self, at: float, margin: float) -> np.ndarray:
+        """Smallest n at which an interval around the *observed* mean, with the observed spread, decides:
+        its half width drops below |diff| (the mean would be detected) or |diff| + half width drops
+        below δ (the interval would fit inside ±δ), whichever comes first. A plug-in number, not a
+        power calculation: with the true difference equal to the observed one, about half of the
+        repeats at that n would decide. NaN beyond MAX_SEEDS (or never: diff = 0 and no margin).
+        Bisection on every comparison at once (the half width falls with n)."""
+        size = np.abs(self.diff)
+
+        def decides(k: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore"):
+                half = sps.t.ppf(1 - at / 2, self.df_scale * (k - 1)) * self.spread / np.sqrt(k)
+            return (half < size) | (size + half < margin)
+
+        lo, hi = np.full(np.shape(size), 2), np.full(np.shape(size), MAX_SEEDS)
+        reachable = decides(hi) & ~self.exact
+        while (open_ := reachable & (lo < hi)).any():
+            mid = (lo + hi) // 2
+            yes = decides(mid)
+            hi, lo = np.where(open_ & yes, mid, hi), np.where(open_ & ~yes, mid + 1, lo)
+        return np.where(reachable, lo, np.nan)
+
+    def mde(self, at: float, power: float = POWER) -> np.ndarray:
+        """The smallest |difference| a two-sided test at `at` detects with `power`, given this spread."""
+        nc = np.vectorize(lambda df: detectable_nc(float(df), at, power) if np.isfinite(df) else np.nan)
+        return np.where(self.exact | np.isnan(self.se), np.nan, nc(self.df) * self.se)
+
+
+def paired(d: np.ndarray, step=0.0) -> TTests:
+    """The paired t-tests of per-seed differences d (..., n), n >= 2: one per leading index. step (scalar or
+    (...)): the metric's step, 1/N; the spread s_d counts as at least that (0: no floor)."""
+    d = np.asarray(d, dtype=float)
+    n = d.shape[-1]
+    diff, observed = d.mean(axis=-1), np.var(d, axis=-1, ddof=1)
+    floor = np.broadcast_to(np.square(step), np.shape(diff))
+    floored, var = observed < floor, np.maximum(observed, floor)
+    same = np.sqrt(observed) <= SAME_SPREAD * np.maximum(1.0, np.abs(diff))  # every seed differs by the same amount
+    return TTests(diff, np.where(same & (floor == 0), 0.0, np.sqrt(var / n)), np.full(np.shape(diff), n - 1.0),
+                  np.sqrt(var), np.ones(np.shape(diff)), same, floored)
+
+
+def welch(a: np.ndarray, b: np.ndarray, step=0.0) -> TTests:
+    """Welch's unpaired t-tests of a (..., n_a) against b (..., n_b), both with >= 2 values (scipy's df:
+    the formula of ttest_ind(equal_var=False)); each side's spread counts as at least `step`."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n_a, n_b = a.shape[-1], b.shape[-1]
+    diff = a.mean(axis=-1) - b.mean(axis=-1)
+    observed_a, observed_b = np.var(a, axis=-1, ddof=1), np.var(b, axis=-1, ddof=1)
+    floor = np.broadcast_to(np.square(step), np.shape(diff))
+    floored = (observed_a < floor) | (observed_b < floor)
+    var_a, var_b = np.maximum(observed_a, floor), np.maximum(observed_b, floor)
+    vn_a, vn_b = var_a / n_a, var_b / n_b
+    same = np.sqrt(observed_a) + np.sqrt(observed_b) <= SAME_SPREAD * np.maximum(1.0, np.abs(diff))  # no spread
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (vn_a + vn_b) ** 2 / (vn_a**2 / (n_a - 1) + vn_b**2 / (n_b - 1))
+        df_scale = (var_a + var_b) ** 2 / (var_a**2 + var_b**2)
+    return TTests(diff, np.where(same & (floor == 0), 0.0, np.sqrt(vn_a + vn_b)), df, np.sqrt(var_a + var_b),
+                  df_scale, same, floored)
+
+
+def _power(nc: float, df: float, at: float) -> float:
     """Power of a two-sided t-test with `df` degrees of freedom at noncentrality `nc`."""
-    crit = t_quantile(1 - alpha / 2, df)
-    # The far tail (wrong sign) is < 1e-8 wherever the noncentral t's cdf returns NaN for it (df = 1, nc ~ 15).
-    far = float(np.nan_to_num(special.nctdtr(df, nc, -crit), nan=0.0))
-    near = float(np.nan_to_num(1.0 - special.nctdtr(df, nc, crit), nan=1.0 if nc > crit else 0.0))
+    crit = sps.t.ppf(1 - at / 2, df)
+    # The far tail (wrong sign) is < 1e-8 wherever the noncentral t's cdf returns NaN for it (df = 1, nc ~ 18).
+    far = float(np.nan_to_num(sps.nct.cdf(-crit, df, nc), nan=0.0))
+    near = float(np.nan_to_num(sps.nct.sf(crit, df, nc), nan=1.0 if nc > crit else 0.0))
     return near + far
-
-
-NC_TOLERANCE = 1e-12  # relative: the bisection of detectable_nc stops at this width (scipy's brentq: 2e-12 abs)
 
 
 @functools.lru_cache(maxsize=1024)
 def detectable_nc(df: float, alpha: float = ALPHA, power: float = POWER) -> float:
     """Noncentrality at which the two-sided t-test reaches `power` (MDE = this × standard error).
 
-    inf where even NC_MAX_SEARCH falls short (df = 1 at a Bonferroni level of a big family). Found by
-    bisection (power rises with nc), written here: scipy.optimize's root finders cost its ~0.3 s import.
-    """
-    lo, hi = 0.0, NC_MAX
+    inf where even NC_MAX_SEARCH falls short (df = 1 at a Bonferroni level of a big family)."""
+    hi = NC_MAX
     while _power(hi, df, alpha) < power:
         if hi >= NC_MAX_SEARCH:
             return math.inf
-        lo, hi = hi, hi * 4
-    while hi - lo > NC_TOLERANCE * hi:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _power(mid, df, alpha) < power else (lo, mid)
-    return (lo + hi) / 2
+        hi *= 4
+    return optimize.brentq(lambda nc: _power(nc, df, alpha) - power, 0.0, hi)
 
 
-@functools.lru_cache(maxsize=4096)
-def t_quantile(q: float, df: float) -> float:
-    """Student's t quantile (scipy.stats.t.ppf's own function), cached: every comparison of a family
-    searches the same seed counts at the same level (seeds_to_decide)."""
-    return float(special.stdtrit(df, q))
+# ---------------------------------------------------------------------------- a family of comparisons
 
 
-def t_test(estimate, se, df, null=0.0, alternative: str = "two-sided"):
-    """The p-value of t = (estimate − null) / se on df degrees of freedom, as scipy.stats' t-tests give
-    it (elementwise on arrays; se = 0 gives t = ±inf or NaN, as there)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.divide(np.subtract(estimate, null), se)
-    if alternative == "less":
-        return special.stdtr(df, t)
-    if alternative == "greater":
-        return special.stdtr(df, -t)
-    return 2 * special.stdtr(df, -np.abs(t))
+class Pair(NamedTuple):
+    """One comparison of a family, as compare_many takes it (a plain 4-tuple is a Pair with no step)."""
+
+    keys: dict  # what starts its row (e.g. group and metric)
+    values: pd.Series  # the configuration's metric, indexed by seed
+    baseline: pd.Series  # the baseline's, indexed by seed
+    direction: int  # +1 where higher is better
+    step: float = 0.0  # the metric's step (report/table.metric_step): its spread's floor
 
 
-def t_interval(estimate, se, df, alpha: float = ALPHA):
-    """(low, high): the two-sided (1 − alpha) Student-t interval, as TtestResult.confidence_interval forms it."""
-    tail = (1 - (1 - alpha)) / 2
-    return special.stdtrit(df, tail) * se + estimate, special.stdtrit(df, 1 - tail) * se + estimate
-
-
-def welch_se_df(a, b) -> tuple:
-    """Standard error of mean(a) − mean(b) and its Welch–Satterthwaite df, on the last axis (scipy's
-    formula: df = 1 where both variances are 0, so that t = ±inf or NaN decides, not df)."""
-    vn1 = np.var(a, axis=-1, ddof=1) / np.shape(a)[-1]
-    vn2 = np.var(b, axis=-1, ddof=1) / np.shape(b)[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df = (vn1 + vn2) ** 2 / (vn1**2 / (np.shape(a)[-1] - 1) + vn2**2 / (np.shape(b)[-1] - 1))
-    return np.sqrt(vn1 + vn2), np.where(np.isnan(df), 1.0, df)
-
-
-def _smallest_n(reaches, lo: int = 2) -> int | None:
-    """Smallest n >= lo with reaches(n) True (monotone in n); None beyond MAX_SEEDS."""
-    hi = lo
-    while not reaches(hi):
-        if hi >= MAX_SEEDS:
-            return None
-        lo, hi = hi + 1, min(2 * hi, MAX_SEEDS)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if reaches(mid) else (mid + 1, hi)
-    return lo
-
-
-# ---------------------------------------------------------------------------- one comparison
-
-
-def paired_t(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> tuple[np.ndarray, ...]:
-    """Paired t on the last axis: (mean difference a − b, interval low, high, two-sided p).
-
-    Vectorised over leading axes ((..., n) in, (...) out), so a simulation can check the very
-    numbers the report prints (compare_values forms them with the same t_test / t_interval).
-    """
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    n = d.shape[-1]
-    diff, se = d.mean(axis=-1), np.sqrt(np.var(d, axis=-1, ddof=1) / n)
-    low, high = t_interval(diff, se, n - 1, alpha)
-    return diff, low, high, t_test(diff, se, n - 1)
-
-
-def welch_t(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> tuple[np.ndarray, ...]:
-    """Welch's unpaired t on the last axis: (mean(a) − mean(b), interval low, high, two-sided p, df)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff = np.mean(a, axis=-1) - np.mean(b, axis=-1)
-    se, df = welch_se_df(a, b)
-    low, high = t_interval(diff, se, df, alpha)
-    return diff, low, high, t_test(diff, se, df), df
+class Sides(NamedTuple):
+    a: pd.Series  # one value per seed of the configuration
+    b: pd.Series  # ... and of its baseline
+    shared: pd.Index  # their shared seeds
+    test: str  # PAIRED, WELCH or NO_TEST
 
 
 def _per_seed(values: pd.Series) -> pd.Series:
@@ -163,98 +217,100 @@ def _per_seed(values: pd.Series) -> pd.Series:
     return values.groupby(level=0).mean()
 
 
-def _sides(values: pd.Series, baseline: pd.Series) -> tuple[pd.Series, pd.Series, pd.Index, str]:
+def sides(values: pd.Series, baseline: pd.Series) -> Sides:
     """Per-seed values of each side, their shared seeds and the test they allow."""
     a, b = _per_seed(values), _per_seed(baseline)
     shared = a.index.intersection(b.index)
     test = PAIRED if len(shared) >= 2 else WELCH if len(a) >= 2 and len(b) >= 2 else NO_TEST
-    return a, b, shared, test
+    return Sides(a, b, shared, test)
 
 
-def seeds_to_decide(diff: float, half_width, margin: float) -> int | None:
-    """Smallest n at which an interval around the *observed* mean, with the observed spread, decides:
-    its half width drops below |diff| (the mean would be detected) or |diff| + half width drops
-    below δ (the interval would fit inside ±δ), whichever comes first. A plug-in number, not a
-    power calculation: with the true difference equal to the observed one, about half of the
-    repeats at that n would decide. None beyond MAX_SEEDS (or never: diff = 0 and no margin)."""
-    if not math.isfinite(diff):
-        return None
-    return _smallest_n(lambda n: half_width(n) < abs(diff) or abs(diff) + half_width(n) < margin)
+FIELDS = ("diff", "se", "df", "spread", "df_scale", "same", "floored")
+
+
+def family(all_sides: Sequence[Sides], steps) -> TTests:
+    """The t-tests of a family, in its order (NaN where a comparison has no test); steps: each comparison's
+    step (its spread's floor). Comparisons with the same test and seed counts are computed together."""
+    steps = np.broadcast_to(np.asarray(steps, dtype=float), (len(all_sides),))
+    out = {f: np.full(len(all_sides), np.nan) for f in FIELDS}
+    out["same"], out["floored"] = np.zeros(len(all_sides), bool), np.zeros(len(all_sides), bool)
+    blocks: dict[tuple, list[int]] = {}
+    for i, s in enumerate(all_sides):
+        if s.test != NO_TEST:
+            key = (s.test, len(s.shared)) if s.test == PAIRED else (s.test, len(s.a), len(s.b))
+            blocks.setdefault(key, []).append(i)
+    for key, rows in blocks.items():
+        picked = [all_sides[i] for i in rows]
+        if key[0] == PAIRED:  # (rows, n): the same seeds in order on both sides
+            part = paired(np.stack([s.a[s.shared].to_numpy(float) - s.b[s.shared].to_numpy(float) for s in picked]),
+                          steps[rows])
+        else:
+            part = welch(np.stack([s.a.to_numpy(float) for s in picked]),
+                         np.stack([s.b.to_numpy(float) for s in picked]), steps[rows])
+        for f in FIELDS:
+            out[f][rows] = getattr(part, f)
+    return TTests(**out)
+
+
+def _note(s: Sides, tests: TTests, i: int, step: float, diff: float) -> str:
+    exact, same = bool(tests.exact[i]), bool(tests.same[i])
+    floored = [f"spread floored at one example (1/{round(1 / step)})"] if tests.floored[i] else []
+    if len(s.a) == 0 or len(s.b) == 0:
+        return "no values to compare"
+    if s.test == NO_TEST:
+        lone = "n = 1" if min(len(s.a), len(s.b)) == 1 else "too few runs"
+        return f"{lone}: no interval and no test (one seed cannot measure the spread between seeds)"
+    if s.test == WELCH:
+        note = [f"seeds do not pair: unpaired Welch test ({len(s.a)} vs {len(s.b)} runs)"]
+        return "; ".join(note + (["no spread on either side"] if same else []) + floored)
+    n, dropped = len(s.shared), len(s.a) + len(s.b) - 2 * len(s.shared)
+    note = [f"paired over {n} seeds"] + ([f"{dropped} unpaired run(s) left out"] if dropped else [])
+    if same:
+        note.append("identical in every seed" if diff == 0 else f"every seed differs by exactly {diff:.4g}")
+    if n == 2 and not exact:
+        note.append("n = 2: the interval rests on 1 degree of freedom, so it is very wide")
+    return "; ".join(note + floored)
+
+
+def family_rows(all_sides: Sequence[Sides], at: float, margin: float = math.nan, signs: Any = +1,
+                power: float | None = POWER, steps: Any = 0.0) -> list[dict]:
+    """One row per comparison of a family, at the two-sided level `at`: n, means, diff = mean(values) −
+    mean(baseline) (paired: mean of per-seed differences), the unadjusted 95% interval (ci95_low/high),
+    the verdict's (1 − at) interval (ci_low/high), the two-sided p-value, the TOST p-value against
+    ±margin, the test used, the decision (verdicts.decide), the seeds that would decide an undecided one,
+    the minimum detectable effect at `power` (at `at`; power=None: NaN) and a note in words.
+    signs: +1 where higher is better; steps: the metric's step, the spread's floor (each: one per
+    comparison, or one for all)."""
+    if not all_sides:
+        return []
+    steps = np.broadcast_to(np.asarray(steps, dtype=float), (len(all_sides),))
+    tests = family(all_sides, steps)
+    ci95, ci = tests.interval(ALPHA), tests.interval(at)
+    decision = decide(*ci, margin, signs)
+    seeds = tests.seeds_to_decide(at, margin) if (decision == UNDECIDED).any() else np.full(len(all_sides), np.nan)
+    mde = tests.mde(at, power) if power is not None else np.full(len(all_sides), np.nan)
+    p, p_tost = tests.p(), tests.p_tost(margin)
+    rows = []
+    for i, s in enumerate(all_sides):
+        diff = float(tests.diff[i]) if s.test != NO_TEST else float(s.a.mean() - s.b.mean())
+        if len(s.a) == 0 or len(s.b) == 0:
+            diff = np.nan
+        rows.append({"n": len(s.shared), "n_a": len(s.a), "n_b": len(s.b), "mean": s.a.mean(),
+                     "mean_baseline": s.b.mean(), "diff": diff, "ci95_low": float(ci95[0][i]),
+                     "ci95_high": float(ci95[1][i]), "ci_low": float(ci[0][i]), "ci_high": float(ci[1][i]),
+                     "p": float(p[i]), "p_tost": float(p_tost[i]), "test": s.test, "decision": str(decision[i]),
+                     "mde": float(mde[i]),
+                     "seeds_to_decide": seeds[i] if decision[i] == UNDECIDED else np.nan,
+                     "note": _note(s, tests, i, float(steps[i]), diff)})
+    return rows
 
 
 def compare_values(values: pd.Series, baseline: pd.Series, level: float = ALPHA, margin: float = math.nan,
-                   sign: int = +1, power: float | None = POWER) -> dict:
-    """Compare one metric of a configuration with its baseline. Both Series are indexed by seed.
-
-    Returns diff = mean(values) − mean(baseline) (paired: mean of per-seed differences), the
-    unadjusted 95% interval (ci95_low/high), the verdict's (1 − level) interval (ci_low/high),
-    the two-sided p-value, the TOST p-value against ±margin (the larger of the two one-sided
-    p-values), the test used, n, the decision (verdicts.decide), the seeds that would decide an
-    undecided one, the minimum detectable effect at `power` (at `level`; power=None: NaN) and a
-    note in words. sign: +1 where higher is better.
-    """
-    a, b, shared, test = _sides(values, baseline)
-    out: dict[str, Any] = {"n": len(shared), "n_a": len(a), "n_b": len(b), "mean": a.mean(), "mean_baseline": b.mean(),
-                           "diff": np.nan, "ci95_low": np.nan, "ci95_high": np.nan, "ci_low": np.nan,
-                           "ci_high": np.nan, "p": np.nan, "p_tost": np.nan, "test": test, "decision": UNTESTABLE,
-                           "mde": np.nan, "seeds_to_decide": np.nan, "note": ""}
-    if len(a) == 0 or len(b) == 0:
-        out["note"] = "no values to compare"
-        return out
-    if test == NO_TEST:
-        out["diff"] = float(a.mean() - b.mean())
-        lone = "n = 1" if min(len(a), len(b)) == 1 else "too few runs"
-        out["note"] = f"{lone}: no interval and no test (one seed cannot measure the spread between seeds)"
-        return out
-    if test == PAIRED:
-        x, y = a[shared].to_numpy(float), b[shared].to_numpy(float)  # (n,) each, the same seeds in order
-        n, diff, sd = len(x), float(np.mean(x - y)), float(np.std(x - y, ddof=1))
-        dropped = len(a) + len(b) - 2 * n
-        note = [f"paired over {n} seeds"] + ([f"{dropped} unpaired run(s) left out"] if dropped else [])
-        same = sd <= SAME_SPREAD * max(1.0, abs(diff))  # every seed differs by the same amount: t is undefined
-        if not same:
-            df, se = n - 1, math.sqrt(float(np.var(x - y, ddof=1)) / n)
-            if n == 2:
-                note.append("n = 2: the interval rests on 1 degree of freedom, so it is very wide")
-
-            def half_width(k: int) -> float:
-                return t_quantile(1 - level / 2, k - 1) * sd / math.sqrt(k)
-        else:
-            note.append("identical in every seed" if diff == 0 else f"every seed differs by exactly {diff:.4g}")
-    else:
-        sd_a, sd_b = float(a.std(ddof=1)), float(b.std(ddof=1))
-        diff = float(a.mean() - b.mean())
-        note = [f"seeds do not pair: unpaired Welch test ({len(a)} vs {len(b)} runs)"]
-        same = sd_a + sd_b <= SAME_SPREAD * max(1.0, abs(diff))
-        if not same:
-            se, df = (float(v) for v in welch_se_df(a.to_numpy(float), b.to_numpy(float)))
-            var = sd_a**2 + sd_b**2
-
-            def half_width(k: int) -> float:  # k seeds per side, Welch–Satterthwaite df at equal n
-                dfk = var**2 / ((sd_a**4 + sd_b**4) / (k - 1))
-                return t_quantile(1 - level / 2, dfk) * math.sqrt(var / k)
-        else:
-            note.append("no spread on either side")
-    out["diff"] = diff
-    if same:  # an exact difference: the interval is the point, p says whether it is 0
-        out.update(ci95_low=diff, ci95_high=diff, ci_low=diff, ci_high=diff, p=1.0 if diff == 0 else 0.0,
-                   p_tost=0.0 if abs(diff) < margin or diff == 0 else 1.0 if math.isfinite(margin) else np.nan)
-    else:
-        (ci95_low, ci95_high), (ci_low, ci_high) = t_interval(diff, se, df, ALPHA), t_interval(diff, se, df, level)
-        # TOST: H0 diff >= δ against "less", H0 diff <= −δ against "greater"; the larger p decides
-        upper, lower = t_test(diff, se, df, margin, "less"), t_test(diff, se, df, -margin, "greater")
-        out.update(ci95_low=float(ci95_low), ci95_high=float(ci95_high), ci_low=float(ci_low),
-                   ci_high=float(ci_high), p=float(t_test(diff, se, df)), p_tost=float(max(upper, lower)))
-        if power is not None:
-            out["mde"] = detectable_nc(df, level, power) * se
-    out["decision"] = str(decide(out["ci_low"], out["ci_high"], margin, sign))
-    if out["decision"] == UNDECIDED:
-        out["seeds_to_decide"] = seeds_to_decide(diff, half_width, margin) or np.nan
-    out["note"] = "; ".join(note)
-    return out
-
-
-# ---------------------------------------------------------------------------- many comparisons
+                   sign: int = +1, power: float | None = POWER, step: float = 0.0) -> dict:
+    """Compare one metric of a configuration with its baseline (both Series indexed by seed) at the two-sided
+    level `level`: a family of one (family_rows has the fields). sign: +1 where higher is better; step: the
+    metric's step (report/table.metric_step), the floor of the spread."""
+    return family_rows([sides(values, baseline)], level, margin, sign, power, step)[0]
 
 
 def n_text(row: Mapping[str, Any]) -> str:
@@ -270,23 +326,27 @@ COLUMNS = ["test", "n", "n_a", "n_b", "mean", "mean_baseline", "diff", "ci_low",
 ADJUST = "Bonferroni"  # the method's name in comparisons.csv and the report
 
 
-def compare_many(pairs: Sequence[tuple[dict, pd.Series, pd.Series, int]], margin: float = math.nan,
-                 looks: int = 1, alpha: float = ALPHA, power: float = POWER, metric: str = "") -> pd.DataFrame:
+def compare_many(pairs: Sequence[Pair | tuple], margin: float = math.nan, looks: int = 1, alpha: float = ALPHA,
+                 power: float = POWER, metric: str = "") -> pd.DataFrame:
     """One family of comparisons (one metric): Bonferroni over its m testable ones and K looks.
 
-    pairs: (keys, values, baseline, direction) per comparison; keys (e.g. group and metric) start
-    the row, values / baseline are Series indexed by seed, direction is +1 where higher is better.
+    pairs: a Pair (keys, values, baseline, direction[, step]) per comparison; keys (e.g. group and metric)
+    start the row, values / baseline are Series indexed by seed, direction is +1 where higher is better,
+    step the metric's step (the spread's floor; 0: none).
     Every row's verdict interval, p_adj = min(1, m·K·p) and p_tost_adj = min(1, 2·m·K·p_tost)
     read the same level α/(m·K), so "better"/"worse" holds exactly when p_adj < α and the
     interval excludes 0, "equivalent" exactly when p_tost_adj < α and the interval contains 0.
     The power numbers (mde) are at that level too.
     """
-    m = sum(_sides(v, b)[3] != NO_TEST for _, v, b, _ in pairs)
+    pairs = [Pair(*p) for p in pairs]
+    all_sides = [sides(p.values, p.baseline) for p in pairs]
+    m = sum(s.test != NO_TEST for s in all_sides)
     at = level(m, looks, alpha)
-    rows = [{**keys, **compare_values(v, b, at, margin, d, power)} for keys, v, b, d in pairs]
-    if not rows:
+    found = family_rows(all_sides, at, margin, np.array([p.direction for p in pairs]), power,
+                        np.array([p.step for p in pairs]))
+    if not found:
         return pd.DataFrame(columns=COLUMNS)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([{**p.keys, **row} for p, row in zip(pairs, found, strict=True)])
     frame["p_adj"] = np.minimum(1.0, frame["p"] * alpha / at)
     frame["p_tost_adj"] = np.minimum(1.0, 2 * frame["p_tost"] * alpha / at)
     frame["family_m"], frame["looks"], frame["adjust"], frame["margin"] = m, looks, ADJUST, margin
@@ -322,38 +382,10 @@ def paired_stats(runs: pd.DataFrame, baselines: Mapping[Any, Any], metrics: Sequ
             if g == base:
                 continue
             mine, theirs = indexed[indexed[group] == g], indexed[indexed[group] == base]
-            pairs.append(({"group": g, "baseline": base, "metric": m}, mine[m], theirs[m], direction(m)))
+            step = metric_step(pd.concat([mine, theirs]), m)
+            pairs.append(Pair({"group": g, "baseline": base, "metric": m}, mine[m], theirs[m], direction(m), step))
         if pairs:
             frames.append(compare_many(pairs, margin_for(m, margins), looks, alpha, power, metric=m))
     if not frames:
         return pd.DataFrame(columns=["group", "baseline", "metric", *COLUMNS])
     return pd.concat(frames, ignore_index=True)
-
-
-def stays_best(runs: pd.DataFrame, metric: str, group: str = "group", seed: str = "seed", n_boot: int = N_BOOT,
-               rng_seed: int = BOOT_SEED, higher_is_better: bool = True) -> pd.Series:
-    """Fraction of bootstrap resamples of the seeds in which each group has the best mean `metric`.
-
-    Seeds shared by every group are resampled jointly (the same seeds for all groups, keeping
-    the pairing); otherwise each group's runs are resampled on their own. numpy, not
-    scipy.stats.bootstrap: that returns intervals of a statistic, not an arg-max frequency.
-    Groups with a single value get NaN: one seed cannot say whether a winner stays a winner. Groups
-    tied for the best mean in a resample share that resample's win.
-    """
-    wide = runs.pivot_table(index=seed, columns=group, values=metric, aggfunc="mean")  # (seeds, groups)
-    if wide.empty:
-        return pd.Series(dtype=float)
-    rng = np.random.default_rng(rng_seed)
-    sign = 1.0 if higher_is_better else -1.0
-    complete = wide.dropna()
-    if len(complete) >= 2:
-        x = complete.to_numpy() * sign  # (S, G)
-        picks = rng.integers(0, len(x), size=(n_boot, len(x)))  # (B, S) seed indices, shared by all groups
-        means = x[picks].mean(axis=1)  # (B, G)
-    else:
-        columns = [wide[c].dropna().to_numpy() * sign for c in wide]
-        means = np.stack([c[rng.integers(0, len(c), size=(n_boot, len(c)))].mean(axis=1) for c in columns], axis=1)
-    top = np.isclose(means, means.max(axis=1, keepdims=True), rtol=0, atol=1e-12)  # (B, G): ties share the win
-    wins = (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
-    counts = wide.notna().sum()
-    return pd.Series(wins, index=wide.columns, name="stays_best").where(counts.to_numpy() >= 2)

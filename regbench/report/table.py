@@ -19,6 +19,7 @@ from regbench.core.dropout_types import BUILT_IN, RATE_KEYS
 from regbench.records.results import EXTRA_METRIC_PREFIXES, RUN_METRICS, SPLIT_METRICS, flatten
 from regbench.report.collect import Run
 from regbench.rules.config import NOT_COMPARED_KEYS
+from regbench.rules.verdicts import counted_on
 
 # Keys whose differences do not make two runs different configurations (the schema's declaration:
 # the not-hashed keys, the seed, and where a run ran).
@@ -36,6 +37,8 @@ EXCLUDED_STATUSES = frozenset({"diverged", "failed", SUPERSEDED})  # their numbe
 PARTIAL_STATUSES = frozenset({INCOMPLETE, RUNNING, "interrupted", "killed"})
 
 CURVE_COLUMNS = (*SPLIT_METRICS, "batch_loss")
+SPLIT_SIZES = ("n_train", "n_val", "n_test")  # summary.json `data`: examples per split, as data.<key> columns
+TRAIN_EVAL_SIZE = "trainer.train_eval_size"  # the config key: train accuracy counts min(this, n_train) examples
 
 
 # ---------------------------------------------------------------------------- naming
@@ -122,6 +125,7 @@ def run_row(run: Run) -> dict[str, Any]:
     final = summary.get("final") if isinstance(summary.get("final"), Mapping) else final_m
     best = summary.get("best") if isinstance(summary.get("best"), Mapping) else best_m
     overrides = summary.get("overrides")
+    data = summary.get("data") if isinstance(summary.get("data"), Mapping) else {}
     unfinished = INCOMPLETE if run.status is None else run.status  # running | killed | failed
     status = str(summary.get("status", "unknown")) if run.summary is not None else unfinished
     row: dict[str, Any] = {
@@ -142,6 +146,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "test_final.acc": _num((summary.get("test_final") or {}).get("acc")),
         "test_final.loss": _num((summary.get("test_final") or {}).get("loss")),
         "protocol": protocol_label(summary, run.config),
+        **{f"data.{key}": _num(data.get(key)) for key in SPLIT_SIZES},
         **_scalars(summary.get("mc"), "mc."),
         **_scalars(summary.get("calibration"), "calibration."),
         "device": summary.get("device"),
@@ -184,6 +189,22 @@ def runs_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
     metric_cols = [c for c in table.columns if c in RUN_METRICS or c.startswith(EXTRA_METRIC_PREFIXES)]
     table[metric_cols] = table[metric_cols].apply(pd.to_numeric, errors="coerce")
     return table, config_keys
+
+
+def metric_step(runs: pd.DataFrame, metric: str) -> float:
+    """The step in which `metric` moves over these runs: 1/N for an accuracy counted on N examples (the
+    coarsest over its splits and the runs), 0.0 for a continuous metric or runs that did not record N. The
+    t-tests floor the spread of per-seed differences at it (rules/verdicts.py: zero spread is not certainty)."""
+    sizes = []
+    for split in counted_on(metric):
+        column = f"data.n_{split}"
+        if column not in runs:
+            continue
+        n = pd.to_numeric(runs[column], errors="coerce")
+        if split == "train" and TRAIN_EVAL_SIZE in runs:  # the gap's train accuracy: a fixed subset (engine/loop.py)
+            n = np.fmin(n, pd.to_numeric(runs[TRAIN_EVAL_SIZE], errors="coerce"))
+        sizes += [v for v in n if np.isfinite(v) and v > 0]
+    return 1.0 / min(sizes) if sizes else 0.0
 
 
 def dropout_spec(name: Any):

@@ -12,6 +12,9 @@ K planned looks of a `seed=auto` sweep; K = 1 otherwise). So
 - **undecided**: neither; `seeds_to_decide` says at how many seeds the observed mean and spread
   would decide it.
 
+Zero spread is not certainty: an accuracy moves in steps of one example, so the t-tests floor the
+spread of the per-seed differences at that step (`counted_on`; report/stats.py applies it).
+
 The margin δ is declared once per metric kind (MARGINS) and can be overridden per report
 (`--margin`, the `margin` config key: `parse_margins`).
 """
@@ -19,6 +22,7 @@ The margin δ is declared once per metric kind (MARGINS) and can be overridden p
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -64,8 +68,19 @@ LEGEND = (
     "Verdicts: **better** / **worse**: the interval excludes 0; **…, by less than δ**: it also lies inside ±δ; "
     "**equivalent (within ±δ)**: it lies inside ±δ and contains 0 (two one-sided tests); **undecided**: neither, "
     "with the seeds at which the observed mean and spread would decide it; δ: 1 pp for accuracies and ECE, "
-    "0.02 nats for losses and NLL unless --margin says otherwise."
+    "0.02 nats for losses and NLL unless --margin says otherwise. Zero spread is not certainty: an accuracy on "
+    "N examples moves in steps of 1/N, so the spread of its per-seed differences counts as at least 1/N "
+    "(seeds that all gain the same few examples are not decided by that alone)."
 )
+
+# Zero spread is not certainty. An accuracy counts examples: on a split of N it moves in steps of 1/N, so the
+# per-seed difference of two runs' accuracies is a whole number of examples over N, and a few seeds can all
+# differ by exactly the same number (three seeds that each gain one test example of 359). Their spread of 0
+# says nothing about the spread between seeds, so the t-tests floor the spread of the per-seed differences at
+# one step, 1/N (report/stats.py; why this rule and not another: README.md, "Reports"). Losses, NLL and ECE
+# are continuous: no floor. The splits an accuracy counts on, from its name; a gap (train − val) counts on
+# both, and the coarser step floors it.
+SPLITS = ("train", "val", "test")
 
 
 def display(metric: str) -> tuple[str, float, str, int]:
@@ -76,6 +91,15 @@ def metric_kind(metric: str) -> str | None:
     """'acc' / 'ece' / 'nll' / 'loss' from the metric's name; None for a metric with no default margin."""
     leaf = metric.rsplit(".", 1)[-1]
     return next((kind for kind in ("ece", "nll", "loss", "acc") if kind in leaf), None)
+
+
+def counted_on(metric: str) -> tuple[str, ...]:
+    """The splits whose examples `metric` counts: ('test',) for test.acc, ('val',) for final.val_acc,
+    ('train', 'val') for final.gap_acc; () for a continuous metric or a name that names no split."""
+    if metric_kind(metric) != "acc":
+        return ()
+    words = set(re.split(r"[._]", metric))
+    return SPLITS[:2] if "gap" in words else tuple(split for split in SPLITS if split in words)
 
 
 def default_margin(metric: str) -> float:
