@@ -40,7 +40,7 @@ from regbench.report.style import (
     share_limits,
 )
 
-if TYPE_CHECKING:  # the workers that draw never import the statistics (scipy) the grid was built with
+if TYPE_CHECKING:  # for annotations only: drawing needs the grid's tables, not the statistics (scipy) behind them
     from regbench.report.grid import Grid
 
 MAX_PANELS = 12  # more learning-curve panels than this are unreadable on one page

@@ -30,7 +30,7 @@ from regbench.report.style import (
 )
 from regbench.report.table import fmt_value, make_label
 
-if TYPE_CHECKING:  # the figure workers never import the grid's statistics (scipy)
+if TYPE_CHECKING:  # for annotations only: drawing needs the grid's tables, not its statistics (scipy)
     from regbench.report.grid import Grid
 
 # Rate slots (the registry's rate keys), preferred as the x axis in this order.

@@ -26,7 +26,7 @@ from regbench.report.style import (
     outside_legend,
 )
 
-if TYPE_CHECKING:  # the figure workers never import the grid's statistics (scipy)
+if TYPE_CHECKING:  # for annotations only: drawing needs the grid's tables, not its statistics (scipy)
     from regbench.report.grid import Grid
 
 MAX_GROUPS = 8  # reliability curves beyond this overlap into noise
