@@ -4,7 +4,7 @@ The default launcher of `regbench run -m` is `vectorized` (cells that share a st
 as stacks); `basic` is the choice for one cell at a time. Hydra's own BasicLauncher composes every
 job's config again (the sweeper already did, for its preflight: Hydra's composition is ~160 ms a
 cell, the sweeper's cell composer ~8 ms). This subclass takes each job's config from the sweeper
-(regbench.sweeps.multirun.composed, built by regbench/sweeps/compose.py) and runs it with Hydra's
+(handed over as `composed`, built by regbench/sweeps/compose.py) and runs it with Hydra's
 own run_job: the same jobs, configs, callbacks and JobReturns, one after another. It is stored
 under Hydra's own name `basic` (the ConfigStore keeps the last entry
 of a name, and this module imports Hydra's first), so a command line that names Hydra's basic
@@ -30,6 +30,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="basic", node=Regbench
 
 class RegbenchBasicLauncher(BasicLauncher):
     composer = None  # a CellComposer, made on first use when a job was not composed by our sweeper
+    composed = None  # job overrides -> the config our sweeper composed for it (multirun.hand_over)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from regbench.sweeps.multirun import launch_in_process

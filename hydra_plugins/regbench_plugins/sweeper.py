@@ -45,7 +45,7 @@ class RegbenchSweeper(BasicSweeper):
 
         Composition goes through regbench/sweeps/compose.py: Hydra composes once per distinct
         config-group selection, plain values are applied to a copy (same configs as Hydra's
-        per-cell composition). The launchers take the configs from multirun.composed.
+        per-cell composition). Our launchers take the configs from here (multirun.hand_over).
         With max_batch_size unset the whole grid is one batch, so nothing runs until every
         cell has passed `regbench.engine.train.check_config`.
         """
@@ -59,7 +59,7 @@ class RegbenchSweeper(BasicSweeper):
         log.debug("composed %d jobs (this sweep so far: %d from %d templates, %d by Hydra)", len(batch),
                   composer.fast, composer.templates, composer.slow)
         multirun.preflight(self.config, cfgs)
-        multirun.composed.update({tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
+        multirun.hand_over(self.launcher, {tuple(job): cfg for job, cfg in zip(batch, cfgs, strict=True)})
         log.info("sweep of %d runs -> %s", len(batch), self.config.hydra.sweep.dir)
         if self.batch_index == 1:  # the first batch: start the sweep bar over the whole grid
             from regbench.core import console
@@ -82,7 +82,7 @@ class RegbenchSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from regbench.records.results import check_writable
         from regbench.sweeps import multirun
-        from regbench.sweeps.multirun import composed, count_statuses, remove_if_only_sweep_record
+        from regbench.sweeps.multirun import count_statuses, remove_if_only_sweep_record
 
         check_writable(str(self.config.results_dir))  # a file in the way: one line, before Hydra's mkdir
 
@@ -115,7 +115,8 @@ class RegbenchSweeper(BasicSweeper):
             remove_if_only_sweep_record(fresh)
             raise
         finally:
-            composed.clear()  # what the launcher did not take (e.g. hydra/launcher=basic composes itself)
+            if getattr(self.launcher, "composed", None):  # what the launcher did not take
+                self.launcher.composed = None
             from regbench.core import console
             console.sweep_finished()
             multirun.announce_swept_keys([])

@@ -33,6 +33,8 @@ ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=Vec
 
 
 class VectorizedLauncher(Launcher):
+    composed = None  # job overrides -> the config our sweeper composed for it (multirun.hand_over)
+
     def __init__(self, max_cells: int = 256, max_memory_gb: float | None = None):
         from regbench.core.errors import Abort, ConfigError
         from regbench.engine.plan import check_limits

@@ -42,9 +42,18 @@ last_counts: Counter = Counter()
 last_sweep: dict = {}
 
 
-# Job configs the sweeper composed for its preflight (regbench/sweeps/compose.py), keyed by the job's
-# overrides: the launchers pop them from here instead of composing every cell a second time.
-composed: dict[tuple[str, ...], DictConfig] = {}
+
+def hand_over(launcher, configs: dict[tuple[str, ...], DictConfig]) -> None:
+    """The job configs the sweeper composed for its preflight (regbench/sweeps/compose.py), keyed by the job's
+    overrides, go to its launcher, which takes them (`taken`) instead of composing every cell a second time.
+    Only our launchers take them (they declare `composed`); other launchers compose their jobs themselves."""
+    if hasattr(type(launcher), "composed"):
+        launcher.composed = {**(launcher.composed or {}), **configs}
+
+
+def taken(launcher, overrides: Sequence[str]) -> DictConfig | None:
+    """The config the sweeper composed for this job, once (None: compose it)."""
+    return (getattr(launcher, "composed", None) or {}).pop(tuple(overrides), None)
 
 
 def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
@@ -228,7 +237,7 @@ def remove_if_only_sweep_record(folder) -> None:
 def job_config(launcher, overrides: Sequence[str], job_num: int) -> DictConfig:
     """A job's config as Hydra's BasicLauncher builds it (id = num = its index in the sweep), taken
     from the sweeper's composition when there is one (a launcher used without our sweeper composes)."""
-    cfg = composed.pop(tuple(overrides), None)
+    cfg = taken(launcher, overrides)
     if cfg is None:
         from regbench.sweeps.compose import CellComposer
 

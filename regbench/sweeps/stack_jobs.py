@@ -24,10 +24,10 @@ from regbench.engine.plan import alone_reason, stack_key
 from regbench.sweeps.multirun import (
     PLACEMENT_KEYS,
     STACK_KEY,
-    composed,
     decode_cells,
     encode_cells,
     take_task_config,
+    taken,
 )
 from regbench.sweeps.stacked import train_cells
 
@@ -36,6 +36,8 @@ log = logging.getLogger("regbench")
 
 class StackingLauncher:
     """Wraps any Hydra launcher (basic, joblib, submitit, ray): each job it launches is a stack."""
+
+    composed = None  # job overrides -> the config our sweeper composed for it (multirun.hand_over)
 
     def __init__(self, inner, cells_per_job: int):
         self.inner, self.cells_per_job = inner, cells_per_job
@@ -46,7 +48,7 @@ class StackingLauncher:
     def launch(self, job_overrides, initial_job_idx: int):
         groups: dict[str, list[list[str]]] = {}
         for n, overrides in enumerate(job_overrides):
-            job = composed.pop(tuple(overrides), None)  # the inner launcher composes its jobs itself
+            job = taken(self, overrides)  # read only for its stack key: the inner launcher composes its jobs itself
             cfg = take_task_config(job) if job is not None else None  # read only for its stack key
             key = f"alone-{n}" if cfg is None or alone_reason(cfg) else stack_key(cfg)
             groups.setdefault(key, []).append(list(overrides))

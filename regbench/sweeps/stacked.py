@@ -1,6 +1,6 @@
 """What `hydra/launcher=vectorized` does with a batch of sweep jobs: hand them to the loop as stacks.
 
-1. take every job's config from the sweeper (multirun.composed; Hydra's loader otherwise),
+1. take every job's config from the sweeper (multirun.taken; Hydra's loader otherwise),
    job id/num = its index as Hydra's BasicLauncher sets them;
 2. skip configs that already completed under results_dir (resume: Cell.resume_outcome);
 3. group the rest into stacks (plan.stack_key); a cell that cannot share a stack
@@ -45,7 +45,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     detail.info("Launching %d jobs (vectorized)", len(job_overrides))
     # composed (and checked: multirun.preflight) by our sweeper, else composed here the same way
-    checked = [tuple(overrides) in multirun.composed for overrides in job_overrides]
+    checked = [tuple(overrides) in (launcher.composed or {}) for overrides in job_overrides]
     jobs = [multirun.job_config(launcher, overrides, initial_job_idx + n) for n, overrides in enumerate(job_overrides)]
 
     values: dict[int, dict] = {}  # job position -> return value of the vectorized / skipped jobs
