@@ -25,7 +25,8 @@ from regbench.models import ACTIVATIONS, build_model
 from regbench.regularizers import DROPOUTS, Slot
 from regbench.regularizers.dropblock import DropBlock, drop_block, fit_block_size
 from regbench.regularizers.dropconnect import DropConnect
-from regbench.rules.config import Config, validate
+from regbench.rules.config import Config
+from regbench.rules.validate import validate
 
 NAMES = DROPOUTS.names()
 P = 0.3  # the rate used where a test does not care

@@ -22,7 +22,7 @@ from regbench.data.augment import build_augment
 from regbench.models import build_model, macs_per_example
 from regbench.records import loggers, results
 from regbench.regularizers import DROPOUTS
-from regbench.rules.config import validate
+from regbench.rules.validate import validate
 
 log = logging.getLogger("regbench")
 

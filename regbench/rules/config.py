@@ -1,9 +1,9 @@
-"""Typed config schemas (Hydra structured configs), validation and the config hash.
+"""Typed config schemas (Hydra structured configs), the keys' roles and the config hash.
 
 The YAML files in conf/ fill these dataclasses. Because every group is typed, Hydra
 rejects an unknown key or a value of the wrong type while composing; `validate`
-then checks ranges, names against the registries and incompatible combinations,
-and raises ConfigError (one line, exit 2) before anything is written.
+(rules/validate.py) then checks ranges, names against the registries and incompatible
+combinations, and raises ConfigError (one line, exit 2) before anything is written.
 
 Each key also has a *role*, declared once here on its field and read by everything that
 treats keys differently (config_hash, the sweep folder name, the report's grouping, the
@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -268,39 +267,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 MODELS = ("mlp", "cnn")
 EVAL_MODES = ("eval", "train")
 PLACEMENTS = ("after_activation", "before_norm")
-DROPBLOCK_SCHEDULES = ("constant", "linear")
-MASKS = ("batch", "sample")
-MAX_SEED = 2**64 - 1  # torch.manual_seed takes [-2**63, 2**64); a negative seed aliases a positive one, so >= 0
-
-
-def _choice(key: str, value: Any, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not valid; valid choices: {', '.join(map(str, choices))}")
-
-
-def _range(key: str, value: float, lo: float, hi: float, lo_open=False, hi_open=True) -> None:
-    ok_lo = value > lo if lo_open else value >= lo
-    ok_hi = value < hi if hi_open else value <= hi
-    if not (ok_lo and ok_hi):
-        interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-        raise ConfigError(f"{key}={value!r} is out of range; valid values: {interval}")
-
-
-def _at_least(key: str, value: float, lo: float) -> None:
-    if value < lo:
-        raise ConfigError(f"{key}={value!r} is out of range; valid values: >= {lo}")
-
-
-def _finite_floats(cfg: DictConfig) -> None:
-    """inf and nan pass every `>=` / `<` range check below (nan compares false, inf exceeds any open
-    bound only where one is given): one rule for every float key of the schema, lists included."""
-    from omegaconf import OmegaConf
-
-    for key in FLOAT_KEYS:
-        value = OmegaConf.select(cfg, key, default=None)
-        values = value if OmegaConf.is_list(value) else [value]
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            raise ConfigError(f"{key}={value} is not valid; valid values: finite numbers")
 
 
 def unknown_keys(cfg: DictConfig, path: str = "") -> list[str]:
@@ -345,97 +311,6 @@ def check_sweep_name(name) -> None:
     sweep's multirun.yaml there (`sweep_name=..` would put it in the folder above results_dir)."""
     if name is not None and (not str(name).strip() or set(str(name)) & set("/\\") or str(name).startswith(".")):
         raise ConfigError(f"sweep_name={name!r} is not valid; valid: one folder name (no '/', not starting with '.')")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Check ranges, names and combinations. Raises ConfigError with a one-line message."""
-    from omegaconf import OmegaConf
-
-    from regbench.data import DATASETS
-    from regbench.regularizers import DROPOUTS
-
-    refuse_unknown_keys(cfg)
-    _finite_floats(cfg)
-
-    DATASETS.get(cfg.dataset.name)
-    _choice("model.name", cfg.model.name, MODELS)
-    DROPOUTS.get(cfg.dropout.name)
-    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
-    _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
-    _choice("trainer.device", cfg.trainer.device, DEVICES)
-    for fmt in cfg.get("report_format") or ():
-        _choice("report_format", fmt, REPORT_FORMATS)
-    protocol.check(cfg.trainer)
-    if cfg.get("margin") is not None:
-        from regbench.rules.verdicts import METRICS, parse_margins  # numpy only: a run does not import the report
-
-        parse_margins(str(cfg.margin), METRICS, "test.acc", name="margin")
-    for key in ("seed", "dataset.split_seed"):
-        seed = OmegaConf.select(cfg, key)
-        if not 0 <= seed <= MAX_SEED:
-            raise ConfigError(f"{key}={seed} is out of range; valid values: 0..{MAX_SEED} (the seeds torch accepts, "
-                              "without negative aliases)")
-    _range("dataset.val_fraction", cfg.dataset.val_fraction, 0, 1, lo_open=True)
-    if cfg.dataset.train_size is not None:
-        _at_least("dataset.train_size", cfg.dataset.train_size, 1)
-    for key in ("p", "p_input"):
-        _range(f"dropout.{key}", cfg.dropout[key], 0, 1)
-    if cfg.dropout.p_conv is not None:
-        _range("dropout.p_conv", cfg.dropout.p_conv, 0, 1)
-    for i, p in enumerate(cfg.dropout.per_layer or []):
-        _range(f"dropout.per_layer[{i}]", p, 0, 1)
-    if cfg.dropout.per_layer is not None and len(cfg.dropout.per_layer) != len(cfg.model.hidden):
-        raise ConfigError(
-            f"dropout.per_layer has {len(cfg.dropout.per_layer)} rates but model.hidden has "
-            f"{len(cfg.model.hidden)} layers; valid: one rate per hidden layer"
-        )
-    _choice("dropout.placement", cfg.dropout.placement, PLACEMENTS)
-    _choice("dropout.schedule", cfg.dropout.schedule, DROPBLOCK_SCHEDULES)
-    _choice("dropout.mask", cfg.dropout.mask, MASKS)
-    if cfg.dropout.block_size < 1 or cfg.dropout.block_size % 2 == 0:
-        raise ConfigError(f"dropout.block_size={cfg.dropout.block_size} is not valid; valid values: odd integers >= 1")
-    _at_least("reg.l1", cfg.reg.l1, 0)
-    _at_least("eval.mc_samples", cfg.eval.mc_samples, 0)
-    _at_least("eval.ece_bins", cfg.eval.ece_bins, 1)
-    _choice("eval.mode", cfg.eval.mode, EVAL_MODES)
-    if cfg.reg.max_norm is not None:
-        _range("reg.max_norm", cfg.reg.max_norm, 0, float("inf"), lo_open=True)
-    _range("optim.lr", cfg.optim.lr, 0, float("inf"), lo_open=True)
-    _at_least("optim.weight_decay", cfg.optim.weight_decay, 0)
-    _range("optim.momentum", cfg.optim.momentum, 0, 1)
-    _range("reg.label_smoothing", cfg.reg.label_smoothing, 0, 1)
-    _at_least("trainer.epochs", cfg.trainer.epochs, 1)
-    _at_least("trainer.batch_size", cfg.trainer.batch_size, 1)
-    _at_least("trainer.train_eval_size", cfg.trainer.train_eval_size, 1)
-    if cfg.trainer.patience is not None:
-        _at_least("trainer.patience", cfg.trainer.patience, 1)
-    if cfg.trainer.threads is not None:
-        _at_least("trainer.threads", cfg.trainer.threads, 1)
-    _at_least("optim.step_size", cfg.optim.step_size, 1)
-    _range("optim.gamma", cfg.optim.gamma, 0, 1, lo_open=True, hi_open=False)
-    _at_least("trainer.min_delta", cfg.trainer.min_delta, 0)
-    check_sweep_name(cfg.sweep_name)
-    if cfg.model.name == "mlp" and not cfg.model.hidden and cfg.dropout.name != "none" and cfg.dropout.p > 0:
-        raise ConfigError(f"dropout.p={cfg.dropout.p} has no hidden layer to act on (model.hidden=[]); "
-                          "valid: dropout.p=0 (dropout.p_input still applies) or a non-empty model.hidden")
-    _at_least("optim.warmup_epochs", cfg.optim.warmup_epochs, 0)
-    for key in ("hidden", "channels"):
-        for width in cfg.model[key]:
-            _at_least(f"model.{key}", width, 1)
-    if cfg.model.name == "cnn" and not cfg.model.channels:
-        raise ConfigError("model.channels=[] is not valid for model=cnn; valid values: a non-empty list")
-    if cfg.model.kernel_size < 1 or cfg.model.kernel_size % 2 == 0:
-        raise ConfigError(f"model.kernel_size={cfg.model.kernel_size} is not valid; valid values: odd integers >= 1")
-    from regbench.models import ACTIVATIONS
-
-    if cfg.model.activation is not None:
-        _choice("model.activation", cfg.model.activation, sorted(ACTIVATIONS))
-    from regbench.data.augment import AUGMENTS
-    from regbench.data.augment_ops import check_params
-
-    for op in cfg.augment.ops:
-        AUGMENTS.get(op)
-    check_params(cfg.augment)
 
 
 # ---------------------------------------------------------------------------- hashing

@@ -14,7 +14,8 @@ from regbench.core import console
 from regbench.core.errors import Abort, ConfigError, RunIncomplete, failed_outcome, machine_failure
 from regbench.records import claims
 from regbench.rules.active import check_effective
-from regbench.rules.config import register_configs, validate
+from regbench.rules.config import register_configs
+from regbench.rules.validate import validate
 from regbench.sweeps import launchers
 from regbench.sweeps.multirun import PLACEMENT_KEYS, STACK_KEY
 

@@ -30,7 +30,8 @@ from regbench.engine.cells import Cell
 from regbench.engine.loop import train
 from regbench.engine.plan import alone_reason, chunk_sizes, memory_budget, stack_key
 from regbench.records import claims
-from regbench.rules.config import config_hash, validate
+from regbench.rules.config import config_hash
+from regbench.rules.validate import validate
 from regbench.sweeps import multirun
 from regbench.sweeps.multirun import PLACEMENT_KEYS
 
