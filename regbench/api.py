@@ -180,13 +180,13 @@ def run(overrides: Sequence[str] | str = ()) -> dict[str, Any]:
     config already completed under results_dir). A diverged run returns with status "diverged".
     Raises ConfigError (the CLI's one-line message) on bad input, before anything is written.
     """
-    from regbench.sweeps import hydra_app
+    from regbench.sweeps import outcome
     args = _overrides(overrides, "regbench.run")
-    hydra_app.last_summary.clear()
-    _regbench_run(args)
-    if not hydra_app.last_summary:  # every path through the task function records one
+    with outcome.expect() as result:
+        _regbench_run(args)
+    if result.summary is None:  # every path through the task function records one
         raise RuntimeError("regbench.run finished without a summary")
-    return dict(hydra_app.last_summary)
+    return result.summary
 
 
 def sweep(overrides: Sequence[str] | str, launcher: str | None = None) -> SweepResult:
@@ -199,16 +199,15 @@ def sweep(overrides: Sequence[str] | str, launcher: str | None = None) -> SweepR
     written. Cells that diverge or fail are returned with their status (see SweepResult.completed);
     the sweep's report is written to `<dir>/report` as usual.
     """
-    from regbench.sweeps import multirun
+    from regbench.sweeps import outcome
     args = _overrides(overrides, "regbench.sweep")
     if launcher is not None:
         if any(a.startswith(("hydra/launcher=", "+hydra/launcher=")) for a in args):
             raise ConfigError(f"launcher={launcher!r} and a hydra/launcher= override both choose the launcher; "
                               "valid: one of them")
         args.append(f"hydra/launcher={launcher}")
-    multirun.last_sweep.clear()
-    _regbench_run([*args, "--multirun"])
-    if not multirun.last_sweep:
+    with outcome.expect() as result:
+        _regbench_run([*args, "--multirun"])
+    if result.sweep_dir is None:
         raise RuntimeError("regbench.sweep finished without a sweep record")
-    return SweepResult(dir=Path(multirun.last_sweep["dir"]), runs=list(multirun.last_sweep["runs"]),
-                       counts=dict(multirun.last_counts))
+    return SweepResult(dir=result.sweep_dir, runs=result.runs, counts=dict(result.counts))

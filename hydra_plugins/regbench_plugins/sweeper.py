@@ -3,7 +3,7 @@
 Before any job starts, every cell of the grid is composed and validated, so a bad value
 anywhere in the grid (`dropout.p=0.5,1.5`) stops the sweep with the one-line error and
 nothing written. After the sweep, one line counts completed / diverged / failed runs; if
-any did not complete the command exits 1 (regbench.sweeps.multirun.last_counts).
+any did not complete the command exits 1 (regbench/sweeps/outcome.py).
 
 `hydra.sweeper.cells_per_job=K` (K > 1) hands every launcher (joblib, submitit, SLURM, ...)
 stacks instead of cells: the grid's cells are grouped by structure (regbench.engine.plan)

@@ -257,35 +257,37 @@ def show_cells(args: list[str]) -> int:
 
 
 def run_hydra(argv: list[str]) -> int:
-    """Hydra's application on `argv` (options, then overrides), its errors as ConfigError / MachineFailure."""
-    from regbench.sweeps import multirun
+    """Hydra's application on `argv` (options, then overrides), its errors as ConfigError / MachineFailure.
+    0 when every run of the command completed (sweeps/outcome.py holds what they ended as), else 1."""
+    from regbench.sweeps import outcome
     from regbench.sweeps.hydra_app import entry
 
     saved = sys.argv
     sys.argv = ["regbench run", *argv]
-    multirun.last_counts.clear()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them as one line
-    try:
-        entry()
-    except SystemExit as exc:  # Hydra's own --help / --cfg exit through here
-        return exc.code if isinstance(exc.code, int) else 0
-    except RunIncomplete:
-        return 1
-    except Abort as exc:
-        raise ConfigError(str(exc)) from None
-    except ConfigError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - Hydra composition errors -> one line
-        failure = machine_failure(exc)  # e.g. multirun.yaml in a read-only sweep folder
-        if failure is not None:
-            raise failure from None
-        message = hydra_error_message(exc, config_dirs(argv)) or launcher_error_message(exc) or yaml_error_message(exc)
-        if message is None:
+    with outcome.expect() as result:
+        try:
+            entry()
+        except SystemExit as exc:  # Hydra's own --help / --cfg exit through here
+            return exc.code if isinstance(exc.code, int) else 0
+        except RunIncomplete:
+            return 1
+        except Abort as exc:
+            raise ConfigError(str(exc)) from None
+        except ConfigError:
             raise
-        raise ConfigError(message) from None
-    finally:
-        sys.argv = saved
-    return 1 if multirun.sweep_incomplete() else 0
+        except Exception as exc:  # noqa: BLE001 - Hydra composition errors -> one line
+            failure = machine_failure(exc)  # e.g. multirun.yaml in a read-only sweep folder
+            if failure is not None:
+                raise failure from None
+            message = (hydra_error_message(exc, config_dirs(argv)) or launcher_error_message(exc)
+                       or yaml_error_message(exc))
+            if message is None:
+                raise
+            raise ConfigError(message) from None
+        finally:
+            sys.argv = saved
+    return 1 if result.incomplete else 0
 
 
 # ---------------------------------------------------------------------------- report, list

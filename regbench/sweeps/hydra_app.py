@@ -16,15 +16,11 @@ from regbench.records import claims
 from regbench.rules.active import check_effective
 from regbench.rules.config import register_configs
 from regbench.rules.validate import validate
-from regbench.sweeps import launchers
+from regbench.sweeps import launchers, outcome
 from regbench.sweeps.multirun import PLACEMENT_KEYS, STACK_KEY
 
 register_configs()
 log = logging.getLogger("regbench")
-
-
-# The summary of the last single (non-sweep) run in this process: what regbench.run() returns.
-last_summary: dict = {}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -51,9 +47,8 @@ def entry(cfg: DictConfig) -> dict:
             raise
         # In a sweep one broken cell must not end the grid: record it and go on (the sweeper counts).
         return failed_outcome(exc, "run", command)
-    if hc.mode != RunMode.MULTIRUN:
-        last_summary.clear()
-        last_summary.update(summary)
+    if hc.mode != RunMode.MULTIRUN:  # a sweep's outcome is its sweeper's (multirun.count_statuses)
+        outcome.record_run(summary)
     incomplete = summary["status"] != "completed"
     console.run_done(summary, single=hc.mode != RunMode.MULTIRUN)
     if incomplete and hc.mode != RunMode.MULTIRUN:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from regbench.core.console import DETAIL
 from regbench.core.errors import ConfigError
 from regbench.rules.active import check_grid
+from regbench.sweeps import outcome
 
 log = logging.getLogger("regbench")
 detail = logging.getLogger(DETAIL)  # launch details: shown with `regbench run -v`
@@ -34,12 +35,6 @@ PLACEMENT_KEYS = ("sweep_name=",)
 # The job override `+stack_cells='...'` that lists a stack job's other cells (regbench/sweeps/stack_jobs.py).
 STACK_KEY = "stack_cells"
 
-# Outcome counts of the last sweep in this process: the CLI exits 1 unless all completed.
-# (Raising from the sweeper would skip Hydra's on_multirun_end callbacks, i.e. the report.)
-last_counts: Counter = Counter()
-# The last sweep in this process: {"dir": sweep folder, "runs": one summary dict per cell, in job order}
-# (a failed cell: {"status": "failed", "error": ...}); what regbench.sweep() returns.
-last_sweep: dict = {}
 
 
 
@@ -114,8 +109,6 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
             counts[cell.get("status", "failed")] += 1
             names.append(cell_overrides)
             cells.append(cell)
-    last_sweep.clear()
-    last_sweep.update(dir=sweep_dir, runs=cells)
     rows = list(zip(cell_names(names), cells, strict=True))
     print(console.sweep_table(sorted(rows, key=lambda row: _natural(row[0]))))
     resumed = resume_line(cells)
@@ -124,8 +117,9 @@ def count_statuses(returns, sweep_dir: str) -> Counter:
     parts = ", ".join(f"{counts[s]} {s}" for s in ("completed", "diverged", "interrupted", "failed") if counts[s])
     line = f"sweep finished: {sum(counts.values())} runs: {parts} -> {sweep_dir}"
     print(line, flush=True)
-    last_counts.clear()
-    last_counts.update(counts)
+    # for the command (its exit code) and regbench.sweep(); raising from the sweeper instead would skip Hydra's
+    # on_multirun_end callbacks, i.e. the report. A failed cell: {"status": "failed", "error": ...}
+    outcome.record_sweep(sweep_dir, cells, counts)
     return counts
 
 
@@ -181,10 +175,6 @@ def announce_swept_keys(overrides: list[list[str]]) -> None:
         os.environ[SWEPT_KEYS_ENV] = ",".join(keys)
     else:
         os.environ.pop(SWEPT_KEYS_ENV, None)
-
-
-def sweep_incomplete() -> bool:
-    return sum(last_counts.values()) > last_counts["completed"]
 
 
 @contextlib.contextmanager
