@@ -67,9 +67,7 @@ def read_runs(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
     folders: dict[Path, Path] = {}  # resolved -> as found; overlapping PATHs read a run once
     skipped: list[Skipped] = []
     for path in paths:
-        found, orphans = scan(path)
-        folders |= {f.resolve(): f for f in found if f.resolve() not in folders}
-        skipped += orphans
+        folders |= {f.resolve(): f for f in scan(path) if f.resolve() not in folders}
     loaded = [load_run(folder) for folder in folders.values()]
     runs = [r for r in loaded if isinstance(r, Run)]
     skipped += [r for r in loaded if isinstance(r, Skipped)]
@@ -178,8 +176,9 @@ def staging(out: Path):
 
 
 def terminal_notes(result: ReportResult) -> list[str]:
-    """One line per skipped folder and per run read with a damaged metrics.csv, for the terminal."""
-    lines = [f"skipped {s.path}: {s.reason}" for s in result.skipped]
+    """One line per damaged folder left out (not one a rerun has replaced already) and per run read with a
+    damaged metrics.csv line, for the terminal."""
+    lines = [f"warning: {s.path}: damaged, not counted: {s.reason}" for s in result.skipped if not s.superseded_by]
     for path, issues in zip(result.table["path"], result.table["issues"].fillna(""), strict=True):
         lines += [f"warning: {path}: {issue}" for issue in str(issues).split("; ") if METRICS_FILE in issue]
     return lines
