@@ -116,6 +116,23 @@ def test_report_bad_input(cli, tmp_path):
     _corrupt_run(tmp_path / "corrupt")
     _assert_one_line(*cli("report", "corrupt"), ["corrupt"])
     assert not (tmp_path / "corrupt" / "report").exists() or not any((tmp_path / "corrupt" / "report").iterdir())
+    (tmp_path / "afile").write_text("not a folder")
+    _assert_one_line(*cli("report", "afile"), ["afile is a file", "folder of run folders"])
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_an_out_folder_that_is_a_file_is_one_line(cli, tmp_path, command, out):
+    """--out naming a file (or a path below one) is the user's input: exit 2, one line (it was a traceback)."""
+    from test_report import write_run
+
+    for p in (0.0, 0.3):
+        write_run(tmp_path / "a", p=p, seed=0)
+    (tmp_path / "afile").write_text("not a folder")
+    args = ["a"] if command == "report" else ["a", "--where", "dropout.p=0"]
+    _assert_one_line(*cli(command, *args, "--out", out), [f"to {out}", "--out a folder"])
+    assert (tmp_path / "afile").read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "afile"]  # no staging folder left either
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -255,6 +272,8 @@ def test_compare_bad_input(cli, tmp_path):
         (["a", "--where", "dropout.q=0"], ["dropout.q", "dropout.p"]),
         (["a", "--where", "dropout.p=0.7"], ["dropout.p=0.7", "0, 0.3"]),
         (["a"], ["--where", "usage: regbench compare"]),
+        (["a", "a"], ["a and a hold the same runs", "two folders of different runs"]),  # was: all `equivalent`
+        (["a", str(next((tmp_path / "a").iterdir()))], ["hold the same runs"]),
     ]
     for args, expected in cases:
         _assert_one_line(*cli("compare", *args), expected)

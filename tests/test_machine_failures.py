@@ -118,6 +118,21 @@ def test_report_on_a_full_disk_leaves_no_empty_files(cli, tiny_fs):
     assert not (root / "report").exists() or not any((root / "report").iterdir())
 
 
+def test_compare_on_a_full_disk_is_one_line_and_leaves_nothing(cli, tmp_path, tiny_fs):
+    from test_report import write_run
+
+    root, fill = tiny_fs
+    for p in (0.0, 0.3):
+        for seed in (0, 1):
+            write_run(tmp_path / "runs", p=p, seed=seed)
+    fill(1)
+    code, out, err = cli("compare", str(tmp_path / "runs"), "--where", "dropout.p=0", "--out", str(root / "cmp"))
+    assert code == 1, err
+    _one_error_line(err, "No space left on device", str(root / "cmp"))
+    assert not (root / "cmp").exists()  # it was left behind, holding what fitted
+    _no_partial_files(root)
+
+
 def test_sweep_on_a_full_disk_stops_with_one_line(cli, tiny_fs):
     root, fill = tiny_fs
     fill(4)
