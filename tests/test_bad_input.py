@@ -176,6 +176,18 @@ REVIEW_BAD_INPUT = [
     (["sweep_name=../escape"], ["sweep_name", "../escape", "folder name"]),
     (["sweep_name=grp/a"], ["sweep_name", "grp/a", "folder name"]),
     (["dropout=standard", "dropout.p=0.3", "model.hidden=[]"], ["dropout.p=0.3", "model.hidden=[]"]),
+    # -- issue 31: empty values, Hydra's placement keys (each wrote outside results_dir), types named
+    (["results_dir="], ["results_dir=''", "empty", "folder path"]),
+    (["-m", "results_dir=", "seed=0,1"], ["results_dir=''", "empty"]),  # multirun.yaml went to /sweep-...
+    (["hydra.run.dir=elsewhere"], ["hydra.run.dir", "results_dir=DIR", "sweep_name=NAME"]),
+    (["-m", "hydra.sweep.dir=elsewhere", "seed=0,1"], ["hydra.sweep.dir", "results_dir=DIR"]),
+    (["hydra.output_subdir=.hydra"], ["hydra.output_subdir", "results_dir=DIR"]),
+    (["seed="], ["seed", "valid: an integer"]),
+    (["-m", "seed=0,x"], ["seed", "'x'", "valid: an integer"]),
+    (["dropout=standard", "dropout.p=abc"], ["dropout.p", "abc", "valid: a number"]),
+    (["model.hidden=abc"], ["model.hidden", "valid: a list"]),
+    (["model.batchnorm=maybe"], ["model.batchnorm", "valid: true or false"]),
+    (["-m", "seed=[]"], ["seed", "valid: an integer"]),
 ]
 
 

@@ -127,9 +127,17 @@ def hydra_args(args: list[str]) -> list[str]:
     return [*flags, *overrides]
 
 
+# Hydra's keys for where it writes and whether it changes directory: regbench's conf/config.yaml sets them so that
+# Hydra writes nothing but a sweep's multirun.yaml, in <results_dir>/<sweep_name>; another value would write outside
+# results_dir (hydra.run.dir, hydra.output_subdir) or split a sweep's files from its runs (hydra.sweep.dir).
+PLACED_BY_REGBENCH = tuple(f"{key}=" for key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir",
+                                                 "hydra.output_subdir", "hydra.job.chdir"))
+
+
 def refuse_bad_overrides(overrides: list[str]) -> None:
     """Overrides refused before Hydra sees them. A key given twice (`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets
-    the last one win silently); a `sweep_name` that is not one folder (Hydra would write multirun.yaml first);
+    the last one win silently); a `sweep_name` that is not one folder or an empty `results_dir` (Hydra would write
+    multirun.yaml first, for `results_dir=` at the file system's root); Hydra's own placement keys;
     `~key` (Hydra deletes the key, and every key of the schema must have a value) and a continuous
     `interval(a,b)` sweep (a grid needs values: regbench's sweeper has no sampler)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -144,6 +152,14 @@ def refuse_bad_overrides(overrides: list[str]) -> None:
             from regbench.rules.config import check_sweep_name
 
             check_sweep_name(arg.split("=", 1)[1].strip("'\""))
+        if arg.startswith("results_dir="):
+            from regbench.rules.config import check_results_dir
+
+            check_results_dir(arg.split("=", 1)[1].strip("'\""))
+        if arg.lstrip("+").startswith(PLACED_BY_REGBENCH):
+            key = arg.lstrip("+").split("=", 1)[0]
+            raise ConfigError(f"{key} is set by regbench, which writes every file under results_dir itself (a sweep in "
+                              "<results_dir>/<sweep_name>); valid: results_dir=DIR and sweep_name=NAME")
         if "interval(" in arg:
             try:
                 parsed = OverridesParser.create().parse_override(arg)

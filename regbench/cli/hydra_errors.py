@@ -116,4 +116,13 @@ def _omegaconf_message(err) -> str:
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
         return unknown_key_message(key)
     first = str(err.msg).strip().splitlines()[0]
-    return f"{key}: {first}"
+    wanted = _TYPE_WANTED.search(first)
+    valid = VALID_TYPES.get(next(g for g in wanted.groups() if g)) if wanted else None
+    return f"{key}: {first.rstrip('.')}; valid: {valid}" if valid else f"{key}: {first}"
+
+
+# OmegaConf's wording of a value of the wrong type ("... could not be converted to Integer", "... is not a valid
+# bool", "... is not a ListConfig, list or tuple") -> what is valid there, in the line's words
+_TYPE_WANTED = re.compile(r"converted to (\w+)|not a valid (bool)|(ListConfig)")
+VALID_TYPES = {"Integer": "an integer", "Float": "a number", "bool": "true or false",
+               "ListConfig": "a list, e.g. [64,64]"}
