@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(str(failure), code=1)
     except (KeyboardInterrupt, Interrupted) as exc:
-        print("regbench: interrupted; finished runs are complete, rerun the command to resume", file=sys.stderr)
+        training = bool(argv) and argv[0] == "run"  # report / compare write their files whole, or not at all
+        print("regbench: interrupted; " + ("finished runs are complete, rerun the command to resume" if training
+              else "nothing half-written, rerun the command to write its output"), file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
 
 
