@@ -107,6 +107,19 @@ def test_disk_full_during_a_run_fails_cleanly_and_the_rerun_says_failed(cli, tin
     assert old["status"] == "failed" and old["superseded_by"]
 
 
+def test_a_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(cli, tiny_fs):
+    """torch.save straight to the file raised a RuntimeError traceback ("unexpected pos") naming no file and
+    left .checkpoint.pt.<hex>.tmp behind; now the checkpoint is written as any other file of the run."""
+    root, fill = tiny_fs
+    fill(6)  # room for the run's small files, not for a checkpoint (the weights and two Adam moments)
+    code, out, err = cli("run", *FAST, "trainer.checkpoint=true", f"results_dir={root}")
+    assert code == 1, err
+    _one_error_line(err, "No space left on device", "checkpoint.pt")
+    _no_partial_files(root)
+    [run_dir] = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+
+
 def test_report_on_a_full_disk_leaves_no_empty_files(cli, tiny_fs):
     root, fill = tiny_fs
     assert cli("run", *FAST, f"results_dir={root}")[0] == 0
