@@ -269,3 +269,15 @@ def test_a_torn_index_tail_from_an_older_version_is_cut_off_with_one_warning(tmp
     assert [e["run_dir"] for e in _index(tmp_path)] == ["a", "a", "a", "c"]
     assert [r.getMessage() for r in caplog.records if "torn last line" in r.getMessage()] == [
         f"warning: {index}: cut off a torn last line of 21 bytes (a write that did not finish)"]
+
+
+def test_a_damaged_index_line_costs_that_line_only(cli, tmp_path):
+    """Resume reads the index around a line it cannot parse (bytes that are not UTF-8, not JSON, not an entry):
+    the runs of the other lines are still found, and a rerun skips them."""
+    root = tmp_path / "runs"
+    assert cli("run", *FAST, f"results_dir={root}")[0] == 0
+    index = root / results.INDEX
+    index.write_bytes(b"\xff\xfe garbage\n[1, 2]\n" + index.read_bytes() + b'"text"\n')
+    code, out, err = cli("run", *FAST, f"results_dir={root}")
+    assert code == 0 and "skipped" in out + err, out + err
+    assert len([p for p in root.iterdir() if p.is_dir()]) == 1

@@ -278,15 +278,15 @@ def read_index(results_dir: Path | str) -> Index:
 def _parse_index(path: str, mtime_ns: int, size: int) -> Index:
     last: dict[str, dict] = {}
     by_hash: dict[str, list[str]] = {}
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError):
+    try:  # a damaged line (a torn write of an older version, bytes from elsewhere) costs that line only
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError:
         return Index({}, {})
     for line in text.splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a torn last line of a killed writer
+            continue
         rel = entry.get("run_dir") if isinstance(entry, dict) else None
         if not isinstance(rel, str):
             continue
