@@ -188,6 +188,11 @@ REVIEW_BAD_INPUT = [
     (["model.hidden=abc"], ["model.hidden", "valid: a list"]),
     (["model.batchnorm=maybe"], ["model.batchnorm", "valid: true or false"]),
     (["-m", "seed=[]"], ["seed", "valid: an integer"]),
+    (["-m", "seed=range(0,3,0)"], ["seed=range(0,3,0)", "step of 0"]),  # a ValueError traceback
+    (["=3"], ["'=3' names no key", "key=value"]),  # a ValueError traceback in Hydra's defaults list
+    (["-m", "seed=0,"], ["cannot parse the override 'seed=0,'", "key=a,b,c"]),  # named no override
+    (["-m", "seed=choice()"], ["'seed=choice()'", "empty choice"]),
+    (["seed"], ["'seed'", "missing EQUAL", "key=value"]),
 ]
 
 

@@ -15,7 +15,13 @@ import os
 import shlex
 import sys
 
-from regbench.cli.hydra_errors import config_dirs, hydra_error_message, launcher_error_message, yaml_error_message
+from regbench.cli.hydra_errors import (
+    config_dirs,
+    hydra_error_message,
+    launcher_error_message,
+    override_parse_message,
+    yaml_error_message,
+)
 from regbench.cli.usage import SUBCOMMANDS, USAGE
 from regbench.core.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
 from regbench.core.version import __version__
@@ -140,10 +146,14 @@ def refuse_bad_overrides(overrides: list[str]) -> None:
     """Overrides refused before Hydra sees them. A key given twice (`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets
     the last one win silently); a `sweep_name` that is not one folder or an empty `results_dir` (Hydra would write
     multirun.yaml first, for `results_dir=` at the file system's root); Hydra's own placement keys;
-    `~key` (Hydra deletes the key, and every key of the schema must have a value) and a continuous
-    `interval(a,b)` sweep (a grid needs values: regbench's sweeper has no sampler)."""
+    `~key` (Hydra deletes the key, and every key of the schema must have a value), a continuous
+    `interval(a,b)` sweep (a grid needs values: regbench's sweeper has no sampler), and what Hydra cannot parse
+    or would fail on with a traceback (`=3`: no key; `range(0,3,0)`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import OverrideParseException
 
+    parser = OverridesParser.create()
     seen: dict[str, str] = {}
     for arg in overrides:
         if arg.startswith("~"):
@@ -162,14 +172,18 @@ def refuse_bad_overrides(overrides: list[str]) -> None:
             key = arg.lstrip("+").split("=", 1)[0]
             raise ConfigError(f"{key} is set by regbench, which writes every file under results_dir itself (a sweep in "
                               "<results_dir>/<sweep_name>); valid: results_dir=DIR and sweep_name=NAME")
-        if "interval(" in arg:
-            try:
-                parsed = OverridesParser.create().parse_override(arg)
-            except Exception:  # noqa: BLE001 - Hydra reports a line it cannot parse itself
-                parsed = None
-            if parsed is not None and parsed.is_sweep_override() and not parsed.is_discrete_sweep():
-                raise ConfigError(f"{arg} is a continuous range; valid in a grid: values (key=0,0.1,0.5), "
-                                  "range(start,stop,step) or choice(a,b)")
+        try:
+            [parsed] = parser.parse_overrides([arg])  # (parse_override raises without naming the override)
+        except OverrideParseException as exc:
+            raise ConfigError(override_parse_message(exc)) from None
+        if not parsed.key_or_group:
+            raise ConfigError(f"{arg!r} names no key; valid: key=value (regbench run --help lists the keys)")
+        if parsed.is_sweep_override() and not parsed.is_discrete_sweep():
+            raise ConfigError(f"{arg} is a continuous range; valid in a grid: values (key=0,0.1,0.5), "
+                              "range(start,stop,step) or choice(a,b)")
+        if parsed.value_type == ValueType.RANGE_SWEEP and parsed.value().step == 0:
+            raise ConfigError(f"{arg} has a step of 0; valid: range(start,stop) or range(start,stop,step) with a step "
+                              "other than 0")
         if "=" not in arg:
             continue
         key = arg.split("=", 1)[0].lstrip("+~")

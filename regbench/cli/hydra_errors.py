@@ -83,6 +83,18 @@ def hydra_error_message(exc: BaseException, dirs: list[Path] | None = None) -> s
     return None
 
 
+def override_parse_message(exc) -> str:
+    """Hydra's OverrideParseException (several lines, the grammar's token list) as one line naming the override."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("See https")]
+    reasons = [ln for ln in lines if not ln.startswith("Error parsing override")]
+    reason = (reasons[0] if reasons else "").split(" expecting {")[0]
+    if reason.startswith("LexerNoViableAltException") or reason == "^":
+        reason = "a character the grammar does not allow there"
+    return (f"cannot parse the override {exc.override!r}{': ' + reason if reason else ''}; valid: key=value, a sweep "
+            "key=a,b,c or range(start,stop[,step]) with -m, +key=value to add an optional key; quote a value with "
+            "spaces or commas: key='a b'")
+
+
 def _group_options(group: str) -> list[str]:
     """The option names of one of our config groups (conf/<group>/*.yaml); [] for Hydra's own."""
     from regbench.cli.catalog import config_names
