@@ -179,6 +179,7 @@ REVIEW_BAD_INPUT = [
     # -- issue 31: empty values, Hydra's placement keys (each wrote outside results_dir), types named
     (["results_dir="], ["results_dir=''", "empty", "folder path"]),
     (["-m", "results_dir=", "seed=0,1"], ["results_dir=''", "empty"]),  # multirun.yaml went to /sweep-...
+    (["-m", "results_dir='~/rb'", "seed=0,1"], ["results_dir='~/rb'", "$HOME"]),  # runs in ~/rb, index in ./~/rb
     (["hydra.run.dir=elsewhere"], ["hydra.run.dir", "results_dir=DIR", "sweep_name=NAME"]),
     (["-m", "hydra.sweep.dir=elsewhere", "seed=0,1"], ["hydra.sweep.dir", "results_dir=DIR"]),
     (["hydra.output_subdir=.hydra"], ["hydra.output_subdir", "results_dir=DIR"]),

@@ -69,7 +69,7 @@ def check_writable(results_dir: str) -> Path:
     Permission bits are not enough (root ignores them, /proc refuses anyway), so the check
     creates and removes a probe folder in the nearest existing parent.
     """
-    path = Path(results_dir).expanduser()
+    path = Path(results_dir)  # as every other user of results_dir reads it (rules/config.check_results_dir)
     try:
         probe_folder(path)
     except OSError as exc:
