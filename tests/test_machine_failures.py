@@ -281,3 +281,16 @@ def test_a_damaged_index_line_costs_that_line_only(cli, tmp_path):
     code, out, err = cli("run", *FAST, f"results_dir={root}")
     assert code == 0 and "skipped" in out + err, out + err
     assert len([p for p in root.iterdir() if p.is_dir()]) == 1
+
+
+@pytest.mark.parametrize("command", [["run"], ["run", "-m", "seed=0,1"], ["run", "-m", "seed=0,1",
+                                                                         "hydra/launcher=basic"]],
+                         ids=["run", "run -m", "run -m basic"])
+def test_a_read_only_results_dir_is_one_line_exit_1_for_every_run_command(cli, tmp_path, command):
+    root = tmp_path / "runs"
+    root.mkdir()
+    with read_only(root):
+        code, out, err = cli(*command, *FAST, f"results_dir={root}")
+        assert code == 1, err
+        _one_error_line(err, f"results_dir={str(root)!r}", "Read-only file system")
+    assert list(root.iterdir()) == []
