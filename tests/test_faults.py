@@ -464,17 +464,19 @@ def test_a_damaged_run_is_not_finished_for_resume_nor_for_the_report(cli, tmp_pa
         assert [row["n"] for row in csv.DictReader(f)] == ["3", "3"]
 
 
-def test_ctrl_c_while_a_report_is_written_leaves_no_half_report(tmp_path):
-    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while `regbench report` draws: exit 130, one
-    line that does not speak of runs, and neither a half-written report nor its staging folder is left."""
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_report_leaves_no_half_report(tmp_path, sig, code):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) or SIGTERM while `regbench report` draws: one
+    line that does not speak of runs, and neither a half-written report nor its staging folder is left (SIGTERM
+    killed the process outright, leaving the staging folder)."""
     from test_report import write_grid
 
     write_grid(tmp_path / "runs", rates=(0.0, 0.5), seeds=(0, 1))
     proc = subprocess.Popen([str(EXE), "report", "runs", "--out", "rep"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for(lambda: any(p.name.startswith(".rep.") for p in tmp_path.iterdir()), proc)  # staging: drawing
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert proc.returncode == code and "Traceback" not in err, err
     assert err.strip() == "regbench: interrupted; nothing half-written, rerun the command to write its output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

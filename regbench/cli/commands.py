@@ -8,11 +8,13 @@ exit code 2 instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import itertools
 import os
 import shlex
+import signal
 import sys
 
 from regbench.cli.hydra_errors import (
@@ -36,7 +38,8 @@ VERBOSE_OVERRIDES = ("hydra/job_logging=stdout", "hydra/hydra_logging=default")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return dispatch(argv)
+        with sigterm_interrupts():
+            return dispatch(argv)
     except ConfigError as exc:
         return _fail(str(exc))
     except BrokenPipeError:  # `regbench ... | head`: the reader left; not an error of ours (before OSError)
@@ -52,6 +55,26 @@ def main(argv: list[str] | None = None) -> int:
         print("regbench: interrupted; " + ("finished runs are complete, rerun the command to resume" if training
               else "nothing half-written, rerun the command to write its output"), file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """SIGTERM raises Interrupted wherever the command is, as Ctrl-C raises KeyboardInterrupt: the clean-ups run (a
+    report's staging folder, a sweep's multirun.yaml put back, claims released) and the one line is printed, where
+    the signal's default action left them and printed nothing. The training loop sets its own handler inside
+    (engine/setup.sigterm_raises / sigterm_deferred) and puts this one back."""
+    def handler(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread (main() called from another thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def dispatch(argv: list[str]) -> int:
