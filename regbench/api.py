@@ -50,9 +50,11 @@ def _grid(paths: Sequence[PathLike], margin: str | None = None):
         if not root.exists():
             raise FileNotFoundError(errno.ENOENT, "no such file or folder", str(root))
     runs, skipped = read_runs(roots)
-    if skipped:
-        first = skipped[0]
-        warnings.warn(f"{len(skipped)} folder(s) skipped, e.g. {first.path}: {first.reason}", stacklevel=3)
+    damaged = [s for s in skipped if not s.superseded_by]  # not one a rerun has replaced already
+    if damaged:
+        first = damaged[0]
+        warnings.warn(f"{len(damaged)} damaged folder(s) not counted, e.g. {first.path}: {first.reason}",
+                      stacklevel=3)
     return runs, build_grid(runs, margin, read_record(roots, runs))
 
 

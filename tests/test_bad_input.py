@@ -116,6 +116,23 @@ def test_report_bad_input(cli, tmp_path):
     _corrupt_run(tmp_path / "corrupt")
     _assert_one_line(*cli("report", "corrupt"), ["corrupt"])
     assert not (tmp_path / "corrupt" / "report").exists() or not any((tmp_path / "corrupt" / "report").iterdir())
+    (tmp_path / "afile").write_text("not a folder")
+    _assert_one_line(*cli("report", "afile"), ["afile is a file", "folder of run folders"])
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_an_out_folder_that_is_a_file_is_one_line(cli, tmp_path, command, out):
+    """--out naming a file (or a path below one) is the user's input: exit 2, one line (it was a traceback)."""
+    from test_report import write_run
+
+    for p in (0.0, 0.3):
+        write_run(tmp_path / "a", p=p, seed=0)
+    (tmp_path / "afile").write_text("not a folder")
+    args = ["a"] if command == "report" else ["a", "--where", "dropout.p=0"]
+    _assert_one_line(*cli(command, *args, "--out", out), [f"to {out}", "--out a folder"])
+    assert (tmp_path / "afile").read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "afile"]  # no staging folder left either
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -159,6 +176,24 @@ REVIEW_BAD_INPUT = [
     (["sweep_name=../escape"], ["sweep_name", "../escape", "folder name"]),
     (["sweep_name=grp/a"], ["sweep_name", "grp/a", "folder name"]),
     (["dropout=standard", "dropout.p=0.3", "model.hidden=[]"], ["dropout.p=0.3", "model.hidden=[]"]),
+    # -- issue 31: empty values, Hydra's placement keys (each wrote outside results_dir), types named
+    (["results_dir="], ["results_dir=''", "empty", "folder path"]),
+    (["-m", "results_dir=", "seed=0,1"], ["results_dir=''", "empty"]),  # multirun.yaml went to /sweep-...
+    (["-m", "results_dir='~/rb'", "seed=0,1"], ["results_dir='~/rb'", "$HOME"]),  # runs in ~/rb, index in ./~/rb
+    (["hydra.run.dir=elsewhere"], ["hydra.run.dir", "results_dir=DIR", "sweep_name=NAME"]),
+    (["-m", "hydra.sweep.dir=elsewhere", "seed=0,1"], ["hydra.sweep.dir", "results_dir=DIR"]),
+    (["hydra.output_subdir=.hydra"], ["hydra.output_subdir", "results_dir=DIR"]),
+    (["seed="], ["seed", "valid: an integer"]),
+    (["-m", "seed=0,x"], ["seed", "'x'", "valid: an integer"]),
+    (["dropout=standard", "dropout.p=abc"], ["dropout.p", "abc", "valid: a number"]),
+    (["model.hidden=abc"], ["model.hidden", "valid: a list"]),
+    (["model.batchnorm=maybe"], ["model.batchnorm", "valid: true or false"]),
+    (["-m", "seed=[]"], ["seed", "valid: an integer"]),
+    (["-m", "seed=range(0,3,0)"], ["seed=range(0,3,0)", "step of 0"]),  # a ValueError traceback
+    (["=3"], ["'=3' names no key", "key=value"]),  # a ValueError traceback in Hydra's defaults list
+    (["-m", "seed=0,"], ["cannot parse the override 'seed=0,'", "key=a,b,c"]),  # named no override
+    (["-m", "seed=choice()"], ["'seed=choice()'", "empty choice"]),
+    (["seed"], ["'seed'", "missing EQUAL", "key=value"]),
 ]
 
 
@@ -255,6 +290,8 @@ def test_compare_bad_input(cli, tmp_path):
         (["a", "--where", "dropout.q=0"], ["dropout.q", "dropout.p"]),
         (["a", "--where", "dropout.p=0.7"], ["dropout.p=0.7", "0, 0.3"]),
         (["a"], ["--where", "usage: regbench compare"]),
+        (["a", "a"], ["a and a hold the same runs", "two folders of different runs"]),  # was: all `equivalent`
+        (["a", str(next((tmp_path / "a").iterdir()))], ["hold the same runs"]),
     ]
     for args, expected in cases:
         _assert_one_line(*cli("compare", *args), expected)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from conftest import fast, read_metrics, read_summary, run_dirs
-from test_machine_failures import tiny_fs  # noqa: F401 - the fixture: a real 300 KiB tmpfs (root only)
+from test_machine_failures import read_only, tiny_fs  # noqa: F401 - tiny_fs: a real 300 KiB tmpfs (root only)
 
-from regbench.records import claims, results
+from regbench.records import claims, folder, results
 
 # The stacking launcher, and the one-at-a-time one; where a test runs real sweeps for seconds, the
 # second is marked slow (the suite's time), the first runs always.
@@ -217,7 +217,7 @@ def test_one_cell_of_a_stack_failing_leaves_the_others_training(tmp_path):
     for d in run_dirs(root):
         assert len(read_metrics(d)) == 20  # every cell trained to the end
         if d == broken:
-            assert results.unfinished_status(d) == "failed"
+            assert folder.unfinished_status(d) == "failed"
         else:
             assert read_summary(d)["status"] == "completed" and read_summary(d)["test"] is not None
 
@@ -314,3 +314,169 @@ def test_another_hosts_claim_holds_while_fresh_and_is_taken_over_when_stale(tmp_
     assert time.time() - (folder / "k").stat().st_mtime < claims.STALE_SECONDS
     claims.release(str(tmp_path), ["k"])
     assert not folder.exists()
+
+
+# ---------------------------------------------------------------------------- a folder turns unwritable (issue 31)
+
+
+def _regbench(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """The installed command in a fresh process, as a user's shell starts it: (exit code, stdout, stderr)."""
+    proc = subprocess.run([str(EXE), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_stack_whose_sweep_folder_turns_read_only_ends_failed_with_the_cause(cli, tmp_path):
+    """Every cell of the stack ends `failed` with its cause, though neither summary.json nor the .failed marker
+    can be written: the run index in results_dir says so (before, the next reader said `killed`). A rerun while
+    the folder is read-only trains nothing; once it is writable, it trains every cell again and marks the old
+    folders superseded, still `failed`."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    root = tmp_path / "runs"
+    sweep = root / "ro"
+    args = ["-m", *fast("trainer.batch_size=1", "dataset.train_size=200"), "seed=0,1", f"results_dir={root}",
+            "sweep_name=ro"]
+    proc = _start(tmp_path, *args)
+    try:
+        _wait_for(lambda: sum(_rows(d / "metrics.csv") >= 1 for d in run_dirs(sweep)) == 2, proc)
+        proc.send_signal(signal.SIGSTOP)  # in its second (last) epoch: made read-only while it waits
+        with read_only(sweep):  # metrics.csv stays open for writing; summary.json, .failed cannot be written
+            proc.send_signal(signal.SIGCONT)
+            out = proc.communicate(timeout=300)[0]
+            errors = [line for line in out.splitlines() if line.startswith("regbench: error: ")]
+            assert proc.returncode == 1 and len(errors) == 1 and "Traceback" not in out, out
+            assert "summary.json: Read-only file system" in errors[0], errors  # not its .tmp file
+            folders = run_dirs(sweep)
+            assert all(not (d / "summary.json").exists() and not (d / results.FAILED).exists() for d in folders)
+            for d in folders:
+                status, error = folder.unfinished(d)
+                assert status == "failed" and f"{d}/summary.json" in error and "Read-only file system" in error
+            rows = _report_rows(cli, sweep, tmp_path / "report")
+            assert [r["status"] for r in rows] == ["failed"] * 2
+            assert all("Read-only file system" in r["issues"] for r in rows)
+            code, out, err = cli("run", *args)  # still read-only: one line, nothing trained
+            _one_line(err, code, 1, str(sweep), "Read-only file system")
+            assert run_dirs(sweep) == folders
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    code, out, err = cli("run", *args)
+    assert code == 0 and "resume: 2 unfinished rerun" in out, out + err
+    for d in folders:
+        s = read_summary(d)
+        assert s["status"] == "failed" and s["superseded_by"] and "Read-only file system" in s["error"]
+    import regbench
+
+    assert sorted(regbench.load_runs(sweep)["status"]) == ["completed"] * 2 + ["superseded"] * 2
+
+
+def test_a_rerun_that_cannot_mark_an_earlier_run_superseded_trains_nothing(cli, tmp_path):
+    root = tmp_path / "runs"
+    args = ("run", "-m", *fast("trainer.epochs=1"), "seed=0,1", f"results_dir={root}", "sweep_name=s")
+    assert cli(*args)[0] == 0
+    old = run_dirs(root / "s")[0]
+    (old / "summary.json").unlink()  # not finished: the rerun trains it again and must mark this folder
+    with read_only(old):
+        code, out, err = _regbench(tmp_path, *args)
+        _one_line(err, code, 1, f"cannot write {old}: Read-only file system", "superseded")
+        assert "stack of" not in out and len(run_dirs(root / "s")) == 2  # checked before anything trained
+    code, out, err = cli(*args)
+    assert code == 0 and "resume: 1 finished run skipped, 1 unfinished rerun" in out, out + err
+    assert read_summary(old)["superseded_by"]
+
+
+def test_a_rerun_supersedes_every_unfinished_folder_of_its_config_whatever_its_status(cli, tmp_path):
+    """A run killed while an earlier one of the same config had completed: the rerun reuses the completed run
+    and marks the killed folder superseded by it (before, it stayed `killed` for every later report)."""
+    root = tmp_path / "runs"
+    args = [*SLOW_FIRST_EPOCH, f"results_dir={root}"]
+    assert cli("run", *args)[0] == 0
+    [done] = run_dirs(root)
+    proc = _start(tmp_path, *args, "resume=false")  # the same config once more, killed in its first epoch
+    try:
+        _wait_for(lambda: any((d / "metrics.csv").exists() for d in run_dirs(root) if d != done), proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    [killed] = [d for d in run_dirs(root) if d != done]
+    assert folder.unfinished_status(killed) == "killed"
+    code, out, err = cli("run", *args)
+    assert code == 0 and "skipped" in out + err and len(run_dirs(root)) == 2, out + err
+    s = read_summary(killed)
+    assert s["status"] == "killed" and s["superseded_by"] == done.name
+    import regbench
+
+    assert sorted(regbench.load_runs(root)["status"]) == ["completed", "superseded"]
+
+
+def _cut_middle_row(d: Path) -> None:
+    lines = (d / "metrics.csv").read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:15] + "\n"
+    (d / "metrics.csv").write_text("".join(lines))
+
+
+DAMAGE = {  # label part of the folder -> (what is done to it, what the report names)
+    "p0.1-s0": (lambda d: (d / "config.yaml").unlink(), "no config.yaml"),
+    "p0.1-s1": (_cut_middle_row, "metrics.csv: line 2 has"),
+    "p0.3-s0": (lambda d: (d / "summary.json").write_text('{"status": "compl'), "summary.json: invalid JSON"),
+    "p0.3-s1": (lambda d: (d / "metrics.csv").write_text((d / "metrics.csv").read_text()[:-9]),
+                "metrics.csv holds 1 of the 2 epochs"),
+}
+
+
+def test_a_damaged_run_is_not_finished_for_resume_nor_for_the_report(cli, tmp_path):
+    """One definition of finished (records/folder.py): a completed run that the report cannot read in full is
+    named by the report and not counted, and a rerun trains its cell again and marks the folder superseded
+    (before, resume reused it and every report skipped it: its group had one seed fewer, silently)."""
+    root = tmp_path / "runs"
+    sweep = root / "d"
+    args = ["run", "-m", *fast(), "dropout=standard", "dropout.p=0.1,0.3", "seed=0,1,2", f"results_dir={root}",
+            "sweep_name=d"]
+    assert cli(*args)[0] == 0
+    folders = run_dirs(sweep)
+    damaged = {next(d for d in folders if f"-{part}_" in d.name): what for part, what in DAMAGE.items()}
+    for d, (damage, _) in damaged.items():
+        damage(d)
+
+    code, out, err = cli("report", str(sweep), "--out", str(tmp_path / "before"))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "damaged, not counted" in line]
+    assert len(warnings) == 4 and all(any(str(d) in w and named in w for w in warnings)
+                                      for d, (_, named) in damaged.items()), err
+    with open(tmp_path / "before" / "groups.csv", newline="") as f:
+        assert [row["n"] for row in csv.DictReader(f)] == ["1", "1"]
+    lone = next(d for d in damaged if "-p0.1-s1_" in d.name)
+    code, out, err = cli("report", str(lone))  # the damaged folder alone: named, with what is damaged
+    _one_line(err, code, 2, str(lone), "metrics.csv: line 2 has")
+
+    code, out, err = _regbench(tmp_path, *args)
+    assert code == 0, out + err
+    assert "resume: 2 finished runs skipped, 4 unfinished rerun" in out, out
+    new = [d for d in run_dirs(sweep) if d not in folders]
+    assert sorted(d.name.split("_")[1][-7:] for d in new) == sorted(DAMAGE)  # only the damaged cells trained
+    for d, (_, named) in damaged.items():
+        s = read_summary(d)
+        assert s["superseded_by"] in {n.name for n in new} and named.split(" has")[0] in s["damage"], s
+    code, out, err = cli("report", str(sweep), "--out", str(tmp_path / "after"))
+    assert code == 0 and "damaged, not counted" not in err, err
+    with open(tmp_path / "after" / "groups.csv", newline="") as f:
+        assert [row["n"] for row in csv.DictReader(f)] == ["3", "3"]
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_report_leaves_no_half_report(tmp_path, sig, code):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) or SIGTERM while `regbench report` draws: one
+    line that does not speak of runs, and neither a half-written report nor its staging folder is left (SIGTERM
+    killed the process outright, leaving the staging folder)."""
+    from test_report import write_grid
+
+    write_grid(tmp_path / "runs", rates=(0.0, 0.5), seeds=(0, 1))
+    proc = subprocess.Popen([str(EXE), "report", "runs", "--out", "rep"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for(lambda: any(p.name.startswith(".rep.") for p in tmp_path.iterdir()), proc)  # staging: drawing
+    os.killpg(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code and "Traceback" not in err, err
+    assert err.strip() == "regbench: interrupted; nothing half-written, rerun the command to write its output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

@@ -4,6 +4,7 @@ it is not permitted these tests skip (CI runs as root, so there they run)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST, without_overridden_fast
 
-from regbench.records import results
+from regbench.records import folder, results
 
 PAGE = 4096  # tmpfs allocates whole pages
 EPOCHS = 40  # metrics.csv rows of ~230 bytes: more than one page
@@ -41,6 +42,20 @@ def tiny_fs(tmp_path):
 
     yield root, fill
     subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+@contextlib.contextmanager
+def read_only(path: Path):
+    """`path` read-only (a bind mount of itself, remounted ro) while the block runs; skips where not root."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    if not (_mount("--bind", str(path), str(path)) and _mount("-o", "remount,bind,ro", str(path))):
+        subprocess.run(["umount", str(path)], capture_output=True)
+        pytest.skip("cannot bind-mount read-only here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], capture_output=True)
 
 
 def _files(root: Path) -> list[Path]:
@@ -81,7 +96,7 @@ def test_disk_full_during_a_run_fails_cleanly_and_the_rerun_says_failed(cli, tin
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,") and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
     assert _index(root)[-1]["status"] == "failed" or (run_dir / results.FAILED).exists()
-    assert results.unfinished_status(run_dir) == "failed" or json.loads(
+    assert folder.unfinished_status(run_dir) == "failed" or json.loads(
         (run_dir / "summary.json").read_text())["status"] == "failed"
     assert not (run_dir / results.RUNNING).exists()
 
@@ -90,6 +105,19 @@ def test_disk_full_during_a_run_fails_cleanly_and_the_rerun_says_failed(cli, tin
     assert code == 0, err
     old = json.loads((run_dir / "summary.json").read_text())
     assert old["status"] == "failed" and old["superseded_by"]
+
+
+def test_a_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(cli, tiny_fs):
+    """torch.save straight to the file raised a RuntimeError traceback ("unexpected pos") naming no file and
+    left .checkpoint.pt.<hex>.tmp behind; now the checkpoint is written as any other file of the run."""
+    root, fill = tiny_fs
+    fill(6)  # room for the run's small files, not for a checkpoint (the weights and two Adam moments)
+    code, out, err = cli("run", *FAST, "trainer.checkpoint=true", f"results_dir={root}")
+    assert code == 1, err
+    _one_error_line(err, "No space left on device", "checkpoint.pt")
+    _no_partial_files(root)
+    [run_dir] = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
 
 
 def test_report_on_a_full_disk_leaves_no_empty_files(cli, tiny_fs):
@@ -101,6 +129,21 @@ def test_report_on_a_full_disk_leaves_no_empty_files(cli, tiny_fs):
     _one_error_line(err, "No space left on device", "report")
     _no_partial_files(root)
     assert not (root / "report").exists() or not any((root / "report").iterdir())
+
+
+def test_compare_on_a_full_disk_is_one_line_and_leaves_nothing(cli, tmp_path, tiny_fs):
+    from test_report import write_run
+
+    root, fill = tiny_fs
+    for p in (0.0, 0.3):
+        for seed in (0, 1):
+            write_run(tmp_path / "runs", p=p, seed=seed)
+    fill(1)
+    code, out, err = cli("compare", str(tmp_path / "runs"), "--where", "dropout.p=0", "--out", str(root / "cmp"))
+    assert code == 1, err
+    _one_error_line(err, "No space left on device", str(root / "cmp"))
+    assert not (root / "cmp").exists()  # it was left behind, holding what fitted
+    _no_partial_files(root)
 
 
 def test_sweep_on_a_full_disk_stops_with_one_line(cli, tiny_fs):
@@ -121,16 +164,11 @@ def test_rerun_of_a_sweep_in_a_read_only_folder(cli, tmp_path):
     assert cli(*args)[0] == 0
     sweep = root / "ro"
     before = {p: p.read_bytes() for p in _files(sweep)}
-    if not (_mount("--bind", str(sweep), str(sweep)) and _mount("-o", "remount,bind,ro", str(sweep))):
-        subprocess.run(["umount", str(sweep)], capture_output=True)
-        pytest.skip("cannot bind-mount read-only here")
-    try:
+    with read_only(sweep):
         code, out, err = cli(*args)
         assert code == 1, err
         _one_error_line(err, "Read-only file system", str(sweep))
         assert "Traceback" not in out + err
-    finally:
-        subprocess.run(["umount", str(sweep)], capture_output=True)
     assert {p: p.read_bytes() for p in _files(sweep)} == before  # nothing changed, nothing half-written
 
 
@@ -144,18 +182,13 @@ def test_compare_and_report_into_a_read_only_folder_are_machine_failures(cli, tm
                "sweep_name=b")[0] == 0
     locked = tmp_path / "locked"
     locked.mkdir()
-    if not (_mount("--bind", str(locked), str(locked)) and _mount("-o", "remount,bind,ro", str(locked))):
-        subprocess.run(["umount", str(locked)], capture_output=True)
-        pytest.skip("cannot bind-mount read-only here")
-    try:
+    with read_only(locked):
         code, out, err = cli("compare", str(root / "a"), str(root / "b"), "--out", str(locked / "cmp"))
         assert code == 1
         _one_error_line(err, "Read-only file system", str(locked / "cmp"))
         code, out, err = cli("report", str(root / "a"), "--out", str(locked / "rep"))
         assert code == 1
         _one_error_line(err, "Read-only file system", str(locked / "rep"))
-    finally:
-        subprocess.run(["umount", str(locked)], capture_output=True)
     assert list(locked.iterdir()) == []
 
 
@@ -176,13 +209,13 @@ def test_kill_9_mid_run_is_killed_in_report_and_rerun(cli, tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert not results.alive(run_dir) and results.unfinished_status(run_dir) == "killed"
+    assert not results.alive(run_dir) and folder.unfinished_status(run_dir) == "killed"
     code, out, err = cli("report", str(root), "--out", str(tmp_path / "report"))
     assert code == 0, err
     md = (tmp_path / "report" / "report.md").read_text()
     assert "killed" in md and "in progress" not in md
     code, out, err = cli("run", *FAST, f"results_dir={root}")  # another config: the killed one stays killed
-    assert results.previous_runs(str(root), _index(root)[0]["config_hash"])[0][1] == "killed"
+    assert folder.previous_runs(str(root), _index(root)[0]["config_hash"])[0].status == "killed"
 
 
 def test_a_reused_pid_is_not_alive(tmp_path):
@@ -236,3 +269,28 @@ def test_a_torn_index_tail_from_an_older_version_is_cut_off_with_one_warning(tmp
     assert [e["run_dir"] for e in _index(tmp_path)] == ["a", "a", "a", "c"]
     assert [r.getMessage() for r in caplog.records if "torn last line" in r.getMessage()] == [
         f"warning: {index}: cut off a torn last line of 21 bytes (a write that did not finish)"]
+
+
+def test_a_damaged_index_line_costs_that_line_only(cli, tmp_path):
+    """Resume reads the index around a line it cannot parse (bytes that are not UTF-8, not JSON, not an entry):
+    the runs of the other lines are still found, and a rerun skips them."""
+    root = tmp_path / "runs"
+    assert cli("run", *FAST, f"results_dir={root}")[0] == 0
+    index = root / results.INDEX
+    index.write_bytes(b"\xff\xfe garbage\n[1, 2]\n" + index.read_bytes() + b'"text"\n')
+    code, out, err = cli("run", *FAST, f"results_dir={root}")
+    assert code == 0 and "skipped" in out + err, out + err
+    assert len([p for p in root.iterdir() if p.is_dir()]) == 1
+
+
+@pytest.mark.parametrize("command", [["run"], ["run", "-m", "seed=0,1"], ["run", "-m", "seed=0,1",
+                                                                         "hydra/launcher=basic"]],
+                         ids=["run", "run -m", "run -m basic"])
+def test_a_read_only_results_dir_is_one_line_exit_1_for_every_run_command(cli, tmp_path, command):
+    root = tmp_path / "runs"
+    root.mkdir()
+    with read_only(root):
+        code, out, err = cli(*command, *FAST, f"results_dir={root}")
+        assert code == 1, err
+        _one_error_line(err, f"results_dir={str(root)!r}", "Read-only file system")
+    assert list(root.iterdir()) == []

@@ -86,6 +86,6 @@ def test_a_malformed_last_metrics_line_costs_that_line(tmp_path, capsys):
     assert main([str(root), "--out", str(tmp_path / "out"), "--figures", "curves"]) == 0
     err = capsys.readouterr().err
     assert f"warning: {folder}: metrics.csv: dropped a malformed last line" in err
-    assert f"skipped {root / 'orphan'}: has summary.json but no config.yaml" in err
+    assert f"warning: {root / 'orphan'}: damaged, not counted: has summary.json but no config.yaml" in err
     table = build_report([root], tmp_path / "out2", formats=("png",), figures=[]).table
     assert len(table) == 1 and table["epochs_completed"].iloc[0] == len(metrics)

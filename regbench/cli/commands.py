@@ -8,14 +8,22 @@ exit code 2 instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import itertools
 import os
 import shlex
+import signal
 import sys
 
-from regbench.cli.hydra_errors import config_dirs, hydra_error_message, launcher_error_message, yaml_error_message
+from regbench.cli.hydra_errors import (
+    config_dirs,
+    hydra_error_message,
+    launcher_error_message,
+    override_parse_message,
+    yaml_error_message,
+)
 from regbench.cli.usage import SUBCOMMANDS, USAGE
 from regbench.core.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
 from regbench.core.version import __version__
@@ -30,7 +38,8 @@ VERBOSE_OVERRIDES = ("hydra/job_logging=stdout", "hydra/hydra_logging=default")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return dispatch(argv)
+        with sigterm_interrupts():
+            return dispatch(argv)
     except ConfigError as exc:
         return _fail(str(exc))
     except BrokenPipeError:  # `regbench ... | head`: the reader left; not an error of ours (before OSError)
@@ -42,8 +51,30 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(str(failure), code=1)
     except (KeyboardInterrupt, Interrupted) as exc:
-        print("regbench: interrupted; finished runs are complete, rerun the command to resume", file=sys.stderr)
+        training = bool(argv) and argv[0] == "run"  # report / compare write their files whole, or not at all
+        print("regbench: interrupted; " + ("finished runs are complete, rerun the command to resume" if training
+              else "nothing half-written, rerun the command to write its output"), file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """SIGTERM raises Interrupted wherever the command is, as Ctrl-C raises KeyboardInterrupt: the clean-ups run (a
+    report's staging folder, a sweep's multirun.yaml put back, claims released) and the one line is printed, where
+    the signal's default action left them and printed nothing. The training loop sets its own handler inside
+    (engine/setup.sigterm_raises / sigterm_deferred) and puts this one back."""
+    def handler(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread (main() called from another thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def dispatch(argv: list[str]) -> int:
@@ -127,13 +158,25 @@ def hydra_args(args: list[str]) -> list[str]:
     return [*flags, *overrides]
 
 
+# Hydra's keys for where it writes and whether it changes directory: regbench's conf/config.yaml sets them so that
+# Hydra writes nothing but a sweep's multirun.yaml, in <results_dir>/<sweep_name>; another value would write outside
+# results_dir (hydra.run.dir, hydra.output_subdir) or split a sweep's files from its runs (hydra.sweep.dir).
+PLACED_BY_REGBENCH = tuple(f"{key}=" for key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir",
+                                                 "hydra.output_subdir", "hydra.job.chdir"))
+
+
 def refuse_bad_overrides(overrides: list[str]) -> None:
     """Overrides refused before Hydra sees them. A key given twice (`dropout.p=0.1,0.2 dropout.p=0.3`: Hydra lets
-    the last one win silently); a `sweep_name` that is not one folder (Hydra would write multirun.yaml first);
-    `~key` (Hydra deletes the key, and every key of the schema must have a value) and a continuous
-    `interval(a,b)` sweep (a grid needs values: regbench's sweeper has no sampler)."""
+    the last one win silently); a `sweep_name` that is not one folder or an empty `results_dir` (Hydra would write
+    multirun.yaml first, for `results_dir=` at the file system's root); Hydra's own placement keys;
+    `~key` (Hydra deletes the key, and every key of the schema must have a value), a continuous
+    `interval(a,b)` sweep (a grid needs values: regbench's sweeper has no sampler), and what Hydra cannot parse
+    or would fail on with a traceback (`=3`: no key; `range(0,3,0)`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import OverrideParseException
 
+    parser = OverridesParser.create()
     seen: dict[str, str] = {}
     for arg in overrides:
         if arg.startswith("~"):
@@ -144,14 +187,26 @@ def refuse_bad_overrides(overrides: list[str]) -> None:
             from regbench.rules.config import check_sweep_name
 
             check_sweep_name(arg.split("=", 1)[1].strip("'\""))
-        if "interval(" in arg:
-            try:
-                parsed = OverridesParser.create().parse_override(arg)
-            except Exception:  # noqa: BLE001 - Hydra reports a line it cannot parse itself
-                parsed = None
-            if parsed is not None and parsed.is_sweep_override() and not parsed.is_discrete_sweep():
-                raise ConfigError(f"{arg} is a continuous range; valid in a grid: values (key=0,0.1,0.5), "
-                                  "range(start,stop,step) or choice(a,b)")
+        if arg.startswith("results_dir="):
+            from regbench.rules.config import check_results_dir
+
+            check_results_dir(arg.split("=", 1)[1].strip("'\""))
+        if arg.lstrip("+").startswith(PLACED_BY_REGBENCH):
+            key = arg.lstrip("+").split("=", 1)[0]
+            raise ConfigError(f"{key} is set by regbench, which writes every file under results_dir itself (a sweep in "
+                              "<results_dir>/<sweep_name>); valid: results_dir=DIR and sweep_name=NAME")
+        try:
+            [parsed] = parser.parse_overrides([arg])  # (parse_override raises without naming the override)
+        except OverrideParseException as exc:
+            raise ConfigError(override_parse_message(exc)) from None
+        if not parsed.key_or_group:
+            raise ConfigError(f"{arg!r} names no key; valid: key=value (regbench run --help lists the keys)")
+        if parsed.is_sweep_override() and not parsed.is_discrete_sweep():
+            raise ConfigError(f"{arg} is a continuous range; valid in a grid: values (key=0,0.1,0.5), "
+                              "range(start,stop,step) or choice(a,b)")
+        if parsed.value_type == ValueType.RANGE_SWEEP and parsed.value().step == 0:
+            raise ConfigError(f"{arg} has a step of 0; valid: range(start,stop) or range(start,stop,step) with a step "
+                              "other than 0")
         if "=" not in arg:
             continue
         key = arg.split("=", 1)[0].lstrip("+~")

@@ -83,6 +83,18 @@ def hydra_error_message(exc: BaseException, dirs: list[Path] | None = None) -> s
     return None
 
 
+def override_parse_message(exc) -> str:
+    """Hydra's OverrideParseException (several lines, the grammar's token list) as one line naming the override."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("See https")]
+    reasons = [ln for ln in lines if not ln.startswith("Error parsing override")]
+    reason = (reasons[0] if reasons else "").split(" expecting {")[0]
+    if reason.startswith("LexerNoViableAltException") or reason == "^":
+        reason = "a character the grammar does not allow there"
+    return (f"cannot parse the override {exc.override!r}{': ' + reason if reason else ''}; valid: key=value, a sweep "
+            "key=a,b,c or range(start,stop[,step]) with -m, +key=value to add an optional key; quote a value with "
+            "spaces or commas: key='a b'")
+
+
 def _group_options(group: str) -> list[str]:
     """The option names of one of our config groups (conf/<group>/*.yaml); [] for Hydra's own."""
     from regbench.cli.catalog import config_names
@@ -116,4 +128,13 @@ def _omegaconf_message(err) -> str:
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
         return unknown_key_message(key)
     first = str(err.msg).strip().splitlines()[0]
-    return f"{key}: {first}"
+    wanted = _TYPE_WANTED.search(first)
+    valid = VALID_TYPES.get(next(g for g in wanted.groups() if g)) if wanted else None
+    return f"{key}: {first.rstrip('.')}; valid: {valid}" if valid else f"{key}: {first}"
+
+
+# OmegaConf's wording of a value of the wrong type ("... could not be converted to Integer", "... is not a valid
+# bool", "... is not a ListConfig, list or tuple") -> what is valid there, in the line's words
+_TYPE_WANTED = re.compile(r"converted to (\w+)|not a valid (bool)|(ListConfig)")
+VALID_TYPES = {"Integer": "an integer", "Float": "a number", "bool": "true or false",
+               "ListConfig": "a list, e.g. [64,64]"}

@@ -37,7 +37,8 @@ def atomic_write_text(path: Path, text: str | bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only folder the unlink fails too: the write's error wins
+            tmp.unlink(missing_ok=True)
         raise
 
 

@@ -24,7 +24,7 @@ from regbench.core import files
 from regbench.core.console import RUN_START
 from regbench.engine import uncertainty
 from regbench.engine.evaluate import loss_and_correct
-from regbench.records import checkpoint, claims, loggers, results
+from regbench.records import checkpoint, claims, folder, loggers, results
 from regbench.regularizers.streams import Streams
 from regbench.rules.config import config_hash
 from regbench.rules.protocol import Protocol, Tracker
@@ -90,7 +90,7 @@ class Cell:
     command: str = ""  # `regbench run ...` that reruns it alone
     overrides: list[str] = field(default_factory=list)
     resume_dir: Path | None = None  # an interrupted folder with a checkpoint.pt to continue (stacks of one)
-    stale: list[Path] = field(default_factory=list)  # earlier interrupted/failed folders it supersedes
+    stale: list[Path] = field(default_factory=list)  # earlier unfinished folders it supersedes (records/folder.py)
     summary: dict | None = None  # filled as it trains; has "run_dir" once it has finished
     checked: bool = False  # passed check_config already (the sweep's preflight, in this process)
     # set by the loop
@@ -109,23 +109,28 @@ class Cell:
     def resume_outcome(self, cfg_hash: str) -> dict | None:
         """The one resume decision (resume=true), for a lone run and for every cell of a stack.
 
-        Returns the outcome of an earlier completed or diverged run of the same config to reuse
-        (logged once to loggers chosen since, e.g. logger=mlflow added later), or None to train:
-        then an interrupted folder with a checkpoint becomes resume_dir (continued in place) and
-        the other earlier folders stay in `stale`, to be marked superseded once this cell trained.
+        Returns the outcome of an earlier finished run of the same config to reuse (records/folder.py:
+        finished and read in full; logged once to loggers chosen since, e.g. logger=mlflow added later),
+        whose older unfinished folders are marked superseded by it now; or None to train: then an
+        interrupted folder with a checkpoint becomes resume_dir (continued in place) and the other earlier
+        folders stay in `stale`, to be marked superseded once this cell trained.
         """
-        reused, self.stale = results.earlier_outcome(self.cfg, cfg_hash)
+        reused, self.stale = folder.earlier_outcome(self.cfg, cfg_hash)
         if reused is not None:
             loggers.backfill(self.cfg, reused)
+            for run_dir in self.stale:
+                folder.mark_superseded(run_dir, reused.get("run_id") or Path(reused["run_dir"]).name)
+            self.stale = []
             return reused
-        if self.stale and self.cfg.trainer.checkpoint and checkpoint.exists(self.stale[-1]):
+        if (self.stale and self.cfg.trainer.checkpoint and checkpoint.exists(self.stale[-1])
+                and folder.read(self.stale[-1]).damage is None):
             self.resume_dir = self.stale.pop()
         return None
 
     def supersede_stale(self) -> None:
-        """Trained again: the earlier interrupted / failed folders of this config point to the new one."""
+        """Trained again: the earlier unfinished folders of this config point to the new one."""
         for run_dir in self.stale:
-            results.mark_superseded(run_dir, self.summary["run_id"])
+            folder.mark_superseded(run_dir, self.summary["run_id"])
         if self.stale:  # for the sweep's resume line (multirun.resume_line); not in summary.json
             self.summary["supersedes"] = [d.name for d in self.stale]
 

@@ -8,11 +8,12 @@ same numbers as an uninterrupted one. Written atomically; removed once the run c
 
 from __future__ import annotations
 
-import os
-import secrets
+import io
 from pathlib import Path
 
 import torch
+
+from regbench.core.files import atomic_write_text
 
 FILE = "checkpoint.pt"
 
@@ -33,10 +34,12 @@ def save(run_dir: Path, model, optimizer, scheduler, progress, summary: dict, el
         "summary": {k: v for k, v in summary.items() if k != "run_dir"},
         "elapsed": elapsed,
     }
-    path = Path(run_dir) / FILE
-    tmp = path.with_name(f".{FILE}.{secrets.token_hex(4)}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    # Serialised in memory, then written as any other file of the run (core/files.atomic_write_text): torch.save
+    # straight to a file on a full disk raised a RuntimeError ("unexpected pos") that named no file and left its
+    # temporary file behind.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_text(Path(run_dir) / FILE, buffer.getvalue())
 
 
 def load(run_dir: Path, model, optimizer, scheduler, progress) -> dict:

@@ -1,6 +1,6 @@
 """Claims: under one results_dir, one process at a time trains a config (two identical sweeps at once).
 
-Resume (results.earlier_outcome) finds a config that already *finished*; a claim covers the time
+Resume (folder.earlier_outcome) finds a config that already *finished*; a claim covers the time
 in between, while a process trains it. Before a cell trains, its process claims the cell's key
 (the config hash, within the sweep folder when there is one: resume's own scope); a second
 process that finds the key held by a live process waits for it to be released and then asks

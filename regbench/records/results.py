@@ -69,7 +69,7 @@ def check_writable(results_dir: str) -> Path:
     Permission bits are not enough (root ignores them, /proc refuses anyway), so the check
     creates and removes a probe folder in the nearest existing parent.
     """
-    path = Path(results_dir).expanduser()
+    path = Path(results_dir)  # as every other user of results_dir reads it (rules/config.check_results_dir)
     try:
         probe_folder(path)
     except OSError as exc:
@@ -259,7 +259,7 @@ def git_commit() -> str | None:
         return None
 
 
-# ---------------------------------------------------------------------------- index and resume
+# ---------------------------------------------------------------------------- index and process markers
 
 INDEX = ".regbench-index.jsonl"  # in results_dir: one JSON line per run start / end, appended under a lock
 RUNNING = ".running"  # in a run folder while its process lives: "<host> <pid> <process start time>"
@@ -344,12 +344,15 @@ def mark_started(results_dir: str, run_dir: Path, cfg_hash: str) -> None:
 
 
 def mark_finished(results_dir: str, run_dir: Path, summary: dict, summary_written: bool = True) -> None:
-    """Close the run in the index; the .running marker goes, or becomes .failed when summary.json
-    could not be written (a rename needs no free space), so a rerun says `failed`, not `killed`."""
+    """Close the run in the index (with its error, if any); the .running marker goes, or becomes .failed when
+    summary.json could not be written (a rename needs no free space), so a rerun says `failed`, not `killed`.
+    In a folder that became read-only not even the rename is possible: then the index entry, in results_dir,
+    is what says `failed` and why (records/folder.py reads it)."""
     rel = os.path.relpath(run_dir, results_dir)
+    error = {"error": summary["error"]} if summary.get("error") else {}
     try:
         _append_index(Path(results_dir), {"config_hash": summary["config_hash"], "run_dir": rel,
-                                          "status": summary["status"]})
+                                          "status": summary["status"], **error})
     finally:
         if summary_written:
             (run_dir / RUNNING).unlink(missing_ok=True)
@@ -414,77 +417,6 @@ def identity_alive(text: str) -> bool:
     except PermissionError:
         pass  # exists, owned by someone else
     return not started or started[0] == "-" or _process_start(pid) == started[0]
-
-
-def unfinished_status(run_dir: Path) -> str:
-    """Status of a run folder without summary.json: running, failed (summary.json unwritable) or killed."""
-    if (run_dir / FAILED).exists():
-        return "failed"
-    return "running" if alive(run_dir) else "killed"
-
-
-def previous_runs(results_dir: str, cfg_hash: str, sweep_name: str | None = None) -> list[tuple[Path, str]]:
-    """Earlier runs of this exact config under results_dir, oldest first, as (folder, status).
-
-    With a sweep_name only runs inside that sweep's folder count: a sweep must end up holding
-    every one of its cells (its report reads that folder), so a cell another sweep already
-    trained is trained again here. A single run matches anywhere under results_dir.
-    Status comes from the folder's summary.json when there is one (the index only points
-    the way); without one the run is `running` if its process lives, else `killed`.
-    """
-    root = Path(results_dir)
-    try:
-        lines = (root / INDEX).read_text().splitlines()
-    except OSError:
-        return []
-    dirs: dict[str, None] = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line of a killed writer: skip it
-        inside = sweep_name is None or Path(entry.get("run_dir", "")).parts[:1] == (sweep_name,)
-        if entry.get("config_hash") == cfg_hash and inside:
-            dirs[entry["run_dir"]] = None
-    found = []
-    for rel in dirs:
-        run_dir = root / rel
-        if not run_dir.is_dir():
-            continue
-        try:
-            summary = json.loads((run_dir / "summary.json").read_text())
-            status = summary["status"] if summary.get("config_hash") == cfg_hash else None
-            if summary.get("superseded_by"):
-                status = None
-        except (OSError, ValueError, KeyError):
-            status = unfinished_status(run_dir)
-        if status:
-            found.append((run_dir, status))
-    return found
-
-
-def earlier_outcome(cfg, cfg_hash: str) -> tuple[dict | None, list[Path]]:
-    """What resume does with a config: (the summary of an earlier completed or diverged run to
-    reuse, with its run_dir, or None; the interrupted / failed / killed folders it supersedes)."""
-    earlier = previous_runs(cfg.results_dir, cfg_hash, cfg.get("sweep_name"))
-    for run_dir, status in reversed(earlier):
-        if status in ("completed", "diverged"):
-            # debug: the run's own line (console.run_done) or the sweep's one resume line says it
-            log.debug("skipped: this config already %s in %s (resume=false trains it again)", status, run_dir)
-            summary = json.loads((run_dir / "summary.json").read_text())
-            return {**summary, "run_dir": str(run_dir), "skipped": True}, []
-    return None, [d for d, status in earlier if status in ("interrupted", "failed", "killed")]
-
-
-def mark_superseded(run_dir: Path, by: str) -> None:
-    """An interrupted/failed run that was trained again from scratch points to its replacement."""
-    path = run_dir / "summary.json"
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
-        summary = {"status": unfinished_status(run_dir)}
-    summary["superseded_by"] = by
-    write_json(path, summary)
 
 
 def truncate_metrics(path: Path, n_rows: int) -> None:

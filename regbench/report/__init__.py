@@ -64,12 +64,13 @@ def read_runs(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise ConfigError(f"path does not exist: {missing[0]}; valid: an existing folder of run folders")
+    files = [str(p) for p in paths if not p.is_dir()]
+    if files:
+        raise ConfigError(f"{files[0]} is a file, not a folder; valid: a folder of run folders, or a run folder")
     folders: dict[Path, Path] = {}  # resolved -> as found; overlapping PATHs read a run once
     skipped: list[Skipped] = []
     for path in paths:
-        found, orphans = scan(path)
-        folders |= {f.resolve(): f for f in found if f.resolve() not in folders}
-        skipped += orphans
+        folders |= {f.resolve(): f for f in scan(path) if f.resolve() not in folders}
     loaded = [load_run(folder) for folder in folders.values()]
     runs = [r for r in loaded if isinstance(r, Run)]
     skipped += [r for r in loaded if isinstance(r, Skipped)]
@@ -152,12 +153,13 @@ def panels(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 @contextlib.contextmanager
-def staging(out: Path):
-    """Write the report into a hidden folder next to `out`, then rename each file into `out`.
+def staging(out: Path, what: str = "the report"):
+    """Write the report (or `what` else) into a hidden folder next to `out`, then rename each file into `out`.
 
     A full disk or a read-only folder therefore never leaves a 0-byte or half-written report.md
     or PNG in place of the previous one (rename is atomic and needs no space); the error is a
-    MachineFailure naming the path and the cause (exit 1).
+    MachineFailure naming the path and the cause (exit 1); any other failure to write there (`out` is a
+    file, or below one) is the user's input (ConfigError, exit 2).
     """
     stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
     try:
@@ -167,19 +169,20 @@ def staging(out: Path):
         for path in sorted(stage.iterdir()):
             os.replace(path, out / path.name)
     except OSError as exc:
-        failure = machine_failure(exc)
-        if failure is None:
-            raise
         target = out if exc.filename is None or str(stage) in str(exc.filename) else exc.filename
         cause = f"{exc.strerror or exc} (errno {exc.errno})"
-        raise MachineFailure(f"cannot write the report to {target}: {cause}") from None
+        if machine_failure(exc) is None:  # e.g. a file where the folder should be: the user's --out
+            raise ConfigError(f"cannot write {what} to {out} ({target}: {cause}); valid: --out a folder, new or "
+                              "existing, not a file or below one") from None
+        raise MachineFailure(f"cannot write {what} to {target}: {cause}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
 def terminal_notes(result: ReportResult) -> list[str]:
-    """One line per skipped folder and per run read with a damaged metrics.csv, for the terminal."""
-    lines = [f"skipped {s.path}: {s.reason}" for s in result.skipped]
+    """One line per damaged folder left out (not one a rerun has replaced already) and per run read with a
+    damaged metrics.csv line, for the terminal."""
+    lines = [f"warning: {s.path}: damaged, not counted: {s.reason}" for s in result.skipped if not s.superseded_by]
     for path, issues in zip(result.table["path"], result.table["issues"].fillna(""), strict=True):
         lines += [f"warning: {path}: {issue}" for issue in str(issues).split("; ") if METRICS_FILE in issue]
     return lines

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from regbench.core.errors import ConfigError, MachineFailure, machine_failure
+from regbench.core.errors import ConfigError, MachineFailure
 from regbench.core.files import atomic_write_text
-from regbench.report import read_runs, stats
+from regbench.report import read_runs, staging, stats
 from regbench.report.content_compare import bounds_text, confidence, display, interval_text, p_text
 from regbench.report.sequential import read_record
 from regbench.report.style import CAPSIZE, NEUTRAL, REFERENCE, save
@@ -149,6 +149,10 @@ def compare(paths: list[Path], where: str | None = None, metric: str | None = No
         raise ConfigError(f"--where splits one folder; with two folders leave it out; usage: {USAGE}")
     if len(paths) == 2:
         (a, keys_a), (b, keys_b) = _completed([paths[0]]), _completed([paths[1]])
+        shared = sorted({str(Path(p).resolve()) for p in a["path"]} & {str(Path(p).resolve()) for p in b["path"]})
+        if shared:
+            raise ConfigError(f"{paths[0]} and {paths[1]} hold the same runs ({len(shared)}, e.g. {shared[0]}); "
+                              f"valid: two folders of different runs, or one folder with --where KEY=VALUE")
         keys, split_key = list(dict.fromkeys(keys_a + keys_b)), None
         reference = f"A = {paths[0]}, B = {paths[1]}"
     else:
@@ -244,15 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         paths = [Path(p) for p in args.paths]
         result = compare(paths, args.where, args.metric, args.margin)
         out = args.out or (paths[0] / "compare" if len(paths) == 1 else Path("compare"))
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "compare.csv", result.table.assign(metric=result.metric).to_csv(index=False))
-            png = save(figure(result), out, "compare", formats)
-        except OSError as exc:  # a full disk, a read-only folder: a machine failure (exit 1), naming the path
-            if machine_failure(exc) is not None:
-                where = exc.filename or out
-                raise MachineFailure(f"cannot write {where}: {exc.strerror or exc} (errno {exc.errno})") from None
-            raise ConfigError(f"cannot write to {out}: {exc.strerror or exc}") from exc
+        # a full disk, a read-only folder: a machine failure (exit 1) naming the path, nothing half-written
+        with staging(out, "the comparison") as stage:
+            atomic_write_text(stage / "compare.csv", result.table.assign(metric=result.metric).to_csv(index=False))
+            png = out / save(figure(result), stage, "compare", formats).name
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except (ConfigError, MachineFailure) as exc:

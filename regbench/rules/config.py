@@ -306,6 +306,17 @@ def refuse_unknown_keys(cfg: DictConfig) -> None:
         raise ConfigError(unknown_key_message(unknown[0]))
 
 
+def check_results_dir(path) -> None:
+    """results_dir names a folder: an empty one would put the run folders in the working directory and a
+    sweep's multirun.yaml at the file system's root (`${results_dir}/${sweep_name}` = `/sweep-...`); one starting
+    with `~` (quoted, so the shell left it) is no home folder to Hydra's sweep folder nor to the file system."""
+    if not str(path).strip():
+        raise ConfigError(f"results_dir={path!r} is empty; valid: a folder path (default: runs)")
+    if str(path).startswith("~"):
+        raise ConfigError(f"results_dir={path!r} starts with '~', which only the shell expands (outside quotes); "
+                          "valid: an absolute path (results_dir=$HOME/...) or one relative to the working folder")
+
+
 def check_sweep_name(name) -> None:
     """sweep_name is one folder inside results_dir: the command line checks it before Hydra writes the
     sweep's multirun.yaml there (`sweep_name=..` would put it in the folder above results_dir)."""

@@ -25,6 +25,7 @@ from regbench.rules.config import (
     PLACEMENTS,
     REPORT_FORMATS,
     SCHEDULES,
+    check_results_dir,
     check_sweep_name,
     refuse_unknown_keys,
 )
@@ -197,6 +198,7 @@ def validate(cfg: DictConfig) -> None:
     _seeds(cfg)
     protocol.check(cfg.trainer)
     _margin(cfg)
+    check_results_dir(cfg.results_dir)
     check_sweep_name(cfg.sweep_name)
     _per_layer_rates(cfg)
     _model_has_room(cfg)
