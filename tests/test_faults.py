@@ -21,7 +21,8 @@ import pytest
 from conftest import fast, read_metrics, read_summary, run_dirs
 from test_machine_failures import read_only, tiny_fs  # noqa: F401 - tiny_fs: a real 300 KiB tmpfs (root only)
 
-from regbench.records import claims, folder, results
+from regbench.records import claims, folder
+from regbench.records import index as run_index
 
 # The stacking launcher, and the one-at-a-time one; where a test runs real sweeps for seconds, the
 # second is marked slow (the suite's time), the first runs always.
@@ -139,7 +140,7 @@ def test_two_identical_sweeps_at_once_train_each_cell_once(tmp_path, launcher):
     assert len(folders) == 3, outs  # before: 6, every cell trained by both
     hashes = [read_summary(d)["config_hash"] for d in folders]
     assert len(set(hashes)) == 3 and all(read_summary(d)["status"] == "completed" for d in folders)
-    starts = [e for e in map(json.loads, (root / results.INDEX).read_text().splitlines()) if e["status"] == "running"]
+    starts = [e for e in map(json.loads, (root / run_index.INDEX).read_text().splitlines()) if e["status"] == "running"]
     assert sorted(e["config_hash"] for e in starts) == sorted(hashes)
     assert not (root / claims.CLAIMS).exists()  # every claim released
 
@@ -158,7 +159,7 @@ def test_a_claim_of_a_live_process_holds_and_a_dead_ones_is_taken_over(tmp_path)
         other.kill()
         other.wait()
     assert claims.take(str(tmp_path), "k") is None  # its process is gone: ours now
-    assert (folder / "k").read_text().strip() == results.identity_text()
+    assert (folder / "k").read_text().strip() == run_index.identity_text()
     claims.wait(str(tmp_path), ["k"])  # our own claim: nothing to wait for
     claims.release(str(tmp_path), ["k"])
     assert not folder.exists()
@@ -347,7 +348,7 @@ def test_a_stack_whose_sweep_folder_turns_read_only_ends_failed_with_the_cause(c
             assert proc.returncode == 1 and len(errors) == 1 and "Traceback" not in out, out
             assert "summary.json: Read-only file system" in errors[0], errors  # not its .tmp file
             folders = run_dirs(sweep)
-            assert all(not (d / "summary.json").exists() and not (d / results.FAILED).exists() for d in folders)
+            assert all(not (d / "summary.json").exists() and not (d / run_index.FAILED).exists() for d in folders)
             for d in folders:
                 status, error = folder.unfinished(d)
                 assert status == "failed" and f"{d}/summary.json" in error and "Read-only file system" in error

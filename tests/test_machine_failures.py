@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import FAST, without_overridden_fast
 
-from regbench.records import folder, results
+from regbench.records import folder
+from regbench.records import index as run_index
 
 PAGE = 4096  # tmpfs allocates whole pages
 EPOCHS = 40  # metrics.csv rows of ~230 bytes: more than one page
@@ -81,7 +82,7 @@ def _one_error_line(err: str, *texts: str) -> str:
 
 
 def _index(root: Path) -> list[dict]:
-    return [json.loads(line) for line in (root / results.INDEX).read_text().splitlines()]
+    return [json.loads(line) for line in (root / run_index.INDEX).read_text().splitlines()]
 
 
 def test_disk_full_during_a_run_fails_cleanly_and_the_rerun_says_failed(cli, tiny_fs):
@@ -95,10 +96,10 @@ def test_disk_full_during_a_run_fails_cleanly_and_the_rerun_says_failed(cli, tin
     [run_dir] = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,") and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
-    assert _index(root)[-1]["status"] == "failed" or (run_dir / results.FAILED).exists()
+    assert _index(root)[-1]["status"] == "failed" or (run_dir / run_index.FAILED).exists()
     assert folder.unfinished_status(run_dir) == "failed" or json.loads(
         (run_dir / "summary.json").read_text())["status"] == "failed"
-    assert not (run_dir / results.RUNNING).exists()
+    assert not (run_dir / run_index.RUNNING).exists()
 
     filler.unlink()  # space freed: the rerun trains it again and records the old folder as failed
     code, out, err = cli("run", *FAST, f"trainer.epochs={EPOCHS}", f"results_dir={root}")
@@ -205,11 +206,11 @@ def test_kill_9_mid_run_is_killed_in_report_and_rerun(cli, tmp_path):
             assert time.monotonic() < deadline and proc.poll() is None, "the run did not start"
             time.sleep(0.2)
         [run_dir] = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        assert results.alive(run_dir)
+        assert run_index.alive(run_dir)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert not results.alive(run_dir) and folder.unfinished_status(run_dir) == "killed"
+    assert not run_index.alive(run_dir) and folder.unfinished_status(run_dir) == "killed"
     code, out, err = cli("report", str(root), "--out", str(tmp_path / "report"))
     assert code == 0, err
     md = (tmp_path / "report" / "report.md").read_text()
@@ -221,11 +222,11 @@ def test_kill_9_mid_run_is_killed_in_report_and_rerun(cli, tmp_path):
 def test_a_reused_pid_is_not_alive(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    me = results.process_identity()
-    (run_dir / results.RUNNING).write_text(f"{me['host']} {me['pid']} {me['started']}\n")
-    assert results.alive(run_dir)
-    (run_dir / results.RUNNING).write_text(f"{me['host']} {me['pid']} 1{me['started']}\n")  # another start time
-    assert not results.alive(run_dir)
+    me = run_index.process_identity()
+    (run_dir / run_index.RUNNING).write_text(f"{me['host']} {me['pid']} {me['started']}\n")
+    assert run_index.alive(run_dir)
+    (run_dir / run_index.RUNNING).write_text(f"{me['host']} {me['pid']} 1{me['started']}\n")  # another start time
+    assert not run_index.alive(run_dir)
 
 
 def test_rerun_of_a_sweep_on_a_full_disk_keeps_its_multirun_record(cli, tiny_fs):
@@ -246,26 +247,26 @@ def test_a_full_disk_never_tears_the_run_index(tiny_fs):
     """An index append that runs out of space mid-line leaves the index as it was (no fragment glued to the
     next entry), names the file; once space is freed the next entry is whole."""
     root, fill = tiny_fs
-    index = root / results.INDEX
+    index = root / run_index.INDEX
     entry = {"run_dir": "r" * 60, "status": "completed", "config_hash": "h" * 16}
     while (index.stat().st_size if index.exists() else 0) < PAGE - 150:  # one page, nearly full
-        results._append_index(root, entry)
+        run_index.append(root, entry)
     before = index.read_bytes()
     filler = fill(0)  # no free page: the next line fits only partly in the index's last page
     with pytest.raises(OSError) as failure:
-        results._append_index(root, {**entry, "run_dir": "x" * 300})
+        run_index.append(root, {**entry, "run_dir": "x" * 300})
     assert failure.value.filename == str(index)
     assert index.read_bytes() == before  # whole lines only, nothing kept in a buffer for later
     filler.unlink()
-    results._append_index(root, {**entry, "status": "failed"})
+    run_index.append(root, {**entry, "status": "failed"})
     assert [e["status"] for e in _index(root)][-2:] == ["completed", "failed"]
 
 
 def test_a_torn_index_tail_from_an_older_version_is_cut_off_with_one_warning(tmp_path, caplog):
-    index = tmp_path / results.INDEX
+    index = tmp_path / run_index.INDEX
     whole = json.dumps({"run_dir": "a", "status": "completed"}) + "\n"
     index.write_text(whole * 3 + '{"run_dir": "b", "sta')  # a write cut short, no newline
-    results._append_index(tmp_path, {"run_dir": "c", "status": "completed"})
+    run_index.append(tmp_path, {"run_dir": "c", "status": "completed"})
     assert [e["run_dir"] for e in _index(tmp_path)] == ["a", "a", "a", "c"]
     assert [r.getMessage() for r in caplog.records if "torn last line" in r.getMessage()] == [
         f"warning: {index}: cut off a torn last line of 21 bytes (a write that did not finish)"]
@@ -276,7 +277,7 @@ def test_a_damaged_index_line_costs_that_line_only(cli, tmp_path):
     the runs of the other lines are still found, and a rerun skips them."""
     root = tmp_path / "runs"
     assert cli("run", *FAST, f"results_dir={root}")[0] == 0
-    index = root / results.INDEX
+    index = root / run_index.INDEX
     index.write_bytes(b"\xff\xfe garbage\n[1, 2]\n" + index.read_bytes() + b'"text"\n')
     code, out, err = cli("run", *FAST, f"results_dir={root}")
     assert code == 0 and "skipped" in out + err, out + err

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import FAST, read_metrics, read_summary, run_dirs
 
-from regbench.records import results
+from regbench.records import index as run_index
 
 SLOW_ENOUGH = ["dataset=synthetic", "dataset.num_samples=3000", "model.hidden=[256,256]", "trainer.progress=false"]
 
@@ -107,14 +107,14 @@ def test_index_survives_parallel_writers(tmp_path):
 
     def write(i):
         for _ in range(25):
-            results.mark_finished(str(tmp_path), run_dir, {"config_hash": f"h{i}", "status": "completed"})
+            run_index.mark_finished(str(tmp_path), run_dir, {"config_hash": f"h{i}", "status": "completed"})
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    lines = (tmp_path / results.INDEX).read_text().splitlines()
+    lines = (tmp_path / run_index.INDEX).read_text().splitlines()
     assert len(lines) == 200 and all(json.loads(line)["status"] == "completed" for line in lines)
 
 

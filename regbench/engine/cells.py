@@ -24,7 +24,7 @@ from regbench.core import files
 from regbench.core.console import RUN_START
 from regbench.engine import uncertainty
 from regbench.engine.evaluate import loss_and_correct
-from regbench.records import checkpoint, claims, folder, loggers, results
+from regbench.records import checkpoint, claims, folder, index, loggers, results
 from regbench.regularizers.streams import Streams
 from regbench.rules.config import config_hash
 from regbench.rules.protocol import Protocol, Tracker
@@ -58,7 +58,7 @@ def start_run(cfg: DictConfig, device, data, model, command: str, overrides, **e
     run_dir = results.create_run_dir(cfg)
     try:
         results.save_config(run_dir, cfg)
-        results.mark_started(cfg.results_dir, run_dir, cfg_hash)
+        index.mark_started(cfg.results_dir, run_dir, cfg_hash)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # e.g. disk full: no half-made run folder is left
         raise
@@ -152,7 +152,7 @@ class Cell:
             self.summary = checkpoint.load(self.run_dir, lone.model, lone.optimizer, lone.scheduler, self.progress)
             results.truncate_metrics(self.run_dir / "metrics.csv", self.progress.epoch)  # rows newer than it
             self.summary.update(status="running", error=None, resumed_at_epoch=self.progress.epoch, **how)
-            results.mark_started(cfg.results_dir, self.run_dir, self.summary["config_hash"])
+            index.mark_started(cfg.results_dir, self.run_dir, self.summary["config_hash"])
             self.seconds = self.summary.get("seconds_before_resume", 0.0)
             start_log.info("resuming %s at epoch %d", self.run_dir, self.progress.epoch + 1)
         else:

@@ -7,9 +7,9 @@ process that finds the key held by a live process waits for it to be released an
 resume again, which finds the finished run and reuses it. So each cell is trained once.
 
 A claim is the file `<results_dir>/.regbench-claims/<key>` holding its process's identity
-(results.identity_text: host, pid, process start time). It is read and written under the run
+(index.identity_text: host, pid, process start time). It is read and written under the run
 index's file lock (filelock), so two processes never both take it; a claim whose process is
-gone (kill -9, a reused pid: results.identity_alive) is taken over, so a dead claimant blocks
+gone (kill -9, a reused pid: index.identity_alive) is taken over, so a dead claimant blocks
 no one. A process of another host cannot be checked from here: its claim holds while the cell's
 epochs keep refreshing it (`refresh`, the file's mtime) and is taken over once it is older than
 STALE_SECONDS (a crashed node blocks a cell that long, not forever). The folder exists only
@@ -28,7 +28,7 @@ from filelock import FileLock
 from omegaconf import DictConfig
 
 from regbench.core import files
-from regbench.records import results
+from regbench.records import index
 
 log = logging.getLogger("regbench")
 CLAIMS = ".regbench-claims"  # in results_dir: one file per config being trained
@@ -42,14 +42,14 @@ def key(cfg: DictConfig, cfg_hash: str) -> str:
 
 
 def _lock(results_dir: str) -> FileLock:
-    return FileLock(f"{Path(results_dir) / results.INDEX}.lock")  # the index's lock: short holds only
+    return FileLock(f"{Path(results_dir) / index.INDEX}.lock")  # the index's lock: short holds only
 
 
 def _held(path: Path, holder: str) -> bool:
     """Does the process named in this claim still hold it (this host: pid + start time; another: fresh)?"""
-    if not results.identity_alive(holder):
+    if not index.identity_alive(holder):
         return False
-    if holder.split()[0] == results.process_identity()["host"]:
+    if holder.split()[0] == index.process_identity()["host"]:
         return True
     try:
         return time.time() - path.stat().st_mtime < STALE_SECONDS
@@ -66,7 +66,7 @@ def refresh(results_dir: str, name: str) -> None:
 def take(results_dir: str, name: str) -> str | None:
     """Claim `name` for this process. None: it is ours now; else the identity of the live process holding it."""
     folder = Path(results_dir) / CLAIMS
-    me = results.identity_text()
+    me = index.identity_text()
     with files.writing(folder):
         folder.parent.mkdir(parents=True, exist_ok=True)  # results_dir: the lock file lives there
     with _lock(results_dir):
@@ -84,7 +84,7 @@ def take(results_dir: str, name: str) -> str | None:
 
 def release(results_dir: str, names) -> None:
     """Give up this process's claims among `names` (a claim another process took over stays its own)."""
-    me = results.identity_text()
+    me = index.identity_text()
     folder = Path(results_dir) / CLAIMS
     with _lock(results_dir):
         for name in names:
@@ -97,7 +97,7 @@ def release(results_dir: str, names) -> None:
 
 def held_by_others(results_dir: str, names) -> dict[str, str]:
     """The claims among `names` that live processes other than this one hold: name -> identity."""
-    me, folder, held = results.identity_text(), Path(results_dir) / CLAIMS, {}
+    me, folder, held = index.identity_text(), Path(results_dir) / CLAIMS, {}
     for name in names:
         try:
             holder = (folder / name).read_text().strip()

@@ -41,7 +41,8 @@ import yaml
 
 from regbench.core.errors import MachineFailure
 from regbench.core.files import write_json
-from regbench.records.results import FAILED, INDEX, METRIC_COLUMNS, RUNNING, alive, probe_folder
+from regbench.records.index import FAILED, INDEX, RUNNING, alive
+from regbench.records.results import METRIC_COLUMNS, probe_folder
 
 log = logging.getLogger("regbench")
 
