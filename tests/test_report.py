@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from regbench.report import build_report, main
+from regbench.cli.report_commands import report_main as main
+from regbench.report import build_report
 
 EPOCHS = 5  # enough for a curve, few enough to keep the files tiny
 SEEDS = (0, 1, 2)

@@ -10,7 +10,8 @@ import matplotlib
 import yaml
 from test_report import write_grid, write_run
 
-from regbench.report import build_report, main
+from regbench.cli.report_commands import report_main as main
+from regbench.report import build_report
 from regbench.report.collect import load_run
 from regbench.report.figures import gap
 from regbench.report.grid import build_grid

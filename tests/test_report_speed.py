@@ -12,8 +12,8 @@ import pytest
 from conftest import FAST, run_dirs
 from test_report import write_grid
 
+from regbench.cli.report_commands import report_main
 from regbench.core.dropout_types import BUILT_IN, RATE_KEYS
-from regbench.report import main as report_main
 from regbench.report.table import dropout_spec, is_baseline_type
 
 
@@ -39,7 +39,7 @@ def test_default_report_writes_png_only_and_format_adds_the_others(runs, tmp_pat
 def test_report_imports_no_torch(runs, tmp_path):
     code = textwrap.dedent(f"""
         import sys
-        from regbench.report import main
+        from regbench.cli.report_commands import report_main as main
         assert main([{str(runs)!r}, "--out", {str(tmp_path / "out")!r}]) == 0
         print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
     """)

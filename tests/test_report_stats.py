@@ -13,8 +13,8 @@ import yaml
 from scipy import stats as sps
 from test_report import write_run
 
+from regbench.cli.report_commands import compare_main
 from regbench.report import build_report
-from regbench.report.compare import main as compare_main
 
 
 def _acc(root: Path) -> dict[tuple[float, int], float]:
@@ -119,7 +119,7 @@ def test_the_baseline_is_the_least_regularized_group(tmp_path):
 
 
 def test_margin_from_the_command_line_and_from_the_runs_config(tmp_path, capsys):
-    from regbench.report import main
+    from regbench.cli.report_commands import report_main as main
 
     for p, seed in [(p, s) for p in (0.0, 0.3) for s in range(3)]:
         write_run(tmp_path / "runs", p=p, seed=seed)

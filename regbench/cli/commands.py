@@ -349,13 +349,13 @@ def run_hydra(argv: list[str]) -> int:
 
 
 def report_command(args: list[str]) -> int:
-    from regbench.report import main as report_main
+    from regbench.cli.report_commands import report_main
 
     return report_main(args)
 
 
 def compare_command(args: list[str]) -> int:
-    from regbench.report.compare import main as compare_main
+    from regbench.cli.report_commands import compare_main
 
     return compare_main(args)
 

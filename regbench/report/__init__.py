@@ -1,4 +1,4 @@
-"""`regbench report PATH… [--out DIR] [--format png,svg,pdf]`: tables, figures and a report from run folders.
+"""Tables, figures and a report from run folders (`regbench report`: its command line is cli/report_commands.py).
 
 Reads only the run-folder contract (docs/architecture.md, "The run folder"): config.yaml, metrics.csv, summary.json,
 at any depth below the given paths. Data flows one way:
@@ -17,30 +17,23 @@ never engine (a report imports no torch), sweeps, cli or api.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
-import secrets
-import shutil
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from regbench.core.errors import ConfigError, MachineFailure, machine_failure
+from regbench.core.errors import ConfigError
 from regbench.report.collect import METRICS_FILE, Run, Skipped, load_run, scan
 from regbench.report.drawing import FIGURES, draw_all
-from regbench.rules.config import DEFAULT_REPORT_FORMATS, REPORT_FORMATS
+from regbench.report.staging import staging
+from regbench.rules.config import DEFAULT_REPORT_FORMATS
 
 # The grid (scipy), the figures (matplotlib) and the text are imported in build_report: reading runs
 # (regbench.load_runs, `regbench report --help`) does not pay for them.
 
-__all__ = ["ReportResult", "Skipped", "build_report", "main", "read_runs"]
+__all__ = ["ReportResult", "Skipped", "build_report", "read_runs", "terminal_notes"]
 
-FORMATS = REPORT_FORMATS  # the schema's list, which also checks the sweep report's `report_format`
-DEFAULT_FORMATS = DEFAULT_REPORT_FORMATS
 
 
 @dataclass
@@ -90,7 +83,7 @@ def build_report(
     paths: Iterable[str | Path],
     out_dir: str | Path,
     *,
-    formats: Iterable[str] = DEFAULT_FORMATS,
+    formats: Iterable[str] = DEFAULT_REPORT_FORMATS,
     figures: Iterable[str] | None = None,
     margin: str | None = None,
 ) -> ReportResult:
@@ -152,31 +145,6 @@ def panels(runs: list[Run]) -> dict[str, list[Run]]:
     return by if len(by) > 1 else {"": runs}
 
 
-@contextlib.contextmanager
-def staging(out: Path, what: str = "the report"):
-    """Write the report (or `what` else) into a hidden folder next to `out`, then rename each file into `out`.
-
-    A full disk or a read-only folder therefore never leaves a 0-byte or half-written report.md
-    or PNG in place of the previous one (rename is atomic and needs no space); the error is a
-    MachineFailure naming the path and the cause (exit 1); any other failure to write there (`out` is a
-    file, or below one) is the user's input (ConfigError, exit 2).
-    """
-    stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        stage.mkdir(parents=True)
-        yield stage
-        out.mkdir(parents=True, exist_ok=True)
-        for path in sorted(stage.iterdir()):
-            os.replace(path, out / path.name)
-    except OSError as exc:
-        target = out if exc.filename is None or str(stage) in str(exc.filename) else exc.filename
-        cause = f"{exc.strerror or exc} (errno {exc.errno})"
-        if machine_failure(exc) is None:  # e.g. a file where the folder should be: the user's --out
-            raise ConfigError(f"cannot write {what} to {out} ({target}: {cause}); valid: --out a folder, new or "
-                              "existing, not a file or below one") from None
-        raise MachineFailure(f"cannot write {what} to {target}: {cause}") from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def terminal_notes(result: ReportResult) -> list[str]:
@@ -186,66 +154,3 @@ def terminal_notes(result: ReportResult) -> list[str]:
     for path, issues in zip(result.table["path"], result.table["issues"].fillna(""), strict=True):
         lines += [f"warning: {path}: {issue}" for issue in str(issues).split("; ") if METRICS_FILE in issue]
     return lines
-
-
-def _formats(text: str) -> tuple[str, ...]:
-    formats = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ConfigError(f"--format {text!r} is not valid; valid: a comma-separated list of {', '.join(FORMATS)}")
-    return formats
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse prints usage + error on 2 lines; the CLI promises one
-        raise ConfigError(f"{message}; usage: regbench report PATH... [--out DIR] [--format png,svg] [--margin D]")
-
-
-def parser() -> argparse.ArgumentParser:
-    ap = _OneLineParser(
-        prog="regbench report",
-        description="Aggregate run folders (at any depth below PATH) into tables, figures and report.md/.html.",
-    )
-    ap.add_argument("paths", nargs="+", metavar="PATH", help="folders holding run folders, or run folders")
-    ap.add_argument("--out", type=Path, help="output folder (default: PATH/report for one PATH, else ./report)")
-    ap.add_argument(
-        "--format",
-        default=",".join(DEFAULT_FORMATS),
-        help=f"figure formats, comma-separated, from {','.join(FORMATS)} (PNG is always written: the "
-        "report embeds it; each other format draws every figure again); default %(default)s",
-    )
-    ap.add_argument("--figures", help=f"only these figures, comma-separated, from {','.join(FIGURES)}")
-    ap.add_argument("--margin", help="equivalence margins δ in the metrics' own units: 0.02 (the headline metric; "
-                    "0.02 = 2 pp of accuracy) or METRIC=VALUE,... (default: 1 pp for accuracies and ECE, 0.02 nats "
-                    "for losses and NLL)")
-    return ap
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    except ConfigError as exc:
-        print(f"regbench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    out = args.out or (Path(args.paths[0]) / "report" if len(args.paths) == 1 else Path("report"))
-    try:
-        only = None if args.figures is None else [f.strip() for f in args.figures.split(",") if f.strip()]
-        unknown = sorted(set(only or []) - set(FIGURES))
-        if unknown:
-            raise ConfigError(f"--figures {unknown[0]!r} is not valid; valid: {', '.join(FIGURES)}")
-        result = build_report(args.paths, out, formats=_formats(args.format), figures=only, margin=args.margin)
-    except (ConfigError, MachineFailure) as exc:
-        print(f"regbench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    statuses = ", ".join(f"{s} {n}" for s, n in result.table["status"].value_counts().items())
-    for line in terminal_notes(result):
-        print(line, file=sys.stderr)
-    print(f"Report written to {result.html} and {result.markdown}")
-    print(
-        f"{len(result.table)} runs read ({statuses}), {len(result.skipped)} skipped; "
-        f"{len(result.groups)} groups, {len(result.figures)} figures; tables in {out / 'runs.csv'} and "
-        f"{out / 'groups.csv'}"
-    )
-    return 0

@@ -14,8 +14,6 @@ Every check happens before anything is written (bad input: one line, exit 2).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +21,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from regbench.core.errors import ConfigError, MachineFailure
+from regbench.core.errors import ConfigError
 from regbench.core.files import atomic_write_text
-from regbench.report import read_runs, staging, stats
+from regbench.report import read_runs, stats
 from regbench.report.content_compare import bounds_text, confidence, display, interval_text, p_text
 from regbench.report.sequential import read_record
+from regbench.report.staging import staging
 from regbench.report.style import CAPSIZE, NEUTRAL, REFERENCE, save
 from regbench.report.table import (
     COMPLETED,
@@ -53,23 +52,6 @@ class Comparison:
     metric: str
     reference: str  # what side A is, in words
     changed: str  # what differs between the sides, in words
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse prints usage + error on 2 lines; the CLI promises one
-        raise ConfigError(f"{message}; usage: {USAGE}")
-
-
-def parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="regbench compare", description=__doc__.split("\n\n")[0])
-    ap.add_argument("paths", nargs="+", metavar="FOLDER", help="A B (two folders of runs), or A with --where")
-    ap.add_argument("--where", metavar="KEY=VALUE", help="split one folder: runs with KEY=VALUE are the reference")
-    ap.add_argument("--metric", help="metric column of runs.csv to compare (default: test.acc, else final.val_acc)")
-    ap.add_argument("--margin", help="equivalence margin δ of the compared metric in its own units (0.02 = 2 pp "
-                    "of accuracy), or METRIC=VALUE; default: 1 pp for accuracies and ECE, 0.02 nats for losses")
-    ap.add_argument("--out", type=Path, help="output folder (default: A/compare with --where, else ./compare)")
-    ap.add_argument("--format", default="png,svg", help="figure formats, comma-separated (png always)")
-    return ap
 
 
 def _completed(paths: list[Path]) -> tuple[pd.DataFrame, list[str]]:
@@ -235,36 +217,9 @@ def figure(c: Comparison) -> Figure:
     return fig
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parser().parse_args(argv)
-        from regbench.report import FORMATS
-
-        formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
-        bad = [f for f in formats if f not in FORMATS]
-        if bad or not formats:
-            raise ConfigError(f"--format {args.format!r} is not valid; valid: a comma-separated list of "
-                              f"{', '.join(FORMATS)}")
-        paths = [Path(p) for p in args.paths]
-        result = compare(paths, args.where, args.metric, args.margin)
-        out = args.out or (paths[0] / "compare" if len(paths) == 1 else Path("compare"))
-        # a full disk, a read-only folder: a machine failure (exit 1) naming the path, nothing half-written
-        with staging(out, "the comparison") as stage:
-            atomic_write_text(stage / "compare.csv", result.table.assign(metric=result.metric).to_csv(index=False))
-            png = out / save(figure(result), stage, "compare", formats).name
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    except (ConfigError, MachineFailure) as exc:
-        print(f"regbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return exc.exit_code
-    print(f"{result.reference}; B changes: {result.changed}; metric: {result.metric}")
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
-        print(display_frame(result).to_string(index=False))
-    m = int(result.table["family_m"].max()) if len(result.table) else 0
-    looks = int(result.table["looks"].max()) if len(result.table) else 1
-    over = f" and the {looks} planned looks of its seed=auto sweep" if looks > 1 else ""
-    print(f"paired by seed (Welch where seeds do not pair); {stats.ADJUST} over {m} comparison(s){over}; "
-          f"δ = {verdicts.margin_text(result.metric, float(result.table['margin'].iloc[0]))}; "
-          f"written: {out / 'compare.csv'}, {png}")
-    print(" ".join(verdicts.LEGEND.replace("**", "").split()))
-    return 0
+def write(result: Comparison, out: Path, formats: list[str]) -> Path:
+    """compare.csv and the figure into `out`, whole or not at all (a full disk, a read-only folder: a machine
+    failure naming the path, exit 1). Returns the PNG written."""
+    with staging(out, "the comparison") as stage:
+        atomic_write_text(stage / "compare.csv", result.table.assign(metric=result.metric).to_csv(index=False))
+        return out / save(figure(result), stage, "compare", formats).name
