@@ -3,6 +3,7 @@
 - commands.py    the dispatcher in front of Hydra: argv -> a run, a sweep, a report; user errors
                  -> one line and exit 2
 - usage.py       the subcommands and the usage text: the dispatcher, --help and completion read them
+- report_commands.py  `regbench report` and `regbench compare`: their arguments, errors and output
 - hydra_errors.py  Hydra's / OmegaConf's errors as one line naming the value, key or file
 - completion.py  shell completion (`regbench run -sc install=bash`)
 - catalog.py     `regbench list`: every name a user can choose, read from the registries

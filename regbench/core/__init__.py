@@ -4,7 +4,7 @@
 - registry.py  Registry: a dict filled by a decorator; duplicate and unknown names raise
 - console.py   terminal lines and progress bars (tqdm)
 - version.py   __version__
-- rates.py     the dropout keys that set a type's strength (read by regularizers and the report)
+- dropout_types.py  a built-in dropout type's colour and rate keys, free of torch (regularizers and the report read it)
 - files.py     atomic file writes (a temporary name, fsync, rename)
 
 Imports nothing of regbench outside this package.

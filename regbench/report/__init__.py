@@ -6,7 +6,8 @@ at any depth below the given paths. Data flows one way:
     collect (scan + load) -> table/grid (tidy pandas) -> paired (every group vs its baseline,
     statistics from stats.py) -> figures -> content (+ content_compare) -> render (md + html)
 
-`regbench compare` (compare.py) reuses collect, table and stats for two folders of runs.
+`regbench compare` (compare.py) reuses collect, table and stats for two folders of runs; staging.py writes
+a report's or a comparison's files whole or not at all.
 
 Bad runs are skipped with a reason rather than stopping the report; only "nothing could
 be reported" is an error (ConfigError: one line on stderr, exit 2).

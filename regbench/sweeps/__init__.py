@@ -3,6 +3,7 @@
 - hydra_app.py    @hydra.main over regbench/conf/: one call per run (or per stack job)
 - compose.py      compose a sweep's cells once per group selection, not once per cell
 - multirun.py     preflight of every cell before the first trains, the jobs' configs, outcome counts
+- outcome.py      what a command's runs ended as, handed back to the command (exit code, the Python API)
 - stacked.py      hydra/launcher=vectorized: a sweep's jobs trained as stacks in this process
 - stack_jobs.py   hydra.sweeper.cells_per_job=K: each launcher job is a stack of up to K cells
 - launchers.py    threads and GPU of one job under a parallel launcher (joblib, submitit, Ray)
