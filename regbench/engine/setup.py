@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from regbench.core.errors import ConfigError, Interrupted
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
+from regbench.engine.stack import activations_per_example
 from regbench.models import build_model, macs_per_example
 from regbench.records import loggers, results
 from regbench.regularizers import DROPOUTS
@@ -142,28 +143,6 @@ def check_model_fits(cfg: DictConfig, data, device: torch.device) -> None:
         raise ConfigError(f"{shape} has {need // TRAINING_BYTES_PER_PARAMETER:,} parameters: training needs about "
                           f"{need / 2**30:,.1f} GiB (weights, gradients, optimizer state), and {device} has "
                           f"{have / 2**30:,.1f} GiB free; valid: a smaller model")
-
-
-def activations_per_example(model: torch.nn.Module, input_shape) -> int:
-    """Float values one example's forward pass produces, summed over the model's layers (an upper bound on what
-    a pass holds at once), measured on the meta device; 0 where a layer cannot run there."""
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        if isinstance(output, torch.Tensor) and not list(module.children()):
-            total += output[0].numel()
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.empty((1, *input_shape), device="meta"))
-    except Exception:  # noqa: BLE001 - an estimate: a layer meta cannot run leaves the check to the run
-        return 0
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return total
 
 
 MIN_PER_CLASS = 5  # fewer training examples per class than this: a warning (the numbers are mostly noise)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from regbench.engine.evaluate import loss_and_correct, score
+from regbench.engine.evaluate import loss_and_correct, restore_modes, score
 from regbench.engine.optim import StackedOptimizer
 from regbench.engine.optimizers import build_optimizer, lr_factor
 from regbench.engine.uncertainty import is_stochastic
@@ -290,22 +290,31 @@ def _template(models: list[nn.Module]) -> nn.Module:
 
 def bytes_per_cell(model: nn.Module, input_shape: tuple, batch_size: int, optimizer: str) -> int:
     """Rough memory of one cell in a stack: weights, gradients and optimizer state, plus every
-    module's output for a training batch, kept for backward (counted with hooks on a 1-example pass)."""
+    module's output for a training batch, kept for backward (activations_per_example)."""
     n_params = sum(p.numel() for p in model.parameters())
     states = 2 if optimizer in ("adam", "adamw") else 1
-    activations = 0
+    activations = activations_per_example(model, input_shape)
+    return 4 * (n_params * (2 + states) + 2 * batch_size * activations)  # float32; x2: outputs and their grads
+
+
+def activations_per_example(model: nn.Module, input_shape) -> int:
+    """Float values one example's forward pass produces, summed over the model's leaf layers (an upper bound on
+    what a pass holds at once), measured with hooks on the model's own device (meta: nothing allocated) in eval
+    mode, every module's mode given back after; 0 where a layer cannot run there."""
+    total = 0
 
     def count(module, inputs, output):
-        nonlocal activations
+        nonlocal total
         if isinstance(output, Tensor):
-            activations += output.numel()
+            total += output[0].numel()
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+        with torch.no_grad(), restore_modes(model):
+            model.eval()(torch.zeros((1, *input_shape), device=next(model.parameters()).device))
+    except Exception:  # noqa: BLE001 - an estimate: a layer that cannot run there leaves the check to the run
+        return 0
     finally:
-        for h in hooks:
-            h.remove()
-        model.train()
-    return 4 * (n_params * (2 + states) + 2 * batch_size * activations)  # float32; x2: outputs and their grads
+        for hook in hooks:
+            hook.remove()
+    return total
