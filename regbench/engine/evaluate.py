@@ -58,7 +58,7 @@ def eval_mode(model, mode: str = "eval", generator: torch.Generator | None = Non
         saved = {name: b.detach().clone() for name, b in model.named_buffers()}
         device = next(model.parameters()).device
         try:
-            with fork_rng(device), streams.drawing([generator] if generator is not None else []):
+            with fork_rng(device), streams.drawing([generator]):
                 model.train()
                 yield model
         finally:

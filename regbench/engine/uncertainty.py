@@ -201,7 +201,7 @@ def evaluate_split(model, x, y, normalize, autocast, samples: int = 0, n_bins: i
                 acc.add(_log_probs(model, normalize(x[i : i + EVAL_BATCH]), 1, False, autocast), y[i : i + EVAL_BATCH])
         return acc.result()
     passes = samples if stochastic_modules(model) else 1
-    with mc_mode(model), fork_rng(x.device), streams.drawing([generator] if generator is not None else []):
+    with mc_mode(model), fork_rng(x.device), streams.drawing([generator]):
         shared = passes > 1 and len(x) > 0 and _shares_noise(model, normalize(x[:1]), autocast)
         chunk = EVAL_BATCH if shared else max(1, MC_ROWS // passes)
         for i in range(0, len(x), chunk):

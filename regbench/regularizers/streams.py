@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -68,7 +68,7 @@ class Streams:
                    *(generator(seed, purpose, device) for purpose in ("noise", "augment", "evaluation")))
 
     def state(self) -> dict[str, Tensor]:
-        return {name: getattr(self, name).get_state() for name in ("order", "noise", "augment", "evaluation")}
+        return {f.name: getattr(self, f.name).get_state() for f in fields(self)}
 
     def load_state(self, state: dict[str, Tensor]) -> None:
         for name, value in state.items():
@@ -76,10 +76,11 @@ class Streams:
 
 
 @contextmanager
-def drawing(generators: list[torch.Generator]):
-    """Forward passes inside draw their noise from these: [the cell's] alone, one per cell in a stack."""
+def drawing(generators: list[torch.Generator | None]):
+    """Forward passes inside draw their noise from these: [the cell's] alone, one per cell in a stack.
+    [None]: no cell's (torch's global generator, e.g. an evaluation of a model outside a run)."""
     global _active
-    saved, _active = _active, list(generators)
+    saved, _active = _active, [g for g in generators if g is not None]
     try:
         yield
     finally:
