@@ -52,12 +52,14 @@ def groups(cells: list) -> list[list]:
     cannot share a stack (`alone_reason`) alone, then the others by model structure (stack.signature: e.g.
     DropConnect wraps only the layers whose rate is > 0, so other parameter names), each stack in order of
     (lr, weight decay, momentum): the optimizer updates equal ones side by side."""
-    alone = [c for c in cells if len(cells) > 1 and alone_reason(c.cfg)]
-    for c in alone:
-        log.info("%s: trains alone (%s)", *alone_reason(c.cfg))
+    alone: list = []
     by_structure: dict[tuple, list] = {}
     for c in cells:
-        if c not in alone:
+        reason = alone_reason(c.cfg) if len(cells) > 1 else None
+        if reason:
+            log.info("%s: trains alone (%s)", *reason)
+            alone.append(c)
+        else:
             by_structure.setdefault(signature(c.model), []).append(c)
     if len(by_structure) > 1:
         log.info("%d cells have %d different model structures: trained as %d stacks", len(cells) - len(alone),
