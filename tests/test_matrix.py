@@ -17,7 +17,7 @@ TINY = [*FAST, "trainer.epochs=1", "dataset.train_size=128", "model.channels=[4,
 DATASETS = {"image": ["dataset=digits"], "sequence": ["dataset=mnist1d", "dataset.num_samples=600"]}
 
 DROPOUT_CASES = [(name, model, kind) for name in DROPOUTS.names() for model in ("mlp", "cnn")
-                 for kind in DATASETS if model == "cnn" or not DROPOUTS.get(name).needs_conv]
+                 for kind in DATASETS if model == "cnn" or DROPOUTS.get(name).acts_on("mlp")]
 
 
 @pytest.mark.parametrize("name,model,kind", DROPOUT_CASES, ids=["-".join(c) for c in DROPOUT_CASES])

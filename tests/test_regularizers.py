@@ -63,11 +63,11 @@ def spec(name):
 
 def dims_for(name) -> list[int]:
     """Spatial dims of the slots a type applies to: 0 = fully connected, 1 = (N,C,L), 2 = (N,C,H,W)."""
-    return [1, 2] if spec(name).needs_conv else [0, 1, 2]
+    return [1, 2] if not spec(name).acts_on("mlp") else [0, 1, 2]
 
 
 def models_for(name) -> list[str]:
-    return ["cnn1d", "cnn2d"] if spec(name).needs_conv else ["mlp", "cnn1d", "cnn2d"]
+    return ["cnn1d", "cnn2d"] if not spec(name).acts_on("mlp") else ["mlp", "cnn1d", "cnn2d"]
 
 
 UNIT_CASES = [(n, d) for n in NAMES for d in dims_for(n)]
@@ -216,12 +216,12 @@ def test_every_module_a_type_adds_is_seen_as_stochastic_by_mc_dropout(name, mode
 
 @pytest.mark.parametrize("name", NAMES)
 def test_check_rejects_mlp_for_conv_only_types_with_one_line(name):
-    """Types with needs_conv reject model=mlp (one line naming the type, model=cnn and the
+    """Types that do not act on model=mlp refuse it (one line naming the type, model=cnn and the
     types valid for mlp, computed from the registry); every type accepts model=cnn."""
-    valid_for_mlp = [n for n in NAMES if not spec(n).needs_conv]
+    valid_for_mlp = [n for n in NAMES if spec(n).acts_on("mlp")]
     assert {"none", "standard"} <= set(valid_for_mlp) and not {"spatial", "dropblock"} & set(valid_for_mlp)
     spec(name).check(cfg_for(name, "cnn2d"))
-    if not spec(name).needs_conv:
+    if not not spec(name).acts_on("mlp"):
         spec(name).check(cfg_for(name, "mlp"))
         return
     with pytest.raises(ConfigError) as err:
@@ -238,7 +238,7 @@ def test_yaml_group_file_composes_and_validates(name, make_cfg):
     into a valid config (with model=cnn for conv-only types)."""
     path = Path(regbench.__file__).parent / "conf" / "dropout" / f"{name}.yaml"
     assert path.read_text().startswith("#")
-    cfg = make_cfg(f"dropout={name}", *(["model=cnn"] if spec(name).needs_conv else []))
+    cfg = make_cfg(f"dropout={name}", *(["model=cnn"] if not spec(name).acts_on("mlp") else []))
     assert cfg.dropout.name == name
     validate(cfg)
     spec(name).check(cfg)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RATE_KEYS = ("p", "p_input", "p_conv", "per_layer")  # the first one is a type's main rate (the rate-sweep axis)
+# dropout.* keys that set a type's strength; the first one is its main rate (the rate-sweep axis)
+RATE_KEYS = ("p", "p_input", "p_conv", "per_layer", "p_attn")
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import torch
 from torch import nn
 
+from regbench.regularizers.penalties import weight_names
+
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
-    """Weight decay only on weights with >= 2 dims (linear/conv kernels) unless asked otherwise.
+    """Weight decay only on weights (penalties.weight_names: linear/conv kernels, not embeddings) unless
+    asked otherwise.
 
     Decaying biases and BatchNorm scales mostly hurts (it fights the normalisation), which is
-    why it is the common default; `optim.decay_norm_and_bias=true` includes them.
+    why it is the common default; `optim.decay_norm_and_bias=true` includes them (and embeddings).
     """
     decay, no_decay = [], []
-    for p in model.parameters():
+    names = weight_names(model)
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 or decay_norm_and_bias else no_decay).append(p)
+        (decay if name in names or decay_norm_and_bias else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
@@ -55,6 +60,7 @@ def lr_factor(cfg, epochs: int, steps_per_epoch: int):
     total = epochs * steps_per_epoch
     warmup = cfg.warmup_epochs * steps_per_epoch
     schedule, gamma, step_size = cfg.schedule, cfg.gamma, cfg.step_size  # plain values: read every step
+    drops = [int(m) * steps_per_epoch for m in (cfg.get("milestones") or ())]  # multistep: the steps of its drops
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -64,6 +70,8 @@ def lr_factor(cfg, epochs: int, steps_per_epoch: int):
             return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
         if schedule == "step":
             return gamma ** (step // (step_size * steps_per_epoch))
+        if schedule == "multistep":  # torch's MultiStepLR, stepped per epoch
+            return gamma ** bisect.bisect_right(drops, step)
         return 1.0
 
     return factor

@@ -128,7 +128,8 @@ class Stacked:
             m.register_buffer("p", torch.zeros((), device=device))
         self.params, self.buffers = stack_module_state(models)  # (M, *shape); params are fresh leaves
         self.buffers.update({k: torch.tensor(v, device=device) for k, v in rates.items()})
-        self.decay = {k: v.ndim >= 3 for k, v in self.params.items()}  # the cell's weights with >= 2 dims
+        names = penalties.weight_names(self.template)
+        self.decay = {k: k in names for k in self.params}  # the cell's weights (decayed, L1, max-norm)
         self.weights = [k for k, d in self.decay.items() if d]
         self.optimizer = StackedOptimizer(self.params, self.decay, [c.optim for c in cfgs], device)
         # the lone run's per-step schedule, the same for every cell (no torch optimizer: building one

@@ -1,4 +1,4 @@
-"""MLP and CNN built from config, with named dropout and norm slots.
+"""The models built from config (MLP, CNN, ResNet, ViT), with named dropout and norm slots.
 
 The catalogue layer (data, models, regularizers), above core: these three may import each other
 (a mixing augmentation is a regularizer run by the data pipeline) and core; nothing higher."""
@@ -11,19 +11,22 @@ from regbench.core.errors import ConfigError
 from regbench.models.blocks import ACTIVATIONS, activation_name  # noqa: F401  (ACTIVATIONS: public here too)
 from regbench.models.cnn import CNN
 from regbench.models.mlp import MLP
+from regbench.models.resnet import ResNet
+from regbench.models.vit import ViT
 from regbench.regularizers import DROPOUTS
+
+# model.name -> class; rules/config.py MODELS names the same (torch-free, for validation; a test checks they agree)
+ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "resnet": ResNet, "vit": ViT}
 
 
 def build_model(cfg, input_shape: tuple, num_classes: int) -> nn.Module:
-    """cfg: the whole run config (model + dropout sections are read)."""
-    if cfg.model.name == "mlp":
-        model = MLP(cfg, input_shape, num_classes)
-    elif cfg.model.name == "cnn":
-        if len(input_shape) not in (2, 3):
-            raise ConfigError(f"model=cnn needs (C,L) or (C,H,W) inputs, got shape {tuple(input_shape)}; valid: mlp")
-        model = CNN(cfg, input_shape, num_classes)
-    else:
-        raise ConfigError(f"unknown model {cfg.model.name!r}; valid choices: cnn, mlp")
+    """cfg: the whole run config (model + dropout + reg sections are read)."""
+    name = cfg.model.name
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"unknown model {name!r}; valid choices: {', '.join(ARCHITECTURES)}")
+    if name != "mlp" and len(input_shape) not in (2, 3):
+        raise ConfigError(f"model={name} needs (C,L) or (C,H,W) inputs, got shape {tuple(input_shape)}; valid: mlp")
+    model = ARCHITECTURES[name](cfg, input_shape, num_classes)
     if activation_name(cfg) == "selu":
         lecun_normal_(model)
     DROPOUTS.get(cfg.dropout.name).init_model(model, cfg)

@@ -18,19 +18,20 @@ ACTIVATIONS = {
     "leaky_relu": nn.LeakyReLU,
     "selu": nn.SELU,
 }
-_NORMS = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+NORMS = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}  # spatial dims -> BatchNorm
 
 
 def activation_name(cfg) -> str:
     """The activation the model uses.
 
-    model.activation unset: relu, or what the dropout type needs (alpha dropout -> SELU).
+    model.activation unset: what the dropout type needs (alpha dropout -> SELU), else the model's own
+    (DEFAULT_ACTIVATION: GELU in a transformer's MLPs, as in ViT), else relu.
     Set explicitly to something else than the dropout type needs: honoured, with a warning.
     """
     wanted = DROPOUTS.get(cfg.dropout.name).activation
     chosen = cfg.model.activation
     if chosen is None:
-        return wanted or "relu"
+        return wanted or DEFAULT_ACTIVATION.get(cfg.model.name, "relu")
     if wanted and chosen != wanted and not _warned.get(cfg.dropout.name):
         _warned[cfg.dropout.name] = True
         log.warning("dropout=%s assumes activation=%s; keeping model.activation=%s as asked",
@@ -39,6 +40,7 @@ def activation_name(cfg) -> str:
 
 
 _warned: dict[str, bool] = {}
+DEFAULT_ACTIVATION = {"vit": "gelu"}  # model -> its activation where model.activation is unset (else relu)
 
 
 def dropout_slot(cfg, slot: Slot) -> nn.Module:
@@ -56,7 +58,7 @@ def layer_block(cfg, layer: nn.Module, width: int, slot: Slot) -> list[nn.Module
     spec = DROPOUTS.get(cfg.dropout.name)
     p = resolve_rate(cfg.dropout, slot)
     layer = spec.wrap_layer(layer, p, cfg)
-    norm = [_NORMS[slot.spatial_dims](width)] if cfg.model.batchnorm else []
+    norm = [NORMS[slot.spatial_dims](width)] if cfg.model.batchnorm else []
     drop = dropout_slot(cfg, slot)
     act = ACTIVATIONS[activation_name(cfg)]()
     if cfg.dropout.get("placement", "after_activation") == "before_norm":

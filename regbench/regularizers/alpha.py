@@ -41,4 +41,6 @@ class AlphaDropout(nn.AlphaDropout):
 class Alpha(ActivationDropoutSpec):
     name = "alpha"
     activation = "selu"
+    models = ("mlp", "cnn")
+    why = "its fixed point assumes a plain SELU network; residual sums and normalisation break it"
     module = AlphaDropout

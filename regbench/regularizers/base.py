@@ -14,11 +14,19 @@ from regbench.regularizers import discovery, streams
 
 @dataclass(frozen=True)
 class Slot:
-    """Where a dropout module sits in a model."""
+    """Where a dropout module sits in a model.
 
-    kind: str  # "input" | "conv" | "hidden"
+    kind sets the rate (resolve_rate): "input" (dropout.p_input), "conv" (p_conv, else p), "hidden" (p, or
+    per_layer) and "attn" (p_attn: a transformer's attention weights). place says where a conv or hidden slot
+    is in a residual network, so each type fills the places its paper puts it (DropoutSpec.places):
+    "" (a plain CNN / MLP layer), "branch" (inside a residual branch: between a ResNet block's convolutions,
+    a ViT block's attention output and MLP), "stage" (after a ResNet stage) or "head" (before a residual
+    network's classifier)."""
+
+    kind: str  # "input" | "conv" | "hidden" | "attn"
     spatial_dims: int  # 0 for (N, D) features, 1 for (N, C, L), 2 for (N, C, H, W)
-    index: int = 0  # which conv stage / hidden layer
+    index: int = 0  # which conv stage / hidden layer (a residual network: which stage or block)
+    place: str = ""  # "" | "branch" | "stage" | "head"
 
 
 class DropoutSpec:
@@ -36,7 +44,12 @@ class DropoutSpec:
 
     name: str = ""
     activation: str | None = None
-    needs_conv: bool = False  # True: only meaningful on conv feature maps (model=cnn); check() rejects mlp
+    # The models it acts on (None: every model); check() refuses the others, saying `why`.
+    models: tuple[str, ...] | None = None
+    why: str = ""
+    # The places of a residual network it fills (Slot.place); "" (plain MLP / CNN slots), the input and the
+    # attention weights are filled wherever the type acts at all.
+    places: tuple[str, ...] = ("branch", "head")
     # What the type reads besides its rates, so a setting it ignores is refused (regbench/rules/active.py):
     activation_slots: bool = True  # modules in activation slots, so p_input and placement act (DropConnect: no)
     keys: tuple[str, ...] = ()  # dropout.* keys only this type reads, e.g. dropblock: block_size, schedule
@@ -53,7 +66,18 @@ class DropoutSpec:
         return BUILT_IN[self.name].colour if self.name in BUILT_IN else None
 
     def check(self, cfg) -> None:  # cfg: the whole run config
-        pass
+        model = cfg.model.name
+        if self.models is not None and model not in self.models:
+            valid = [name for name in DROPOUTS.names() if DROPOUTS.get(name).acts_on(model)]
+            raise ConfigError(f"dropout={self.name} does not act on model={model} ({self.why}; it acts on "
+                              f"model={'|'.join(self.models)}); valid dropout types for {model}: {', '.join(valid)}")
+
+    def acts_on(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+    def fills(self, slot: Slot) -> bool:
+        """Whether this type puts its module at `slot` (the places its paper names)."""
+        return not slot.place or slot.place in self.places
 
     def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
         return nn.Identity()
@@ -77,7 +101,7 @@ def keep_mask(like: Tensor, p: float | Tensor) -> Tensor:
     Drawn as rand_like(like) >= p (regbench/regularizers/streams.py): a stack draws it cell by cell,
     and p may be a 0-d tensor holding one cell's rate (an in-place bernoulli_ on a fresh tensor cannot).
     """
-    return (streams.rand_like(like) >= p).to(like.dtype)
+    return (streams.rand_like(like, p) >= p).to(like.dtype)
 
 
 def inverted_dropout(x: Tensor, p: float | Tensor, like: Tensor | None = None) -> Tensor:
@@ -86,7 +110,7 @@ def inverted_dropout(x: Tensor, p: float | Tensor, like: Tensor | None = None) -
     and applied with one multiply (under vmap, 32 cells of (100, 100): 1.4 ms forward + backward
     against 2.2 ms for x * mask / (1-p)); in float32, rounded to x's dtype once at the end (bf16 under
     amp would otherwise round 1/(1-p) first)."""
-    noise = (streams.rand_like(x if like is None else like) >= p) / (1 - p)  # float32 (p: 0-d float32 or float)
+    noise = (streams.rand_like(x if like is None else like, p) >= p) / (1 - p)  # float32 (p: 0-d float32 or float)
     return (x * noise).to(x.dtype)
 
 
@@ -134,32 +158,25 @@ class ActivationDropoutSpec(DropoutSpec):
     module: type[nn.Module]
 
     def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
-        return type(self).module(p) if p > 0 else nn.Identity()
+        return type(self).module(p) if p > 0 and self.fills(slot) else nn.Identity()
 
 
 class ConvDropoutSpec(DropoutSpec):
-    """A type that acts on conv feature maps (model=cnn only); the fully-connected head of the
-    CNN gets standard dropout at rate p. Subclasses implement `conv_module` and say `why`."""
+    """A type that acts on conv feature maps (model=cnn, and resnet where `places` says); the
+    fully-connected head gets standard dropout at rate p. Subclasses implement `conv_module` and say `why`."""
 
-    needs_conv = True
+    models = ("cnn", "resnet")
     why = "it acts on conv feature maps"
-
-    def check(self, cfg) -> None:
-        if cfg.model.name == "mlp":
-            valid = [name for name in DROPOUTS.names() if not DROPOUTS.get(name).needs_conv]
-            raise ConfigError(
-                f"dropout={self.name} needs model=cnn ({self.why}); valid dropout types for mlp: {', '.join(valid)}"
-            )
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:
         raise NotImplementedError
 
     def slot_module(self, slot: Slot, p: float, cfg) -> nn.Module:
-        if p == 0:
+        if p == 0 or not self.fills(slot):
             return nn.Identity()
-        if slot.spatial_dims in (1, 2):  # input and conv slots of a CNN: (N, C, L) or (N, C, H, W)
+        if slot.spatial_dims in (1, 2):  # input and conv slots: (N, C, L) or (N, C, H, W)
             return self.conv_module(slot, p, cfg)
-        return Dropout(p)  # (N, D) features: the CNN's fully-connected head
+        return Dropout(p)  # (N, D) features: the fully-connected head
 
 
 DROPOUTS: Registry[DropoutSpec] = Registry("dropout", loader=discovery.load)
@@ -178,7 +195,9 @@ def resolve_rate(dropout_cfg, slot: Slot) -> float:
     if slot.kind == "conv":
         return float(dropout_cfg.p if dropout_cfg.p_conv is None else dropout_cfg.p_conv)
     if slot.kind == "hidden":
-        if dropout_cfg.get("per_layer") is not None:
+        if dropout_cfg.get("per_layer") is not None and not slot.place:
             return float(dropout_cfg.per_layer[slot.index])
         return float(dropout_cfg.p)
-    raise ConfigError(f"unknown slot kind {slot.kind!r}; valid choices: input, conv, hidden")
+    if slot.kind == "attn":
+        return float(dropout_cfg.p_attn)
+    raise ConfigError(f"unknown slot kind {slot.kind!r}; valid choices: input, conv, hidden, attn")

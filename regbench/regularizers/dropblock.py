@@ -25,7 +25,8 @@ even, and then raise.
 training); the training loop calls `set_progress(t)` at the start of every epoch, so the
 last epoch runs at p*(E-1)/E. `constant`: p throughout.
 
-Slots: the CNN's input and conv slots get DropBlock; the fully-connected head has no
+Slots: the CNN's input and conv slots get DropBlock (a ResNet: its input and the residual branches of
+its last two stages, between the convolutions); the fully-connected head has no
 maps, so its hidden slots get standard dropout at a constant rate (no schedule).
 `model=mlp` is rejected by `check`.
 """
@@ -64,7 +65,7 @@ def drop_block(x: torch.Tensor, p: float | torch.Tensor, block_size: int, traini
     valid = math.prod(s - b + 1 for s in spatial)
     gamma = p * math.prod(spatial) / (b ** len(spatial) * valid)  # <= p, since b * (L - b + 1) >= L
     centres = x[(..., *[slice(0, s - b + 1) for s in spatial])]  # (N, C, *valid): where a whole block fits
-    seeds = (streams.rand_like(centres) < gamma).to(x.dtype)  # block centres ~ Bernoulli(gamma)
+    seeds = (streams.rand_like(centres, gamma) < gamma).to(x.dtype)  # block centres ~ Bernoulli(gamma)
     seeds = F.pad(seeds, [b // 2] * (2 * len(spatial)))  # (N, C, *spatial)
     pool = F.max_pool1d if len(spatial) == 1 else F.max_pool2d
     keep = 1.0 - pool(seeds, kernel_size=b, stride=1, padding=b // 2)  # grow each centre to its block
@@ -112,6 +113,11 @@ class DropBlockSpec(ConvDropoutSpec):
     name = "dropblock"
     why = "it drops blocks of conv feature maps"
     keys = ("block_size", "schedule")
+
+    def fills(self, slot: Slot) -> bool:
+        """A ResNet: inside the residual branches of the last two of its three stages (Ghiasi et al. 2018 put it
+        in ResNet-50's groups 3 and 4; timm's placement); a plain CNN: every conv slot."""
+        return super().fills(slot) and not (slot.place == "branch" and slot.index == 0)
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:
         return DropBlock(p, cfg.dropout.block_size, cfg.dropout.schedule)

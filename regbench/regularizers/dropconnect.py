@@ -109,6 +109,8 @@ class DropConnectSpec(DropoutSpec):
     name = "dropconnect"
     activation_slots = False  # it wraps weight layers: no input slot, nothing to place before BatchNorm
     keys = ("mask",)
+    models = ("mlp", "cnn")
+    why = "it wraps the weight layers of an MLP or a plain CNN"
 
     def wrap_layer(self, layer: nn.Module, p: float, cfg) -> nn.Module:
         return DropConnect(layer, p, cfg.dropout.mask) if p > 0 else layer

@@ -23,7 +23,7 @@ def gaussian_dropout(x: torch.Tensor, p: float | torch.Tensor, training: bool) -
         return x
     # one formula for a float rate and a 0-d tensor rate (one cell of a stack; 0 gives sigma 0: the identity)
     sigma = (p / (1 - p)) ** 0.5
-    return x * (streams.randn_like(x) * sigma + 1)  # r ~ N(1, sigma^2), from the cell's noise stream
+    return x * (streams.randn_like(x, p) * sigma + 1)  # r ~ N(1, sigma^2), from the cell's noise stream
 
 
 class GaussianDropout(FunctionalDropout):

@@ -1,7 +1,7 @@
 """Explicit weight penalties and constraints: L1 and max-norm.
 
-Both act on *weights* only: parameters with >= 2 dims (linear rows, conv filters), never
-on biases or norm scales, matching the default of weight decay (regbench/engine/optimizers.py).
+Both act on *weights* only (`weight_names`: parameters with >= 2 dims, linear rows and conv filters, not
+embeddings), never on biases or norm scales, matching the default of weight decay (engine/optimizers.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,19 @@ from torch import nn
 ZERO_TOL = 1e-3  # |w| below this counts as "near zero" in the sparsity column
 
 
+def weight_names(model: nn.Module) -> set[str]:
+    """The names of the model's weights: parameters with >= 2 dims (linear rows, conv filters), less those
+    their module declares `not_weights` (a ViT's position embedding and class token: no unit's incoming
+    weights; not decayed, as in timm and DeiT). Weight decay, L1 and max-norm act on these alone."""
+    return {f"{prefix}.{name}" if prefix else name
+            for prefix, module in model.named_modules()
+            for name, p in module.named_parameters(recurse=False)
+            if p.ndim >= 2 and name not in getattr(module, "not_weights", ())}
+
+
 def weights(model: nn.Module) -> list[torch.Tensor]:
-    return [p for p in model.parameters() if p.ndim >= 2]
+    names = weight_names(model)
+    return [p for name, p in model.named_parameters() if name in names]
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:

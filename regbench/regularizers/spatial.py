@@ -6,7 +6,7 @@ correlated, so dropping them one by one barely regularises; dropping the whole m
 does. Each (example, channel) map is kept with probability 1-p and scaled by 1/(1-p)
 (inverted, so evaluation is the identity).
 
-Slots: the CNN's input slot and conv slots get `nn.Dropout1d` on (N, C, L) or
+Slots: the CNN's input slot and conv slots (a ResNet's: after each stage) get `nn.Dropout1d` on (N, C, L) or
 `nn.Dropout2d` on (N, C, H, W). The fully-connected head of the CNN has no feature maps,
 so its hidden slots get standard (element-wise) dropout. On a single-channel input
 (digits, mnist1d) a nonzero `dropout.p_input` drops the *whole* input of an example.
@@ -52,6 +52,7 @@ _CHANNEL_DROPOUT = {1: Dropout1d, 2: Dropout2d}  # spatial_dims -> module (Dropo
 class Spatial(ConvDropoutSpec):
     name = "spatial"
     why = "it drops whole feature maps"
+    places = ("stage", "head")  # a ResNet: after each stage (Tompson et al. after conv stages), not inside blocks
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:
         return _CHANNEL_DROPOUT[slot.spatial_dims](p)

@@ -105,34 +105,46 @@ def as_global(gen: torch.Generator | None):
         gen.set_state(torch.cuda.get_rng_state(gen.device) if cuda else torch.get_rng_state())
 
 
-def rand_like(like: Tensor) -> Tensor:
+def rand_like(like: Tensor, p: float | Tensor | None = None) -> Tensor:
     """Uniform [0, 1) numbers shaped and typed like `like`, from the running cell's noise stream
-    (torch's global generator when no cell is running, e.g. a model used outside regbench)."""
-    return _Draw.apply(like.detach(), False) if _active else torch.rand_like(like)
+    (torch's global generator when no cell is running, e.g. a model used outside regbench).
+
+    p: the rate the draw serves. A cell whose rate is 0 gets zeros and draws nothing, as alone it
+    draws nothing where its slot is nn.Identity: in a stack its stream stays where its lone run has
+    it, whatever rates its stack-mates have there. (Every formula is the identity at rate 0 with
+    any numbers, zeros included.) A float rate is left out: a lone module at rate 0 skips its draw."""
+    return _Draw.apply(like.detach(), False, _rate(p)) if _active else torch.rand_like(like)
 
 
-def randn_like(like: Tensor) -> Tensor:
-    """Standard normal numbers shaped and typed like `like`, from the running cell's noise stream."""
-    return _Draw.apply(like.detach(), True) if _active else torch.randn_like(like)
+def randn_like(like: Tensor, p: float | Tensor | None = None) -> Tensor:
+    """Standard normal numbers shaped and typed like `like`, from the running cell's noise stream (p: as rand_like)."""
+    return _Draw.apply(like.detach(), True, _rate(p)) if _active else torch.randn_like(like)
 
 
-def _draw(shape, like: Tensor, normal: bool, gen: torch.Generator) -> Tensor:
+def _rate(p: float | Tensor | None) -> Tensor | None:
+    return p.detach() if isinstance(p, Tensor) else None
+
+
+def _draw(shape, like: Tensor, normal: bool, gen: torch.Generator, skip: bool = False) -> Tensor:
+    if skip:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
     fn = torch.randn if normal else torch.rand
     return fn(shape, generator=gen, dtype=like.dtype, device=like.device)
 
 
 class _Draw(torch.autograd.Function):
     """A draw that vmap batches cell by cell: torch.func calls `vmap` below with the stacked `like`
-    (its cell dim at in_dims[0]), and cell m takes its slice from _active[m]. Outside vmap (a lone
-    cell) `forward` draws from _active[0]. Hand-written because torch has no per-sample generator:
+    (its cell dim at in_dims[0]), and cell m takes its slice from _active[m] (none where its rate,
+    in_dims[2], is 0). Outside vmap (a lone cell, or one cell of a stack evaluated on its own)
+    `forward` draws from _active[0]. Hand-written because torch has no per-sample generator:
     vmap's own randomness rules split one global stream over the cells."""
 
     @staticmethod
-    def forward(like: Tensor, normal: bool) -> Tensor:
+    def forward(like: Tensor, normal: bool, p: Tensor | None) -> Tensor:
         if len(_active) != 1:  # in a stack, but `like` holds no cell dim: one draw would be shared by every cell
             raise RuntimeError("a draw inside a stack must be shaped like a tensor of the cell (its input, "
                                "activations or weights), not like a constant")
-        return _draw(like.shape, like, normal, _active[0])
+        return _draw(like.shape, like, normal, _active[0], skip=p is not None and not bool(p != 0))
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -140,12 +152,17 @@ class _Draw(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # noise is a constant of the step
-        return None, None
+        return None, None, None
 
     @staticmethod
-    def vmap(info, in_dims, like: Tensor, normal: bool):
+    def vmap(info, in_dims, like: Tensor, normal: bool, p: Tensor | None):
         if len(_active) != info.batch_size:
             raise RuntimeError(f"a stack of {info.batch_size} cells draws with {len(_active)} streams")
-        dim = in_dims[0]
+        dim, p_dim = in_dims[0], in_dims[2]
         shape = like.shape if dim is None else like.shape[:dim] + like.shape[dim + 1:]
-        return torch.stack([_draw(shape, like, normal, g) for g in _active]), 0
+        if p is None:
+            skips = [False] * info.batch_size
+        else:  # the cells' rates, read on the host (one small copy per draw: which streams move)
+            zero = (p == 0) if p_dim is None else (p == 0).movedim(p_dim, 0).reshape(info.batch_size, -1).all(1)
+            skips = zero.tolist() if zero.ndim else [bool(zero)] * info.batch_size
+        return torch.stack([_draw(shape, like, normal, g, skip) for g, skip in zip(_active, skips, strict=True)]), 0

@@ -18,7 +18,7 @@ import pandas as pd
 from regbench.core.dropout_types import BUILT_IN, RATE_KEYS
 from regbench.records.results import EXTRA_METRIC_PREFIXES, RUN_METRICS, SPLIT_METRICS, flatten
 from regbench.report.collect import Run
-from regbench.rules.config import NOT_COMPARED_KEYS
+from regbench.rules.config import ADDED_KEYS, NOT_COMPARED_KEYS
 from regbench.rules.verdicts import counted_on
 
 # Keys whose differences do not make two runs different configurations (the schema's declaration:
@@ -116,10 +116,12 @@ def protocol_label(summary: Mapping[str, Any], config: Mapping[str, Any]) -> str
     return f"select={select}, patience={patience} on {monitor}"
 
 
-def run_row(run: Run) -> dict[str, Any]:
-    """One tidy row: identity and status, final/best/test metrics, then every config value."""
+def run_row(run: Run, added: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One tidy row: identity and status, final/best/test metrics, then every config value. `added`: keys
+    added to the schema later (config.ADDED_KEYS) that other runs of the table hold: a run written before
+    one existed computed its default."""
     summary = run.summary or {}
-    config = {key: _cell(value) for key, value in flatten(run.config).items()}
+    config = {key: _cell(value) for key, value in {**(added or {}), **flatten(run.config)}.items()}
     final_m, last_epoch = _from_metrics(run.metrics, "final")
     best_m, best_epoch = _from_metrics(run.metrics, "best")
     final = summary.get("final") if isinstance(summary.get("final"), Mapping) else final_m
@@ -183,8 +185,9 @@ def drop_repeats(table: pd.DataFrame, varied: list[str]) -> None:
 
 
 def runs_table(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
-    table = pd.DataFrame.from_records([run_row(run) for run in runs])
     config_keys = list(dict.fromkeys(key for run in runs for key in flatten(run.config)))
+    added = {key: value for key, value in ADDED_KEYS.items() if key in config_keys}
+    table = pd.DataFrame.from_records([run_row(run, added) for run in runs])
     drop_repeats(table, varied_keys(table, config_keys))
     metric_cols = [c for c in table.columns if c in RUN_METRICS or c.startswith(EXTRA_METRIC_PREFIXES)]
     table[metric_cols] = table[metric_cols].apply(pd.to_numeric, errors="coerce")

@@ -12,6 +12,10 @@ stacked engine): `structural` (the default: hashed; cells trained as one stack m
 or `not_hashed` (says where or how visibly a run is written, not what it computes). Keys
 marked `compared=False` are hashed but do not make two runs different configurations in a
 comparison (the seed: trials; the device, threads, data folder: where a run ran).
+
+A key added after runs were written is declared `added=True`: it is hashed only where its value
+differs from the schema default, so every config written before it existed keeps its hash (resume
+still finds those runs), and the report reads a run folder that lacks it as holding that default.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ NOT_HASHED = "not_hashed"  # where or how visibly a run is written: not hashed, 
 ROLES = (STRUCTURAL, PER_CELL, NOT_HASHED)
 
 
-def _key(default: Any, role: str = STRUCTURAL, compared: bool = True) -> Any:
-    """A schema field with its role (module docstring); compared=False: not a configuration difference."""
+def _key(default: Any, role: str = STRUCTURAL, compared: bool = True, added: bool = False) -> Any:
+    """A schema field with its role (module docstring); compared=False: not a configuration difference;
+    added=True: a key newer than runs already written, hashed only away from its default."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {ROLES}")
-    return field(default=default, metadata={"role": role, "compared": compared})
+    return field(default=default, metadata={"role": role, "compared": compared, "added": added})
 
 
 @dataclass
@@ -59,12 +64,22 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"  # mlp | cnn
+    name: str = "mlp"  # mlp | cnn | resnet | vit
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # MLP widths; CNN: classifier head widths
     channels: list[int] = field(default_factory=lambda: [32, 64])  # CNN: one conv stage per entry
     kernel_size: int = 3  # CNN: odd kernel, 'same' padding
-    activation: str | None = None  # relu | gelu | tanh | elu | leaky_relu | selu (None: relu, selu for alpha)
+    # relu | gelu | tanh | elu | leaky_relu | selu (None: relu; selu for dropout=alpha; gelu for vit)
+    activation: str | None = None
     batchnorm: bool = False  # BatchNorm after each linear/conv layer (before the activation)
+    # resnet: 6n+2 layers (He et al.: 8, 20, 56, 110) or 6n+4 (Zagoruyko & Komodakis also count the projection
+    # shortcuts: WRN-16-8, WRN-28-10), n basic blocks per stage; vit: the number of transformer blocks
+    depth: int | None = _key(None, added=True)
+    widen: int = _key(1, added=True)  # resnet: stage widths 16k, 32k, 64k (wide ResNets: k = 8, 10)
+    preact: bool = _key(False, added=True)  # resnet: pre-activation blocks (BN-act-conv, He et al. 2016b; WRN)
+    dim: int = _key(64, added=True)  # vit: token width
+    heads: int = _key(4, added=True)  # vit: attention heads (dim must be a multiple)
+    mlp_ratio: float = _key(2.0, added=True)  # vit: width of each block's MLP over dim
+    patch: int = _key(2, added=True)  # vit: patch side (2-D) or segment length (1-D); must divide the input
 
 
 REPORT_FORMATS = ("png", "svg", "pdf")  # figure formats a report can write (matplotlib needs nothing extra for these)
@@ -81,6 +96,7 @@ class DropoutConfig:
     block_size: int = 3  # dropblock: odd side of the dropped square (segment for 1-D)
     schedule: str = "constant"  # dropblock: constant | linear (ramp the rate from 0 over training)
     mask: str = "batch"  # dropconnect: one weight mask per batch, or one per sample
+    p_attn: float = _key(0.0, PER_CELL, added=True)  # vit: drop rate on the attention weights (after the softmax)
 
 
 @dataclass
@@ -92,9 +108,10 @@ class OptimConfig:
     weight_decay: float = _key(0.0, PER_CELL)  # L2 in the gradient for sgd/adam, decoupled for adamw
     decoupled: bool = False  # sgd: decoupled weight decay (SGDW, Loshchilov & Hutter) instead of L2
     decay_norm_and_bias: bool = False  # also decay 1-D params (biases, norm scales)
-    schedule: str = "none"  # none | cosine | step
+    schedule: str = "none"  # none | cosine | step | multistep
     step_size: int = 10  # step schedule: epochs between lr drops
-    gamma: float = 0.1  # step schedule: lr multiplier at each drop
+    gamma: float = 0.1  # step / multistep schedule: lr multiplier at each drop
+    milestones: list[int] | None = _key(None, added=True)  # multistep: the epochs at which the lr drops
     warmup_epochs: int = 0  # linear warm-up before the schedule
 
 
@@ -119,6 +136,9 @@ class RegConfig:
     label_smoothing: float = _key(0.0, PER_CELL)  # cross-entropy label smoothing in [0, 1)
     l1: float = _key(0.0, PER_CELL)  # L1 penalty coefficient on weights (>= 2 dims) added to the loss
     max_norm: float | None = _key(None, PER_CELL)  # max-norm constraint c on each unit's incoming weights (None = off)
+    # stochastic depth (Huang et al. 2016) on every residual branch (resnet, vit), per example; the rate rises
+    # linearly over the blocks from 0 to this value (timm's rule)
+    drop_path: float = _key(0.0, PER_CELL, added=True)
 
 
 @dataclass
@@ -257,14 +277,17 @@ NOT_HASHED_KEYS = keys_with_role(NOT_HASHED)  # left out of config_hash and of a
 # Differences in these do not make two runs different configurations (the report's grouping).
 NOT_COMPARED_KEYS = NOT_HASHED_KEYS | {key for key, f in _leaf_fields() if not f.metadata.get("compared", True)}
 FLOAT_KEYS = tuple(key for key, f in _leaf_fields() if "float" in str(f.type))  # float, float | None, list[float]
+# Keys added after runs were written (module docstring): key -> its schema default.
+ADDED_KEYS = {key: (f.default_factory() if callable(f.default_factory) else f.default)
+              for key, f in _leaf_fields() if f.metadata.get("added")}
 
 
 # ---------------------------------------------------------------------------- validation
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "cosine", "step")
+SCHEDULES = ("none", "cosine", "step", "multistep")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "resnet", "vit")
 EVAL_MODES = ("eval", "train")
 PLACEMENTS = ("after_activation", "before_norm")
 
@@ -336,10 +359,22 @@ def plain_config(cfg: DictConfig) -> dict:
 
 
 def hashable_dict(cfg: DictConfig) -> dict:
-    """The resolved config without the hydra node and the NOT_HASHED_KEYS."""
+    """The resolved config without the hydra node, the NOT_HASHED_KEYS and the ADDED_KEYS at their defaults."""
     d = plain_config(cfg)
-    drop_keys(d, NOT_HASHED_KEYS)
+    drop_keys(d, NOT_HASHED_KEYS | {key for key, value in ADDED_KEYS.items() if _get(d, key) == value})
     return d
+
+
+def _get(d: dict, key: str) -> Any:
+    """The value at a dotted key of nested dicts; a sentinel where it is absent (so it matches no default)."""
+    for part in key.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return _ABSENT
+        d = d[part]
+    return d
+
+
+_ABSENT = object()
 
 
 def drop_keys(d: dict, keys) -> None:

@@ -146,6 +146,8 @@ RULES: dict[str, Any] = {
     "dropout.p_input": RATE,
     "dropout.p_conv": RATE,
     "dropout.per_layer": RATE,
+    "dropout.p_attn": RATE,
+    "reg.drop_path": RATE,
     "dropout.placement": OneOf(PLACEMENTS),
     "dropout.schedule": OneOf(_dropblock_schedules),
     "dropout.mask": OneOf(_masks),
@@ -171,6 +173,13 @@ RULES: dict[str, Any] = {
     "model.hidden": AtLeast(1),
     "model.channels": AtLeast(1),
     "model.kernel_size": Odd(),
+    "model.depth": AtLeast(1),
+    "model.widen": AtLeast(1),
+    "model.dim": AtLeast(1),
+    "model.heads": AtLeast(1),
+    "model.mlp_ratio": POSITIVE,
+    "model.patch": AtLeast(1),
+    "optim.milestones": AtLeast(1),
     "model.activation": OneOf(_activations),
     "augment.ops": Registered(_augments),
 }
@@ -202,6 +211,7 @@ def validate(cfg: DictConfig) -> None:
     check_sweep_name(cfg.sweep_name)
     _per_layer_rates(cfg)
     _model_has_room(cfg)
+    _milestones(cfg)
     from regbench.data.augment_ops import check_params
 
     check_params(cfg.augment)
@@ -253,3 +263,24 @@ def _model_has_room(cfg: DictConfig) -> None:
                           "valid: dropout.p=0 (dropout.p_input still applies) or a non-empty model.hidden")
     if cfg.model.name == "cnn" and not cfg.model.channels:
         raise ConfigError("model.channels=[] is not valid for model=cnn; valid values: a non-empty list")
+    if cfg.model.name in ("resnet", "vit") and cfg.model.depth is None:
+        raise ConfigError(f"model.depth=null is not valid for model={cfg.model.name}; valid: "
+                          + ("6n+2 or 6n+4 layers, e.g. 20" if cfg.model.name == "resnet" else "blocks >= 1, e.g. 4"))
+    if cfg.model.name == "resnet":
+        from regbench.models.resnet import blocks_per_stage
+
+        blocks_per_stage(cfg.model.depth)
+    if cfg.model.name == "vit" and cfg.model.dim % cfg.model.heads:
+        divisors = "|".join(str(h) for h in range(1, cfg.model.dim + 1) if cfg.model.dim % h == 0)
+        raise ConfigError(f"model.dim={cfg.model.dim} is not a multiple of model.heads={cfg.model.heads}; "
+                          f"valid: model.heads={divisors}")
+
+
+def _milestones(cfg: DictConfig) -> None:
+    """optim.milestones: the epochs of a multistep schedule's drops, increasing, and needed by it."""
+    milestones = cfg.optim.milestones
+    if cfg.optim.schedule == "multistep" and not milestones:
+        raise ConfigError("optim.schedule=multistep needs optim.milestones; valid: increasing epochs, e.g. "
+                          "optim.milestones=[91,136]")
+    if milestones and list(milestones) != sorted(set(milestones)):
+        raise ConfigError(f"optim.milestones={list(milestones)} is not valid; valid: increasing epochs, e.g. [91,136]")

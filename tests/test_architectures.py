@@ -1,0 +1,319 @@
+"""model=resnet and model=vit, with the regularizers that belong to them: drop path, attention dropout,
+WRN dropout, DropBlock and spatial dropout in their papers' places, refusals of what cannot act, and
+stacks that compute what lone runs compute (tests/e2e/test_architectures_e2e.py runs them from the shell)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import read_metrics
+from omegaconf import OmegaConf
+from torch import nn
+
+from regbench.core.errors import ConfigError
+from regbench.engine.cells import Cell
+from regbench.engine.loop import train
+from regbench.engine.optimizers import lr_factor, param_groups
+from regbench.engine.stack import Stacked
+from regbench.models import ARCHITECTURES, build_model
+from regbench.models.resnet import blocks_per_stage
+from regbench.regularizers import streams
+from regbench.regularizers.drop_path import DropPath, block_rates, drop_path
+from regbench.regularizers.penalties import weight_names
+from regbench.rules.active import check_effective
+from regbench.rules.config import ADDED_KEYS, MODELS, config_hash, hashable_dict
+from regbench.rules.validate import validate
+
+RESNET = ["model=resnet", "model.depth=8"]
+VIT = ["model=vit", "model.depth=2", "model.dim=16", "model.heads=2"]
+MNIST1D = ["dataset=mnist1d", "dataset.num_samples=600"]
+
+
+def built(make_cfg, *overrides: str, shape=(1, 8, 8), classes: int = 10) -> nn.Module:
+    """The model of a validated config, on the meta device (shapes only)."""
+    cfg = make_cfg(*overrides)
+    validate(cfg)
+    with torch.device("meta"):
+        return build_model(cfg, shape, classes)
+
+
+def params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_every_model_name_has_one_class():
+    assert set(ARCHITECTURES) == set(MODELS)
+
+
+# ---------------------------------------------------------------------------- the networks
+
+
+@pytest.mark.parametrize(("depth", "n"), [(8, 1), (20, 3), (56, 9), (110, 18), (10, 1), (16, 2), (28, 4)])
+def test_depth_counts_layers_as_each_paper_names_them(depth, n):
+    assert blocks_per_stage(depth) == n  # 6n+2 (He et al.) or 6n+4 (wide ResNets also count the projections)
+
+
+@pytest.mark.parametrize("depth", [7, 9, 21, 2])
+def test_a_depth_of_neither_form_is_refused_in_one_line(make_cfg, depth):
+    with pytest.raises(ConfigError, match=rf"^model.depth={depth} is not valid for model=resnet; valid: 6n\+2") as err:
+        validate(make_cfg("model=resnet", f"model.depth={depth}"))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("overrides", "published"), [
+    (["model.depth=20"], 0.27e6),  # He et al. 2016, Table 6
+    (["model.depth=56"], 0.85e6),
+    (["model.depth=110"], 1.7e6),
+    (["model.depth=16", "model.widen=8", "model.preact=true"], 11.0e6),  # Zagoruyko & Komodakis 2016, Table 4
+    (["model.depth=28", "model.widen=10", "model.preact=true"], 36.5e6),
+])
+def test_cifar_networks_have_their_papers_sizes(make_cfg, overrides, published):
+    # option-B projections (1x1 convolutions) add about 1% to He et al.'s option-A counts
+    assert params(built(make_cfg, "model=resnet", *overrides, shape=(3, 32, 32))) == pytest.approx(published, rel=0.03)
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (1, 8, 8), (3, 32, 32)])
+@pytest.mark.parametrize("overrides", [RESNET, [*RESNET, "model.preact=true"], [*RESNET, "model.batchnorm=false"],
+                                       [*VIT, "model.patch=4"]])
+def test_both_networks_run_on_signals_and_images(make_cfg, shape, overrides):
+    cfg = make_cfg(*overrides)
+    validate(cfg)
+    model = build_model(cfg, shape, 7)
+    x = torch.randn(3, *shape)
+    assert model.train()(x).shape == model.eval()(x).shape == (3, 7)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bool(norms) == (cfg.model.name == "resnet" and cfg.model.batchnorm)
+
+
+def _slots(model: nn.Module, suffix: str) -> list[nn.Module]:
+    return [m for name, m in model.named_modules() if name.endswith(suffix)]
+
+
+def test_resnet_places_each_dropout_type_where_its_paper_does(make_cfg):
+    # WRN: standard dropout between the convolutions of every block (p_conv), and p before the classifier
+    wrn = built(make_cfg, *RESNET, "dropout=standard", "dropout.p_conv=0.3", "dropout.p=0.1")
+    assert [float(m.p) for m in _slots(wrn, ".drop")] == [0.3] * 3
+    assert all(isinstance(m, nn.Identity) for m in _slots(wrn, ".3"))  # no slot after a stage
+    assert float(wrn.head_drop.p) == 0.1
+    # DropBlock inside the residual branches of the last two stages only (Ghiasi et al.; timm)
+    db = built(make_cfg, *RESNET, "dropout=dropblock", "dropout.p_conv=0.2")
+    assert [type(m).__name__ for m in _slots(db, ".drop")] == ["Identity", "DropBlock", "DropBlock"]
+    # spatial dropout after each stage, none inside the blocks
+    sp = built(make_cfg, *RESNET, "dropout=spatial", "dropout.p_conv=0.2", shape=(1, 40))
+    assert [type(m).__name__ for m in _slots(sp, ".drop")] == ["Identity"] * 3
+    assert [type(sp.stages[s][-1]).__name__ for s in range(3)] == ["Dropout1d"] * 3
+
+
+def test_vit_places_attention_and_residual_dropout_as_timm_does(make_cfg):
+    vit = built(make_cfg, *VIT, "dropout=standard", "dropout.p=0.1", "dropout.p_attn=0.2")
+    assert [float(m.p) for m in _slots(vit, "attn_drop")] == [0.2, 0.2]
+    residual = _slots(vit, "proj_drop") + [m for b in vit.blocks for m in (b.mlp[2], b.mlp[4])]
+    assert sorted(float(m.p) for m in residual) == [0.1] * 6
+    assert float(vit.head_drop.p) == 0.1
+    plain = built(make_cfg, *VIT)
+    assert not any(streams_drawing_module(m) for m in plain.modules())  # dropout=none: nothing draws
+
+
+def streams_drawing_module(m: nn.Module) -> bool:
+    return getattr(m, "stochastic", False) is True
+
+
+@pytest.mark.parametrize(("overrides", "blocks"), [(RESNET, 3), ([*VIT], 2), (["model=resnet", "model.depth=20"], 9)])
+def test_drop_path_rises_linearly_over_the_blocks(make_cfg, overrides, blocks):
+    model = built(make_cfg, *overrides, "reg.drop_path=0.3")
+    rates = [float(m.p) if isinstance(m, DropPath) else 0.0 for m in _slots(model, "drop_path")]
+    assert rates == pytest.approx(block_rates(0.3, blocks)) and rates[0] == 0 and rates[-1] == pytest.approx(0.3)
+    assert block_rates(0.3, 1) == [0.3]
+
+
+def test_drop_path_drops_whole_examples_and_keeps_the_mean():
+    x = torch.ones(4000, 3, 5)
+    torch.manual_seed(0)
+    y = drop_path(x, 0.25, training=True)
+    per_example = y.flatten(1)
+    assert ((per_example == 0).all(1) | (per_example == 1 / 0.75).all(1)).all()  # a branch is kept or dropped whole
+    dropped = (per_example == 0).all(1).float().mean().item()
+    se = math.sqrt(0.25 * 0.75 / 4000)
+    assert abs(dropped - 0.25) < 4 * se
+    assert torch.equal(drop_path(x, 0.25, training=False), x)
+
+
+def test_embeddings_and_norms_are_not_decayed(make_cfg):
+    cfg = make_cfg(*VIT, "optim=adamw", "optim.weight_decay=0.05")
+    model = build_model(cfg, (1, 8, 8), 10)
+    names = weight_names(model)
+    assert not {"pos_embed", "cls_token"} & names and "blocks.0.attn.qkv.weight" in names
+    assert "patch_embed.weight" in names and not any("norm" in n or n.endswith("bias") for n in names)
+    decayed = {id(p) for p in param_groups(model, 0.05, False)[0]["params"]}
+    assert id(model.pos_embed) not in decayed and id(model.classifier.weight) in decayed
+    stacked = Stacked([model, build_model(cfg, (1, 8, 8), 10)], [cfg, cfg], 1, torch.device("cpu"),
+                      [streams.generator(s, "noise") for s in (0, 1)])
+    assert {k for k, d in stacked.decay.items() if d} == names
+
+
+def test_multistep_schedule_drops_at_its_milestones(make_cfg):
+    cfg = make_cfg("optim=sgd", "optim.schedule=multistep", "optim.milestones=[2,3]", "optim.gamma=0.1")
+    validate(cfg)
+    factor = lr_factor(cfg.optim, epochs=5, steps_per_epoch=10)
+    assert [factor(10 * e) for e in range(5)] == pytest.approx([1, 1, 0.1, 0.01, 0.01])
+
+
+# ---------------------------------------------------------------------------- what cannot act is refused
+
+
+REFUSED = [  # (overrides, the start of the one-line error)
+    (["reg.drop_path=0.1"],
+     "reg.drop_path=0.1 has no effect with model=mlp (no residual branches); valid: model=resnet|vit"),
+    (["model=cnn", "reg.drop_path=0.1"], "reg.drop_path=0.1 has no effect with model=cnn"),
+    (["model=resnet", "dropout=standard", "dropout.p_attn=0.1"], "dropout.p_attn=0.1 has no effect with model=resnet"),
+    (["dropout=standard", "dropout.p_attn=0.1"], "dropout.p_attn=0.1 has no effect with model=mlp"),
+    (["model=vit", "dropout.p_attn=0.1"], "dropout.p_attn=0.1 has no effect with dropout=none"),
+    (["model=vit", "dropout=standard", "dropout.p_conv=0.2"], "dropout.p_conv=0.2 has no effect with model=vit"),
+    (["model=vit", "model.batchnorm=true"], "model.batchnorm=true has no effect with model=vit"),
+    (["model=vit", "model.widen=2"], "model.widen=2 has no effect with model=vit"),
+    (["model=resnet", "model.heads=8"], "model.heads=8 has no effect with model=resnet"),
+    (["model=cnn", "model.depth=20"], "model.depth=20 has no effect with model=cnn"),
+    (["model=resnet", "model.hidden=[64]"], "model.hidden=[64] has no effect with model=resnet"),
+    (["model=resnet", "dropout=standard", "dropout.per_layer=[0.1,0.2]"], "dropout.per_layer=[0.1,0.2] has no effect"),
+    (["model=resnet", "dropout=alpha"], "dropout=alpha does not act on model=resnet"),
+    (["model=vit", "dropout=dropconnect"], "dropout=dropconnect does not act on model=vit"),
+    (["model=vit", "dropout=spatial"], "dropout=spatial does not act on model=vit"),
+    (["model=vit", "dropout=dropblock"], "dropout=dropblock does not act on model=vit"),
+    (["model=vit", "model.dim=30", "model.heads=4"], "model.dim=30 is not a multiple of model.heads=4; valid: "
+                                                     "model.heads=1|2|3|5|6|10|15|30"),
+    (["model=vit", "reg.drop_path=1.0"], "reg.drop_path=1.0 is out of range; valid values: [0, 1)"),
+    (["optim.schedule=multistep"], "optim.schedule=multistep needs optim.milestones"),
+    (["optim.schedule=multistep", "optim.milestones=[5,3]"], "optim.milestones=[5, 3] is not valid"),
+    (["optim.milestones=[5]"], "optim.milestones=[5] has no effect with optim.schedule=none"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), REFUSED, ids=[" ".join(o) for o, _ in REFUSED])
+def test_a_key_that_cannot_act_is_refused_in_one_line(make_cfg, overrides, message):
+    from regbench.regularizers import DROPOUTS
+
+    cfg = make_cfg(*overrides)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+        DROPOUTS.get(cfg.dropout.name).check(cfg)
+        check_effective(cfg)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_patch_that_does_not_divide_the_input_is_refused_with_the_ones_that_do(make_cfg):
+    with pytest.raises(ConfigError, match=r"^model.patch=3 does not divide the input's 8x8 positions; "
+                                          r"valid: model.patch=1\|2\|4\|8$"):
+        built(make_cfg, "model=vit", "model.patch=3")
+
+
+# ---------------------------------------------------------------------------- hashes of earlier runs
+
+
+def test_keys_added_later_leave_earlier_configs_hashes_alone(make_cfg):
+    cfg = make_cfg("dropout=standard")
+    plain = hashable_dict(cfg)
+    assert "depth" not in plain["model"] and "drop_path" not in plain["reg"] and "p_attn" not in plain["dropout"]
+    # a config as a run wrote it before the keys existed hashes as today's default config does
+    old = OmegaConf.create(hashable_dict(cfg))
+    for key in ADDED_KEYS:
+        group, leaf = key.split(".")
+        old[group].pop(leaf, None)
+    assert config_hash(old) == config_hash(cfg)
+    resnet = make_cfg("model=resnet")
+    assert hashable_dict(resnet)["model"]["depth"] == 20
+    assert config_hash(make_cfg("model=vit", "reg.drop_path=0.1")) != config_hash(make_cfg("model=vit"))
+
+
+def test_a_reference_run_still_has_the_hash_it_was_written_with():
+    import json
+
+    run = next(p.parent for p in sorted(Path("results/mlp_dropout").glob("*/summary.json")))
+    written = json.loads((run / "summary.json").read_text())["config_hash"]
+    assert config_hash(OmegaConf.load(run / "config.yaml")) == written
+
+
+# ---------------------------------------------------------------------------- stacks compute what lone runs compute
+
+
+ROUNDING = 1e-5  # float rounding of batched kernels over a few steps (measured: exact to ~1e-7)
+# One stack per case: each cell beside stack-mates that put a regularizer where it has none (rate 0 there) and
+# the other way round, so a cell's draws must not depend on its stack-mates' rates.
+STACK_CASES = {
+    "resnet-drop_path-wrn": (RESNET, ["dropout=standard", "dropout.p=0"],
+                             [["dropout.p_conv=0.3", "reg.drop_path=0"], ["dropout.p_conv=0", "reg.drop_path=0.3"],
+                              ["dropout.p_conv=0.2", "reg.drop_path=0.2"], ["dropout.p_conv=0", "reg.drop_path=0"]]),
+    "resnet1d-dropblock": ([*RESNET, *MNIST1D], ["dropout=dropblock", "dropout.p=0"],
+                           [["dropout.p_conv=0.3"], ["dropout.p_conv=0", "reg.drop_path=0.2"],
+                            ["dropout.p_conv=0.1", "reg.drop_path=0.1"]]),
+    "resnet-spatial-preact": ([*RESNET, "model.preact=true"], ["dropout=spatial"],
+                              [["dropout.p_conv=0.3", "dropout.p=0"], ["dropout.p_conv=0", "dropout.p=0.5"]]),
+    "vit-attn-drop_path": (VIT, ["dropout=standard"],
+                           [["dropout.p=0", "dropout.p_attn=0.3"], ["dropout.p=0.2", "dropout.p_attn=0"],
+                            ["dropout.p=0", "dropout.p_attn=0", "reg.drop_path=0.3"]]),
+    "vit1d-drop_path": ([*VIT, *MNIST1D, "model.patch=4"], [],
+                        [["reg.drop_path=0.4"], ["reg.drop_path=0"], ["reg.drop_path=0.1"]]),
+}
+FAST_STACK_CASES = ("resnet-drop_path-wrn", "vit-attn-drop_path")
+
+
+def _metrics(cell: Cell) -> list[dict]:
+    return read_metrics(Path(cell.summary["run_dir"]))
+
+
+def _cells(make_cfg, root, model, common, grid, *extra):
+    base = [*model, *common, "trainer.progress=false", "report=false", "dataset.train_size=192", *extra]
+    return [Cell(cfg=make_cfg(*base, *cell, f"results_dir={root}")) for cell in grid]
+
+
+@pytest.mark.parametrize("case", [c if c in FAST_STACK_CASES else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in STACK_CASES])
+def test_a_cell_draws_the_same_in_any_stack_as_alone(make_cfg, tmp_path, case):
+    model, common, grid = STACK_CASES[case]
+    stacked = _cells(make_cfg, tmp_path / "stack", model, common, grid, "trainer.epochs=1")
+    train(stacked)
+    assert all(c.summary["stack_cells"] == len(grid) for c in stacked)  # one stack, no cell sent off alone
+    for i, cell in enumerate(stacked):
+        [alone] = _cells(make_cfg, tmp_path / f"alone{i}", model, common, [grid[i]], "trainer.epochs=1")
+        train([alone])
+        for a, b in zip(_metrics(cell), _metrics(alone), strict=True):
+            for key in ("train_loss", "val_loss", "batch_loss", "train_acc", "val_acc"):
+                assert float(a[key]) == pytest.approx(float(b[key]), abs=ROUNDING), (grid[i], key)
+    losses = [float(_metrics(c)[-1]["batch_loss"]) for c in stacked]
+    assert len(set(losses)) == len(losses)  # other rates, other numbers: the comparison can fail
+
+
+# Over whole runs the two differ by rounding only, but a ResNet's BatchNorm and Adam amplify rounding over many
+# steps (stack_matrix: ~1e-4), so the long-run check is the statistical one: paired by seed, the mean difference
+# of test accuracy between a stacked and a lone run lies within 4 standard errors of 0, with a floor of one test
+# example (identical runs have no spread).
+STAT_CASES = {
+    "resnet1d-drop_path": ([*RESNET, *MNIST1D], ["reg.drop_path=0.2"]),
+    "resnet-wrn-dropout": (RESNET, ["dropout=standard", "dropout.p=0", "dropout.p_conv=0.3"]),
+    "resnet-dropblock": ([*RESNET, *MNIST1D], ["dropout=dropblock", "dropout.p=0", "dropout.p_conv=0.2"]),
+    "vit-drop_path": (VIT, ["reg.drop_path=0.2"]),
+    "vit-attention-dropout": (VIT, ["dropout=standard", "dropout.p=0", "dropout.p_attn=0.2"]),
+}
+SEEDS = 4
+
+
+@pytest.mark.parametrize("case", [c if c == "vit-attention-dropout" else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in STAT_CASES])
+def test_stacked_and_lone_runs_agree_paired_by_seed(make_cfg, tmp_path, case):
+    model, regularizer = STAT_CASES[case]
+    common = [*model, *regularizer, "trainer.epochs=2", "trainer.progress=false", "report=false",
+              "dataset.train_size=300"]
+    seeds = [[f"seed={s}"] for s in range(SEEDS)]
+    stacked = [Cell(cfg=make_cfg(*common, *s, f"results_dir={tmp_path / 'stack'}")) for s in seeds]
+    train(stacked)
+    assert all(c.summary["stack_cells"] == SEEDS for c in stacked)
+    diffs, n_test = [], stacked[0].summary["data"]["n_test"]
+    for s, cell in zip(seeds, stacked, strict=True):
+        alone = Cell(cfg=make_cfg(*common, *s, f"results_dir={tmp_path / 'alone'}"))
+        train([alone])
+        diffs.append(cell.summary["test"]["acc"] - alone.summary["test"]["acc"])
+    se = statistics.stdev(diffs) / math.sqrt(SEEDS)
+    assert abs(statistics.mean(diffs)) <= 4 * se + 1 / n_test, diffs
