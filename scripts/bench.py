@@ -13,6 +13,9 @@ threads rule, engine/setup.py), as a user would run them:
 - stacked: `regbench run -m hydra/launcher=vectorized ... report=false` (the cells as stacks);
 - report: `regbench report <a stacked sweep's folder>` alone (32 and 256 runs), next to the bare
   import of what a report needs (`python -c "import pandas, scipy.stats, matplotlib.pyplot"`);
+- resnet / vit: a stack of 8 cells of a residual network (ResNet-8 with drop path at 4 rates x 2 seeds) and of
+  a small vision transformer (attention dropout at 4 rates x 2 seeds), stacked against basic; with CUDA
+  present, the same rows (and the MLP grid's) again on the GPU (trainer.device=cuda);
 - bare: the stacked forward + backward + optimizer step of the same cells for the same steps,
   in this process (engine.stack.Stacked on one fixed batch: the loop's arithmetic, nothing else),
   next to the time the stacked sweep spent in its epochs (the runs' `seconds` columns summed);
@@ -47,6 +50,12 @@ import torch
 REPORT_IMPORTS = "import pandas, scipy.stats, matplotlib.pyplot"  # what any report of runs needs
 MLP = ["model=mlp", "model.hidden=[100,100]", "dropout=standard"]
 CNN = ["model=cnn", "dropout=spatial"]
+ARCHITECTURES = {  # 8 cells each: a stack of a residual network and of a transformer, each with its own regularizer
+    "resnet": ["model=resnet", "model.depth=8", "reg.drop_path=0,0.1,0.2,0.3", "seed=0,1"],
+    "vit": ["model=vit", "model.depth=2", "model.dim=32", "model.patch=4", "dropout=standard", "dropout.p=0",
+            "dropout.p_attn=0,0.1,0.2,0.3", "seed=0,1"],
+}
+ARCHITECTURE_CELLS = 8
 
 
 @dataclass(frozen=True)
@@ -101,9 +110,14 @@ def regbench_exe() -> str:
     return str(Path(sys.executable).with_name("regbench"))
 
 
-def common(scale: Scale) -> list[str]:
+def common(scale: Scale, device: str = "cpu") -> list[str]:
     """What every sweep names; all but the default command's add report=false (training alone)."""
-    return [*scale.data, "trainer.batch_size=100", "trainer.progress=false", "trainer.device=cpu"]
+    return [*scale.data, "trainer.batch_size=100", "trainer.progress=false", f"trainer.device={device}"]
+
+
+def devices() -> list[str]:
+    """Where the architecture rows run: the CPU, and the GPU too when CUDA is present."""
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
 def regbench_sweep(grid: list[str], epochs: int, launcher: str | None, tmp: Path, name: str) -> float:
@@ -271,6 +285,18 @@ def main() -> None:
                              lambda r: regbench_sweep(cnn, cnn_epochs, "basic", tmp, f"cb_{r}"))
         plan["cnn_stacked"] = ("stacked cnn", cnn_cells, cnn_epochs,
                                lambda r: regbench_sweep(cnn, cnn_epochs, "vectorized", tmp, f"cs_{r}"))
+        for device in devices():
+            arch_grids = {arch: [*common(scale, device), "report=false", *grid] for arch, grid in ARCHITECTURES.items()}
+            if device == "cuda":  # the MLP grid on the GPU too
+                arch_grids["mlp"] = [*common(scale, device), "report=false", *MLP, f"dropout.p={scale.rates}",
+                                     f"seed={scale.seeds}"]
+            for arch, grid in arch_grids.items():
+                n = small if arch == "mlp" else ARCHITECTURE_CELLS
+                for launcher in ("basic", "vectorized"):
+                    plan[f"{arch}_{launcher}_{device}"] = (
+                        f"{'stacked' if launcher == 'vectorized' else launcher} {arch} {device}", n, cnn_epochs,
+                        lambda r, g=grid, la=launcher, k=f"{arch}_{launcher}_{device}":
+                        regbench_sweep(g, cnn_epochs, la, tmp, f"{k}_{r}"))
         times: dict[str, list[float]] = {key: [] for key in plan}
         for r in range(args.repeat):
             for key, (what, cells, ep, measure) in plan.items():
@@ -304,6 +330,14 @@ def main() -> None:
          t[f"stacked{large}"] / t[f"stacked{small}"] / (large // small)),
         (f"regbench report of {large} runs / of {small} runs (target <= 3)", t["report_large"] / t["report"]),
     ]
+    for key in [k for k in t if k.endswith(("_basic_cpu", "_basic_cuda"))]:
+        arch, _, device = key.split("_")
+        cells = small if arch == "mlp" else ARCHITECTURE_CELLS
+        stacked = t[f"{arch}_vectorized_{device}"]
+        ratios.append((f"basic / stacked, {cells} {arch} cells on {device}", t[key] / stacked))
+        if device == "cuda" and arch != "mlp":  # the same sweep on both (the MLP rows on the CPU run other epochs)
+            ratios.append((f"stacked on cpu / stacked on cuda, {cells} {arch} cells",
+                           t[f"{arch}_vectorized_cpu"] / stacked))
     print(f"\n{device_name()}, torch {torch.__version__}" + (" (--quick: a smoke run, not a measurement)"
                                                              if args.quick else ""))
     for name, value in ratios:

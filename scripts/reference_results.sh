@@ -14,7 +14,8 @@ EXPERIMENTS=("$@")
 if [ ${#EXPERIMENTS[@]} -eq 0 ]; then
   EXPERIMENTS=(mlp_dropout dropout_types cnn_spatialdrop cnn_dropblock dropconnect_vs_dropout l2_vs_adamw
                dropout_before_bn mc_dropout_uncertainty l1_sparsity max_norm batchnorm_vs_dropout per_layer_rates
-               alpha_selu augment_vs_dropout mixup_cutmix forgot_eval)
+               alpha_selu augment_vs_dropout mixup_cutmix forgot_eval resnet_drop_path resnet_dropout_types
+               vit_regularizers resnet_bn_dropout_augment)
 fi
 for exp in "${EXPERIMENTS[@]}"; do
   echo "== $exp"

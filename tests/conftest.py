@@ -107,3 +107,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def read_summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture
+def no_md5(monkeypatch):
+    """CIFAR and SVHN verify each file's md5 against the real download, which our tiny files cannot match.
+    Replace only the md5 comparison: torchvision still checks that every expected file exists."""
+    import torchvision.datasets.utils as tvu
+
+    monkeypatch.setattr(tvu, "check_md5", lambda fpath, md5, **kwargs: True)

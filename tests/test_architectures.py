@@ -256,6 +256,10 @@ STACK_CASES = {
                             ["dropout.p=0", "dropout.p_attn=0", "reg.drop_path=0.3"]]),
     "vit1d-drop_path": ([*VIT, *MNIST1D, "model.patch=4"], [],
                         [["reg.drop_path=0.4"], ["reg.drop_path=0"], ["reg.drop_path=0.1"]]),
+    # MC passes over drop path (the evaluation stream), mixup, label smoothing and max-norm per cell
+    "resnet-mixup-mc": (RESNET, ["augment=mixup", "eval.mc_samples=3", "reg.max_norm=2"],
+                        [["reg.drop_path=0.3", "reg.label_smoothing=0.1"], ["reg.drop_path=0"],
+                         ["reg.drop_path=0.1", "reg.label_smoothing=0.2"]]),
 }
 FAST_STACK_CASES = ("resnet-drop_path-wrn", "vit-attn-drop_path")
 
@@ -282,6 +286,8 @@ def test_a_cell_draws_the_same_in_any_stack_as_alone(make_cfg, tmp_path, case):
         for a, b in zip(_metrics(cell), _metrics(alone), strict=True):
             for key in ("train_loss", "val_loss", "batch_loss", "train_acc", "val_acc"):
                 assert float(a[key]) == pytest.approx(float(b[key]), abs=ROUNDING), (grid[i], key)
+        if alone.summary.get("mc"):
+            assert cell.summary["mc"]["test"] == pytest.approx(alone.summary["mc"]["test"], abs=ROUNDING)
     losses = [float(_metrics(c)[-1]["batch_loss"]) for c in stacked]
     assert len(set(losses)) == len(losses)  # other rates, other numbers: the comparison can fail
 
@@ -317,3 +323,18 @@ def test_stacked_and_lone_runs_agree_paired_by_seed(make_cfg, tmp_path, case):
         diffs.append(cell.summary["test"]["acc"] - alone.summary["test"]["acc"])
     se = statistics.stdev(diffs) / math.sqrt(SEEDS)
     assert abs(statistics.mean(diffs)) <= 4 * se + 1 / n_test, diffs
+
+
+def test_the_memory_estimate_splits_a_large_resnet_stack(cli, make_cfg):
+    from regbench.data import build_splits
+    from regbench.engine.stack import bytes_per_cell
+
+    cfg = make_cfg(*RESNET)
+    data = build_splits(cfg.dataset, "cpu")
+    model = build_model(cfg, data.input_shape, data.num_classes)
+    per_cell = bytes_per_cell(model, data.input_shape, cfg.trainer.batch_size, cfg.optim.name) + 8 * len(data.x_train)
+    assert per_cell > 4 * sum(p.numel() for p in model.parameters()) * 4  # activations counted, not weights only
+    budget_gb = 2.5 * per_cell / 2**30  # room for two cells
+    code, out, err = cli("run", "-m", *RESNET, "reg.drop_path=0,0.1,0.2,0.3", "trainer.epochs=1",
+                         "trainer.progress=false", "report=false", f"hydra.launcher.max_memory_gb={budget_gb}")
+    assert code == 0 and "split into stacks of [2, 2]" in out + err

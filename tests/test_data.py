@@ -219,15 +219,6 @@ def test_mnist_family_reads_idx_files(tmp_path, name):
     _check_traced(s, x_tr[:, None], y_tr, x_te[:, None], y_te)
 
 
-@pytest.fixture
-def no_md5(monkeypatch):
-    """CIFAR and SVHN verify each file's md5 against the real download, which our tiny files cannot match.
-    Replace only the md5 comparison: torchvision still checks that every expected file exists."""
-    import torchvision.datasets.utils as tvu
-
-    monkeypatch.setattr(tvu, "check_md5", lambda fpath, md5, **kwargs: True)
-
-
 def _pickle(path: Path, obj: dict) -> None:
     # The real files are Python 2 pickles with str keys; torchvision loads them with encoding="latin1",
     # which yields str keys ("data", "labels"). They only look like b"data" with encoding="bytes".
@@ -235,22 +226,28 @@ def _pickle(path: Path, obj: dict) -> None:
         pickle.dump(obj, f, protocol=2)
 
 
-@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_cifar_reads_pickled_batches(tmp_path, name, no_md5):
+def write_cifar(root: Path, name: str = "cifar10", n_train: int = 50, n_test: int = 10):
+    """Small CIFAR files in torchvision's on-disk format under root: -> (x_train, y_train, x_test, y_test)."""
     k, label_key = (10, "labels") if name == "cifar10" else (100, "fine_labels")
-    folder = tmp_path / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
-    folder.mkdir()
+    folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    folder.mkdir(parents=True)
     train_files = [f"data_batch_{i}" for i in range(1, 6)] if name == "cifar10" else ["train"]
-    x_tr = _indexed_images(50, (3, 32, 32), 0)  # stored as rows of 3072 = R plane, G plane, B plane
-    y_tr = np.arange(50) * 7 % k
-    x_te, y_te = _indexed_images(10, (3, 32, 32), 1), np.arange(10) * 3 % k
-    for file, rows in zip(train_files, np.array_split(np.arange(50), len(train_files)), strict=True):
+    x_tr = _indexed_images(n_train, (3, 32, 32), 0)  # stored as rows of 3072 = R plane, G plane, B plane
+    y_tr = np.arange(n_train) * 7 % k
+    x_te, y_te = _indexed_images(n_test, (3, 32, 32), 1), np.arange(n_test) * 3 % k
+    for file, rows in zip(train_files, np.array_split(np.arange(n_train), len(train_files)), strict=True):
         _pickle(folder / file, {"data": x_tr[rows].reshape(len(rows), 3072), label_key: y_tr[rows].tolist()})
     test_file = "test_batch" if name == "cifar10" else "test"
-    _pickle(folder / test_file, {"data": x_te.reshape(10, 3072), label_key: y_te.tolist()})
+    _pickle(folder / test_file, {"data": x_te.reshape(n_test, 3072), label_key: y_te.tolist()})
     meta_file, meta_key = ("batches.meta", "label_names") if name == "cifar10" else ("meta", "fine_label_names")
     _pickle(folder / meta_file, {meta_key: [f"class{i}" for i in range(k)]})
+    return x_tr, y_tr, x_te, y_te
 
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_reads_pickled_batches(tmp_path, name, no_md5):
+    k = 10 if name == "cifar10" else 100
+    x_tr, y_tr, x_te, y_te = write_cifar(tmp_path, name)
     s = build_splits(dcfg(name, root=str(tmp_path), val_fraction=0.2), "cpu")
     assert s.input_shape == (3, 32, 32) and s.num_classes == k and s.x_train.is_contiguous()
     _check_traced(s, x_tr, y_tr, x_te, y_te)

@@ -14,6 +14,7 @@ Every check happens before anything is written (bad input: one line, exit 2).
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from regbench.rules import verdicts
 USAGE = "regbench compare A B | A --where KEY=VALUE [--metric M] [--margin D] [--out DIR] [--format png,svg]"
 DEFAULT_METRICS = ("test.acc", "final.val_acc")  # the first the runs have is compared unless --metric says
 BAR_HEIGHT = 0.4  # inches per compared configuration in the figure
+LABEL_WIDTH = 48  # characters of a configuration's label per line in the figure (wider ones wrap)
 MIN_HEIGHT = 2.2
 
 
@@ -204,12 +206,16 @@ def figure(c: Comparison) -> Figure:
     diff = t["diff"].to_numpy(float) * scale
     err = np.vstack([np.nan_to_num(diff - t["ci_low"].to_numpy(float) * scale),
                      np.nan_to_num(t["ci_high"].to_numpy(float) * scale - diff)])
-    fig = Figure(figsize=(8.0, max(MIN_HEIGHT, BAR_HEIGHT * len(t) + 1.3)), layout="constrained")
+    # long configurations (several matched keys) wrap at ", " onto lines of their own, the figure growing with them
+    wrapped = [textwrap.fill(label, LABEL_WIDTH, break_long_words=False, break_on_hyphens=False)
+               for label in labels(t)]
+    lines = sum(label.count("\n") + 1 for label in wrapped)
+    fig = Figure(figsize=(9.0, max(MIN_HEIGHT, BAR_HEIGHT * max(len(t), lines / 2) + 1.3)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(t))
     ax.barh(y, diff, xerr=err, color="#1f77b4", height=0.6, error_kw={"capsize": CAPSIZE, "ecolor": NEUTRAL})
     ax.axvline(0.0, **REFERENCE)
-    ax.set_yticks(y, labels(t))
+    ax.set_yticks(y, wrapped)
     ax.invert_yaxis()
     ax.set(xlabel=f"B − A in {name} ({unit})".replace(" ()", ""),
            title=f"{name}: B − A per matched configuration\nerror bars: the verdict's interval (Bonferroni over "

@@ -18,8 +18,10 @@ SWEEPS = {  # id -> (the command's arguments, cells)
                                 "dropout.p=0 dropout.p_conv=0,0.3 reg.drop_path=0,0.2", 4),
     "resnet-2d-dropblock": ("model=resnet model.depth=8 model.preact=true dropout=dropblock dropout.p=0 "
                             "dropout.p_conv=0,0.2", 2),
-    "vit-2d-attention-drop_path": ("model=vit model.depth=2 model.dim=16 model.heads=2 dropout=standard dropout.p=0 "
-                                   "dropout.p_attn=0,0.2 reg.drop_path=0,0.1", 4),
+    # 2-D images: tests/test_architectures.py
+    "vit-1d-attention-drop_path": ("model=vit model.depth=2 model.dim=16 model.heads=2 model.patch=4 dataset=mnist1d "
+                                   "dataset.num_samples=600 dropout=standard dropout.p=0 dropout.p_attn=0,0.2 "
+                                   "reg.drop_path=0,0.1", 4),
 }
 
 
