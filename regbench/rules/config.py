@@ -170,7 +170,7 @@ class TrainerConfig:
     # not hashed: a checkpointed run computes exactly what an uninterrupted one does (tests/test_resume.py)
     checkpoint: bool = _key(False, NOT_HASHED)  # save a checkpoint each epoch so an interrupted run continues exactly
     deterministic: bool = _key(False, compared=False)  # deterministic algorithms, cuDNN flags (reproducible on CUDA)
-    channels_last: bool = _key(False, compared=False)  # NHWC layout for 2-D CNNs (13% faster per step on our CPU)
+    channels_last: bool = _key(False, compared=False)  # NHWC layout for 2-D CNNs, ResNets (CNN: 13% faster a step here)
     compile: bool = _key(False, compared=False)  # torch.compile the training forward (our 2-core CPU: slower, +19 s)
 
 
