@@ -25,7 +25,7 @@ from regbench.regularizers import streams
 from regbench.regularizers.drop_path import DropPath, block_rates, drop_path
 from regbench.regularizers.penalties import weight_names
 from regbench.rules.active import check_effective
-from regbench.rules.config import ADDED_KEYS, MODELS, config_hash, hashable_dict
+from regbench.rules.config import ADDED_KEYS, MODELS, config_hash, hashable_dict, plain_config
 from regbench.rules.validate import validate
 
 RESNET = ["model=resnet", "model.depth=8"]
@@ -97,7 +97,10 @@ def test_resnet_places_each_dropout_type_where_its_paper_does(make_cfg):
     # WRN: standard dropout between the convolutions of every block (p_conv), and p before the classifier
     wrn = built(make_cfg, *RESNET, "dropout=standard", "dropout.p_conv=0.3", "dropout.p=0.1")
     assert [float(m.p) for m in _slots(wrn, ".drop")] == [0.3] * 3
-    assert all(isinstance(m, nn.Identity) for m in _slots(wrn, ".3"))  # no slot after a stage
+    assert all(isinstance(wrn.stages[s][-1], nn.Identity) for s in range(3))  # no slot after a stage
+    # dropout.p alone sets both, as a CNN's conv slots fall back to p
+    both = built(make_cfg, *RESNET, "dropout=standard", "dropout.p=0.2")
+    assert [float(m.p) for m in _slots(both, ".drop")] == [0.2] * 3 and float(both.head_drop.p) == 0.2
     assert float(wrn.head_drop.p) == 0.1
     # DropBlock inside the residual branches of the last two stages only (Ghiasi et al.; timm)
     db = built(make_cfg, *RESNET, "dropout=dropblock", "dropout.p_conv=0.2")
@@ -218,11 +221,16 @@ def test_keys_added_later_leave_earlier_configs_hashes_alone(make_cfg):
     plain = hashable_dict(cfg)
     assert "depth" not in plain["model"] and "drop_path" not in plain["reg"] and "p_attn" not in plain["dropout"]
     # a config as a run wrote it before the keys existed hashes as today's default config does
-    old = OmegaConf.create(hashable_dict(cfg))
+    old = OmegaConf.create(plain_config(cfg))
     for key in ADDED_KEYS:
         group, leaf = key.split(".")
-        old[group].pop(leaf, None)
+        assert old[group].pop(leaf) == ADDED_KEYS[key]
     assert config_hash(old) == config_hash(cfg)
+    # the defaults themselves are part of every earlier hash: changing one would make runs written at the old
+    # default collide with new runs at that value
+    assert ADDED_KEYS == {"model.depth": None, "model.widen": 1, "model.preact": False, "model.dim": 64,
+                          "model.heads": 4, "model.mlp_ratio": 2.0, "model.patch": 2, "dropout.p_attn": 0.0,
+                          "optim.milestones": None, "reg.drop_path": 0.0}
     resnet = make_cfg("model=resnet")
     assert hashable_dict(resnet)["model"]["depth"] == 20
     assert config_hash(make_cfg("model=vit", "reg.drop_path=0.1")) != config_hash(make_cfg("model=vit"))
@@ -231,7 +239,8 @@ def test_keys_added_later_leave_earlier_configs_hashes_alone(make_cfg):
 def test_a_reference_run_still_has_the_hash_it_was_written_with():
     import json
 
-    run = next(p.parent for p in sorted(Path("results/mlp_dropout").glob("*/summary.json")))
+    results = Path(__file__).resolve().parents[1] / "results"
+    run = next(p.parent for p in sorted((results / "mlp_dropout").glob("*/summary.json")))
     written = json.loads((run / "summary.json").read_text())["config_hash"]
     assert config_hash(OmegaConf.load(run / "config.yaml")) == written
 
@@ -338,3 +347,16 @@ def test_the_memory_estimate_splits_a_large_resnet_stack(cli, make_cfg):
     code, out, err = cli("run", "-m", *RESNET, "reg.drop_path=0,0.1,0.2,0.3", "trainer.epochs=1",
                          "trainer.progress=false", "report=false", f"hydra.launcher.max_memory_gb={budget_gb}")
     assert code == 0 and "split into stacks of [2, 2]" in out + err
+
+
+def test_a_plugin_type_that_only_wraps_weight_layers_is_refused_on_residual_networks(make_cfg):
+    from regbench.regularizers.base import DropoutSpec
+
+    class WrapsOnly(DropoutSpec):  # a DropConnect-like plugin: no activation slots, strength from dropout.p
+        name = "wraps_only"
+        activation_slots = False
+
+    spec = WrapsOnly()
+    assert spec.acts_on("mlp") and spec.acts_on("cnn") and not spec.acts_on("resnet") and not spec.acts_on("vit")
+    with pytest.raises(ConfigError, match=r"^dropout=wraps_only does not act on model=vit \(it wraps weight layers"):
+        spec.check(make_cfg("model=vit"))

@@ -221,7 +221,7 @@ def test_check_rejects_mlp_for_conv_only_types_with_one_line(name):
     valid_for_mlp = [n for n in NAMES if spec(n).acts_on("mlp")]
     assert {"none", "standard"} <= set(valid_for_mlp) and not {"spatial", "dropblock"} & set(valid_for_mlp)
     spec(name).check(cfg_for(name, "cnn2d"))
-    if not not spec(name).acts_on("mlp"):
+    if spec(name).acts_on("mlp"):
         spec(name).check(cfg_for(name, "mlp"))
         return
     with pytest.raises(ConfigError) as err:

@@ -13,7 +13,8 @@ generator, so it could give neither each cell of a stack its own rate (a 0-d ten
 
 Regularizers, as timm's VisionTransformer places them: dropout.p_attn on the attention weights
 (attn_drop), dropout.p on the attention output and in the MLP (residual dropout: proj_drop, drop after
-fc1 and fc2) and before the classifier, reg.drop_path on both residual branches of every block (rising
+fc1 and fc2) and before the classifier (timm's pos_drop, after the position embedding, is left out:
+dropout.p_input drops the input instead), reg.drop_path on both residual branches of every block (rising
 linearly over the blocks). Position embedding and class token are no unit's incoming weights: they are
 declared `not_weights` (no weight decay, L1 or max-norm; regularizers/penalties.py).
 """

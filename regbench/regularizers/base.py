@@ -11,6 +11,8 @@ from regbench.core.errors import ConfigError
 from regbench.core.registry import Registry
 from regbench.regularizers import discovery, streams
 
+WRAPPING_MODELS = ("mlp", "cnn")  # the models whose weight layers a type may wrap (DropoutSpec.wrap_layer)
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -66,14 +68,23 @@ class DropoutSpec:
         return BUILT_IN[self.name].colour if self.name in BUILT_IN else None
 
     def check(self, cfg) -> None:  # cfg: the whole run config
-        model = cfg.model.name
-        if self.models is not None and model not in self.models:
+        model, models = cfg.model.name, self.acting_models()
+        if models is not None and model not in models:
             valid = [name for name in DROPOUTS.names() if DROPOUTS.get(name).acts_on(model)]
-            raise ConfigError(f"dropout={self.name} does not act on model={model} ({self.why}; it acts on "
-                              f"model={'|'.join(self.models)}); valid dropout types for {model}: {', '.join(valid)}")
+            why = self.why or "it wraps weight layers, which only these models hand it"
+            raise ConfigError(f"dropout={self.name} does not act on model={model} ({why}; it acts on "
+                              f"model={'|'.join(models)}); valid dropout types for {model}: {', '.join(valid)}")
+
+    def acting_models(self) -> tuple[str, ...] | None:
+        """`models`; left unset by a type that only wraps weight layers (a plugin's DropConnect-like type):
+        the models that call wrap_layer, the MLP and the plain CNN (residual networks place slots only)."""
+        if self.models is None and not self.activation_slots and self.rate_keys:
+            return WRAPPING_MODELS
+        return self.models
 
     def acts_on(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        models = self.acting_models()
+        return models is None or model in models
 
     def fills(self, slot: Slot) -> bool:
         """Whether this type puts its module at `slot` (the places its paper names)."""

@@ -116,7 +116,8 @@ class DropBlockSpec(ConvDropoutSpec):
 
     def fills(self, slot: Slot) -> bool:
         """A ResNet: inside the residual branches of the last two of its three stages (Ghiasi et al. 2018 put it
-        in ResNet-50's groups 3 and 4; timm's placement); a plain CNN: every conv slot."""
+        in ResNet-50's groups 3 and 4, as timm's stages do; here after the first convolution's activation, timm
+        puts it before); a plain CNN: every conv slot."""
         return super().fills(slot) and not (slot.place == "branch" and slot.index == 0)
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:

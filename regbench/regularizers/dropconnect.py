@@ -109,7 +109,6 @@ class DropConnectSpec(DropoutSpec):
     name = "dropconnect"
     activation_slots = False  # it wraps weight layers: no input slot, nothing to place before BatchNorm
     keys = ("mask",)
-    models = ("mlp", "cnn")
     why = "it wraps the weight layers of an MLP or a plain CNN"
 
     def wrap_layer(self, layer: nn.Module, p: float, cfg) -> nn.Module:
