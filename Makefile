@@ -43,7 +43,7 @@ format: $(STAMP)
 figures: $(STAMP)
 	scripts/make_figures.sh
 
-# Retrain the reference sweeps in results/ with seed=auto (1-2 h on 2 CPU cores).
+# Retrain the reference sweeps in results/ with seed=auto (2-3 h on 2 CPU cores; the ViT sweep alone ~30 min).
 reference: $(STAMP)
 	scripts/reference_results.sh
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train the reference sweeps committed in results/ (2-core CPU: digits and mnist1d only; about
-# 1-2 h), then draw their reports. Every sweep runs with seed=auto: a pilot of 3 seeds, then seeds
-# added until its comparisons against the baseline are decided or MAX_SEEDS (default 10) is
-# reached. Each experiment's grid and expected outcome is in its header:
-# regbench/conf/experiment/<name>.yaml. Already-completed cells are skipped (resume), so an
-# interrupted call can simply be repeated.
+# 2-3 h, the ResNet and ViT sweeps about 45 min of it), then draw their reports. Every sweep runs
+# with seed=auto: a pilot of 3 seeds, then seeds added until its comparisons against the
+# baseline are decided or MAX_SEEDS (default 10) is reached. Each experiment's grid and expected
+# outcome is in its header: regbench/conf/experiment/<name>.yaml. Already-completed cells are
+# skipped (resume), so an interrupted call can simply be repeated.
 #   scripts/reference_results.sh [experiment ...]     (default: the list below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
