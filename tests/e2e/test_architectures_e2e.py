@@ -42,12 +42,11 @@ def test_a_residual_sweep_trains_as_one_stack_from_the_shell(sweep, tmp_path):
     assert (tmp_path / "runs" / "s" / "report" / "report.md").is_file()
 
 
+# a sweep's key and a single run's dropout type; every refusal is also tested in-process (tests/test_architectures.py)
 @pytest.mark.parametrize(("command", "message"), [
-    ("regbench run reg.drop_path=0.1", "regbench: error: reg.drop_path=0.1 has no effect with model=mlp"),
     ("regbench run -m model=resnet dropout=standard dropout.p_attn=0,0.1",
      "regbench: error: dropout.p_attn=0.1 has no effect with model=resnet"),
     ("regbench run model=vit dropout=spatial", "regbench: error: dropout=spatial does not act on model=vit"),
-    ("regbench run model=resnet model.depth=12", "regbench: error: model.depth=12 is not valid for model=resnet"),
 ])
 def test_a_key_that_cannot_act_is_refused_from_the_shell(command, message, tmp_path):
     done = shell(command, tmp_path)
