@@ -1,4 +1,5 @@
-"""Building blocks shared by MLP and CNN: a weight layer with its norm, activation and dropout slot."""
+"""Building blocks shared by the models: a weight layer with its norm, activation and dropout slot (MLP, CNN);
+the activation, norm and dropout-slot factories every model uses (ResNet and ViT place their slots themselves)."""
 
 from __future__ import annotations
 

@@ -13,15 +13,15 @@ from e2e_env import require_console_script, shell, tail
 pytestmark = pytest.mark.e2e
 
 SMALL = "trainer.epochs=1 dataset.train_size=192 sweep_name=s"
-SWEEPS = {  # id -> (the command's arguments, cells)
+SWEEPS = {  # id -> (the command's arguments, cells); the first with the sweep's report, the others without (time)
     "resnet-1d-drop_path-wrn": ("model=resnet model.depth=8 dataset=mnist1d dataset.num_samples=600 dropout=standard "
                                 "dropout.p=0 dropout.p_conv=0,0.3 reg.drop_path=0,0.2", 4),
     "resnet-2d-dropblock": ("model=resnet model.depth=8 model.preact=true dropout=dropblock dropout.p=0 "
-                            "dropout.p_conv=0,0.2", 2),
+                            "dropout.p_conv=0,0.2 report=false", 2),
     # 2-D images: tests/test_architectures.py
     "vit-1d-attention-drop_path": ("model=vit model.depth=2 model.dim=16 model.heads=2 model.patch=4 dataset=mnist1d "
                                    "dataset.num_samples=600 dropout=standard dropout.p=0 dropout.p_attn=0,0.2 "
-                                   "reg.drop_path=0,0.1", 4),
+                                   "reg.drop_path=0,0.1 report=false", 4),
 }
 
 
@@ -39,7 +39,7 @@ def test_a_residual_sweep_trains_as_one_stack_from_the_shell(sweep, tmp_path):
     summaries = [json.loads(p.read_text()) for p in sorted(Path(tmp_path, "runs", "s").glob("*/summary.json"))]
     assert [s["stack_cells"] for s in summaries] == [cells] * cells  # one stack: nothing trained alone
     assert len({s["test"]["acc"] for s in summaries} | {s["final"]["train_loss"] for s in summaries}) > cells
-    assert (tmp_path / "runs" / "s" / "report" / "report.md").is_file()
+    assert (tmp_path / "runs" / "s" / "report" / "report.md").is_file() == ("report=false" not in args)
 
 
 # a sweep's key and a single run's dropout type; every refusal is also tested in-process (tests/test_architectures.py)
