@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,10 +34,12 @@ def test_bench_quick_as_the_readme_runs_it_measures_everything_and_writes_nothin
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert checkout_files() == before  # results/bench/bench.csv is written only by --out
     lines = proc.stdout.splitlines()
-    # 16 timings (plain x2, default, basic, stacked x3, report x2, imports, bare x2, torch, epochs, CNN x2), then
-    # every ratio, each computed from them
+    # 20 timings (plain x2, default, basic, stacked x3, report x2, imports, bare x2, torch, epochs, CNN x2, ResNet x2,
+    # ViT x2; with CUDA the ResNet, ViT and MLP pairs again on the GPU), then every ratio, each computed from them
+    cuda = torch.cuda.is_available()
     timings = [line for line in lines if line.startswith("round 1/1 ")]
     ratios = [line.rsplit(":", 1) for line in lines[lines.index("") + 2:]]
-    assert len(timings) == 16 and all(float(line.split(":")[-1].removesuffix(" s")) > 0 for line in timings)
-    assert len(ratios) == 13 and all(math.isfinite(float(value)) for _, value in ratios)
+    assert len(timings) == 20 + 6 * cuda and all(float(line.split(":")[-1].removesuffix(" s")) > 0 for line in timings)
+    assert len(ratios) == 15 + 5 * cuda and all(math.isfinite(float(value)) for _, value in ratios)
+    assert any("basic / stacked, 8 resnet cells on cpu" in name for name, _ in ratios)
     assert not any(line.startswith("wrote") for line in lines)
