@@ -70,6 +70,7 @@ class Lone:
         self.scheduled = [m for m in model.modules() if hasattr(m, "set_progress")]  # DropBlock's ramp
         # read once: a config lookup costs microseconds, a step of a small model not many more
         self.smoothing, self.l1, self.max_norm = cfg.reg.label_smoothing, cfg.reg.l1, cfg.reg.max_norm
+        self.weights = penalties.weights(model)  # updated in place by every step: the same tensors throughout
 
     def train(self) -> None:
         self.model.train()
@@ -83,7 +84,7 @@ class Lone:
 
     def objective(self, losses: Tensor) -> Tensor:
         loss = losses[0]
-        return loss + self.l1 * penalties.l1_penalty(self.model) if self.l1 > 0 else loss
+        return loss + self.l1 * penalties.l1_penalty(self.weights) if self.l1 > 0 else loss
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -92,7 +93,7 @@ class Lone:
         self.optimizer.step()
         self.scheduler.step()
         if self.max_norm is not None:
-            penalties.apply_max_norm_(self.model, self.max_norm)
+            penalties.apply_max_norm_(self.weights, self.max_norm)
 
     def lrs(self) -> list[float]:
         return [self.optimizer.param_groups[0]["lr"]]
@@ -101,7 +102,7 @@ class Lone:
         return loss_and_correct(self.model, x, y, normalize, autocast, mode, self.streams.evaluation)[None]
 
     def zero_fraction(self) -> Tensor:  # -> (1,)
-        return penalties.zero_fraction(self.model).view(1)
+        return penalties.zero_fraction(self.weights).view(1)
 
     def cell_state(self, m: int) -> dict[str, Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
