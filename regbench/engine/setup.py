@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from regbench.core.errors import ConfigError, Interrupted
+from regbench.core.model_kinds import CONV_MODELS
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
 from regbench.engine.stack import activations_per_example
@@ -98,9 +99,10 @@ def check_config(cfg: DictConfig, data=None):
         warn_small_split(cfg, data)
     build_augment(cfg.augment, data.kind, data.num_classes)
     check_model_fits(cfg, data, device)  # builds the model (on the meta device): shape/combination errors too
-    if cfg.trainer.channels_last and not (cfg.model.name in ("cnn", "resnet") and data.kind == "image"):
-        raise ConfigError(f"trainer.channels_last=true needs a 2-D convolutional network (model=cnn|resnet on image "
-                          f"data), not model={cfg.model.name} on {data.kind} data; valid: trainer.channels_last=false")
+    if cfg.trainer.channels_last and not (cfg.model.name in CONV_MODELS and data.kind == "image"):
+        raise ConfigError("trainer.channels_last=true needs a 2-D convolutional network "
+                          f"(model={'|'.join(CONV_MODELS)} on image data), not model={cfg.model.name} on {data.kind} "
+                          "data; valid: trainer.channels_last=false")
     loggers.check_loggers(cfg)  # last: it may probe a tracking server (a short network call)
     return device, data
 

@@ -15,7 +15,7 @@ from regbench.models.resnet import ResNet
 from regbench.models.vit import ViT
 from regbench.regularizers import DROPOUTS
 
-# model.name -> class; rules/config.py MODELS names the same (torch-free, for validation; a test checks they agree)
+# model.name -> class; core/model_kinds.py MODELS names the same (torch-free, for validation; a test checks they agree)
 ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "resnet": ResNet, "vit": ViT}
 
 

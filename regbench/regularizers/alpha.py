@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from regbench.core.model_kinds import LAYERED_MODELS
 from regbench.regularizers.base import ActivationDropoutSpec, is_off, keep_mask, register
 
 SELU_SATURATION = 1.7580993408473766  # -SELU(-inf) = lambda * alpha, the value a dropped unit takes (negated)
@@ -41,6 +42,6 @@ class AlphaDropout(nn.AlphaDropout):
 class Alpha(ActivationDropoutSpec):
     name = "alpha"
     activation = "selu"
-    models = ("mlp", "cnn")
+    models = LAYERED_MODELS
     why = "its fixed point assumes a plain SELU network; residual sums and normalisation break it"
     module = AlphaDropout

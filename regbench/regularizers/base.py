@@ -8,10 +8,9 @@ from torch import Tensor, nn
 
 from regbench.core.dropout_types import BUILT_IN, RATE_KEYS
 from regbench.core.errors import ConfigError
+from regbench.core.model_kinds import CONV_MODELS, LAYERED_MODELS
 from regbench.core.registry import Registry
 from regbench.regularizers import discovery, streams
-
-WRAPPING_MODELS = ("mlp", "cnn")  # the models whose weight layers a type may wrap (DropoutSpec.wrap_layer)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class DropoutSpec:
         """`models`; left unset by a type that only wraps weight layers (a plugin's DropConnect-like type):
         the models that call wrap_layer, the MLP and the plain CNN (residual networks place slots only)."""
         if self.models is None and not self.activation_slots and self.rate_keys:
-            return WRAPPING_MODELS
+            return LAYERED_MODELS
         return self.models
 
     def acts_on(self, model: str) -> bool:
@@ -176,7 +175,7 @@ class ConvDropoutSpec(DropoutSpec):
     """A type that acts on conv feature maps (model=cnn, and resnet where `places` says); the
     fully-connected head gets standard dropout at rate p. Subclasses implement `conv_module` and say `why`."""
 
-    models = ("cnn", "resnet")
+    models = CONV_MODELS
     why = "it acts on conv feature maps"
 
     def conv_module(self, slot: Slot, p: float, cfg) -> nn.Module:

@@ -29,6 +29,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.core.errors import ConfigError
+from regbench.core.model_kinds import CONV_MODELS, LAYERED_MODELS, MODELS, RESIDUAL_MODELS
 from regbench.rules.config import Config, hashable_dict, plain_config
 
 log = logging.getLogger("regbench")
@@ -99,23 +100,26 @@ def _rules() -> list[Rule]:
              lambda c, k: _dropout(c).activation_slots or not bool(_dropout(c).rate_keys),
              lambda c, k: f"with dropout={c.dropout.name} (it drops weights, not activations); "
                           f"valid: dropout={_types(lambda s: s.activation_slots)}"),
-        Rule(("dropout.p_conv",), lambda c, k: c.model.name in ("cnn", "resnet"),
+        Rule(("dropout.p_conv",), lambda c, k: c.model.name in CONV_MODELS,
              lambda c, k: f"with model={c.model.name} (no conv stages); "
-                          "valid: model=cnn|resnet, or dropout.p for hidden layers"),
+                          f"valid: model={'|'.join(CONV_MODELS)}, or dropout.p for hidden layers"),
         Rule(("dropout.p_attn",), lambda c, k: c.model.name == "vit",
              lambda c, k: f"with model={c.model.name} (no attention); valid: model=vit"),
-        Rule(("dropout.per_layer", "dropout.placement", "model.hidden"), lambda c, k: c.model.name in ("mlp", "cnn"),
-             lambda c, k: f"with model={c.model.name} (no fully-connected hidden layers); valid: model=mlp|cnn"),
-        Rule(("model.depth",), lambda c, k: c.model.name in ("resnet", "vit"),
-             lambda c, k: f"with model={c.model.name}; valid: model=resnet|vit"),
+        Rule(("dropout.per_layer", "dropout.placement", "model.hidden"), lambda c, k: c.model.name in LAYERED_MODELS,
+             lambda c, k: f"with model={c.model.name} (no fully-connected hidden layers); "
+                          f"valid: model={'|'.join(LAYERED_MODELS)}"),
+        Rule(("model.depth",), lambda c, k: c.model.name in RESIDUAL_MODELS,
+             lambda c, k: f"with model={c.model.name}; valid: model={'|'.join(RESIDUAL_MODELS)}"),
         Rule(("model.widen", "model.preact"), lambda c, k: c.model.name == "resnet",
              lambda c, k: f"with model={c.model.name}; valid: model=resnet"),
         Rule(("model.dim", "model.heads", "model.mlp_ratio", "model.patch"), lambda c, k: c.model.name == "vit",
              lambda c, k: f"with model={c.model.name}; valid: model=vit"),
         Rule(("model.batchnorm",), lambda c, k: c.model.name != "vit",
-             lambda c, k: "with model=vit (its blocks use LayerNorm); valid: model=mlp|cnn|resnet"),
-        Rule(("reg.drop_path",), lambda c, k: c.model.name in ("resnet", "vit"),
-             lambda c, k: f"with model={c.model.name} (no residual branches); valid: model=resnet|vit"),
+             lambda c, k: "with model=vit (its blocks use LayerNorm); "
+                          f"valid: model={'|'.join(m for m in MODELS if m != 'vit')}"),
+        Rule(("reg.drop_path",), lambda c, k: c.model.name in RESIDUAL_MODELS,
+             lambda c, k: f"with model={c.model.name} (no residual branches); "
+                          f"valid: model={'|'.join(RESIDUAL_MODELS)}"),
         Rule(("dropout.p",),  # per_layer sets every hidden rate; p still sets the conv rate when p_conv is unset
              lambda c, k: c.dropout.per_layer is None or (c.model.name == "cnn" and c.dropout.p_conv is None),
              lambda c, k: "with dropout.per_layer set (it gives every hidden layer its rate); "

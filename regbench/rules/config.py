@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # Hydra and OmegaConf are imported where used: `regbench repo
     from omegaconf import DictConfig  # key lists and rules, and needs neither (~0.25 s of its start-up)
 
 from regbench.core.errors import ConfigError
+from regbench.core.model_kinds import MODELS  # noqa: F401  (public here too: validation, the catalog)
 from regbench.rules import protocol
 
 STRUCTURAL = "structural"  # hashed; the cells of one stack must agree (every key not declared otherwise)
@@ -287,7 +288,6 @@ ADDED_KEYS = {key: (f.default_factory() if callable(f.default_factory) else f.de
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "step", "multistep")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-MODELS = ("mlp", "cnn", "resnet", "vit")
 EVAL_MODES = ("eval", "train")
 PLACEMENTS = ("after_activation", "before_norm")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from regbench.core.errors import ConfigError
+from regbench.core.model_kinds import RESIDUAL_MODELS
 from regbench.rules import protocol
 from regbench.rules.config import (
     DEVICES,
@@ -263,7 +264,7 @@ def _model_has_room(cfg: DictConfig) -> None:
                           "valid: dropout.p=0 (dropout.p_input still applies) or a non-empty model.hidden")
     if cfg.model.name == "cnn" and not cfg.model.channels:
         raise ConfigError("model.channels=[] is not valid for model=cnn; valid values: a non-empty list")
-    if cfg.model.name in ("resnet", "vit") and cfg.model.depth is None:
+    if cfg.model.name in RESIDUAL_MODELS and cfg.model.depth is None:
         raise ConfigError(f"model.depth=null is not valid for model={cfg.model.name}; valid: "
                           + ("6n+2 or 6n+4 layers, e.g. 20" if cfg.model.name == "resnet" else "blocks >= 1, e.g. 4"))
     if cfg.model.name == "resnet":
