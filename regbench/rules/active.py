@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.core.errors import ConfigError
 from regbench.core.model_kinds import CONV_MODELS, LAYERED_MODELS, MODELS, RESIDUAL_MODELS
-from regbench.rules.config import Config, hashable_dict, plain_config
+from regbench.rules.config import Config, hashable_dict, lookup, plain_config
 
 log = logging.getLogger("regbench")
 
@@ -206,12 +206,7 @@ def _schema_default(key: str) -> Any:
 def _value(cfg: DictConfig | dict, key: str) -> Any:
     """The value of a dotted key (None where it is absent), from the config or from its plain values."""
     if isinstance(cfg, dict):
-        node: Any = cfg
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
+        return lookup(cfg, key)
     value = OmegaConf.select(cfg, key)
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 

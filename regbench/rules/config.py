@@ -361,20 +361,20 @@ def plain_config(cfg: DictConfig) -> dict:
 def hashable_dict(cfg: DictConfig) -> dict:
     """The resolved config without the hydra node, the NOT_HASHED_KEYS and the ADDED_KEYS at their defaults."""
     d = plain_config(cfg)
-    drop_keys(d, NOT_HASHED_KEYS | {key for key, value in ADDED_KEYS.items() if _get(d, key) == value})
+    drop_keys(d, NOT_HASHED_KEYS | {key for key, value in ADDED_KEYS.items() if lookup(d, key, _ABSENT) == value})
     return d
 
 
-def _get(d: dict, key: str) -> Any:
-    """The value at a dotted key of nested dicts; a sentinel where it is absent (so it matches no default)."""
+def lookup(d: dict, key: str, absent: Any = None) -> Any:
+    """The value at a dotted key of nested dicts (a config's plain values), `absent` where there is none."""
     for part in key.split("."):
         if not isinstance(d, dict) or part not in d:
-            return _ABSENT
+            return absent
         d = d[part]
     return d
 
 
-_ABSENT = object()
+_ABSENT = object()  # absent from a config: equal to no default
 
 
 def drop_keys(d: dict, keys) -> None:
