@@ -24,7 +24,7 @@ from regbench.models.resnet import blocks_per_stage
 from regbench.regularizers import streams
 from regbench.regularizers.drop_path import DropPath, block_rates, drop_path
 from regbench.regularizers.penalties import weight_names
-from regbench.rules.active import check_effective
+from regbench.rules.active import check_effective, check_grid
 from regbench.rules.config import ADDED_KEYS, MODELS, config_hash, hashable_dict, plain_config
 from regbench.rules.validate import validate
 
@@ -192,7 +192,35 @@ REFUSED = [  # (overrides, the start of the one-line error)
     (["optim.schedule=multistep"], "optim.schedule=multistep needs optim.milestones"),
     (["optim.schedule=multistep", "optim.milestones=[5,3]"], "optim.milestones=[5, 3] is not valid"),
     (["optim.milestones=[5]"], "optim.milestones=[5] has no effect with optim.schedule=none"),
+    # a drop at or after the last epoch would never happen (epochs count from 0)
+    (["optim.schedule=multistep", "optim.milestones=[2,5]", "trainer.epochs=5"],
+     "optim.milestones=[2,5] has no effect at epoch 5 with trainer.epochs=5 (the lr would never drop there); "
+     "valid: milestones 1..4, or more trainer.epochs"),
+    (["optim.schedule=multistep", "optim.milestones=[1]", "trainer.epochs=1"],
+     "optim.milestones=[1] has no effect at epoch 1 with trainer.epochs=1 (the lr would never drop there); "
+     "valid: trainer.epochs >= 2"),
+    (["optim.schedule=step", "trainer.epochs=10"],
+     "optim.schedule=step has no effect with optim.step_size=10 and trainer.epochs=10 (the lr would never drop); "
+     "valid: optim.step_size=1..9"),
+    (["optim.schedule=step", "optim.step_size=12", "trainer.epochs=10"],
+     "optim.step_size=12 has no effect with trainer.epochs=10"),
 ]
+
+
+def test_a_drop_at_the_last_epoch_acts_and_is_accepted(make_cfg):
+    cfg = make_cfg("optim.schedule=multistep", "optim.milestones=[4]", "optim.gamma=0.1", "trainer.epochs=5")
+    validate(cfg)
+    factor = lr_factor(cfg.optim, epochs=5, steps_per_epoch=10)
+    assert factor(10 * 3) == 1 and factor(10 * 4) == pytest.approx(0.1)
+    check_effective(cfg)
+    check_effective(make_cfg("optim.schedule=step", "optim.step_size=4", "trainer.epochs=5"))
+
+
+def test_a_late_drop_passes_a_sweep_where_some_cell_reaches_it(make_cfg):
+    # the grid rule: refused only where it acts in no cell (here the 20-epoch cell drops at 10)
+    check_grid([make_cfg("optim.schedule=step", f"trainer.epochs={e}") for e in (5, 20)])
+    with pytest.raises(ConfigError, match="in every cell of the sweep"):
+        check_grid([make_cfg("optim.schedule=step", f"trainer.epochs={e}") for e in (5, 10)])
 
 
 @pytest.mark.parametrize(("overrides", "message"), REFUSED, ids=[" ".join(o) for o, _ in REFUSED])

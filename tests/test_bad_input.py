@@ -157,6 +157,9 @@ INSTALLED_SAMPLE = [
     (["run", "dataset=mnist", "dataset.root=nowhere"], ["nowhere"]),
     (["report", "nothing-here"], ["nothing-here"]),
     (["run", "logger=[csv,nosuch]"], ["nosuch", "mlflow"]),
+    # a recipe shortened for a quick try: its second lr drop (epoch 136) would never happen
+    (["run", "+experiment=cifar10_resnet20", "trainer.epochs=100", "dataset.root=."],
+     ["optim.milestones=[91,136]", "epoch 136", "trainer.epochs=100", "1..99"]),
 ]
 
 

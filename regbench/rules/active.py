@@ -138,6 +138,16 @@ def _rules() -> list[Rule]:
              lambda c, k: f"with optim.schedule={c.optim.schedule}; valid: optim.schedule=step|multistep"),
         Rule(("optim.milestones",), lambda c, k: c.optim.schedule == "multistep",
              lambda c, k: f"with optim.schedule={c.optim.schedule}; valid: optim.schedule=multistep"),
+        # a drop at or after the last epoch never happens: epochs count from 0, and a drop at epoch m acts from
+        # epoch m on (torch's StepLR / MultiStepLR stepped per epoch; engine/optimizers.lr_factor)
+        Rule(("optim.milestones",), lambda c, k: c.optim.schedule != "multistep" or _late_drops(c) == [],
+             lambda c, k: f"at epoch {'|'.join(map(str, _late_drops(c)))} with trainer.epochs={c.trainer.epochs} "
+                          f"(the lr would never drop there); valid: {_drop_room(c, 'milestones')}"),
+        Rule(("optim.step_size", "optim.schedule"),
+             lambda c, k: c.optim.schedule != "step" or c.optim.step_size < c.trainer.epochs,
+             lambda c, k: f"with {'' if k == 'optim.step_size' else f'optim.step_size={c.optim.step_size} and '}"
+                          f"trainer.epochs={c.trainer.epochs} "
+                          f"(the lr would never drop); valid: {_drop_room(c, 'optim.step_size=')}"),
         Rule(("optim.decay_norm_and_bias",), lambda c, k: c.optim.weight_decay > 0,
              lambda c, k: "with optim.weight_decay=0; valid: optim.weight_decay > 0"),
         Rule(_augment_keys(), lambda c, k: any(leaf(k) in _params(op) for op in c.augment.ops),
@@ -159,6 +169,18 @@ def _rules() -> list[Rule]:
              lambda c, k: "without early stopping (trainer.patience=null); valid: trainer.patience=N, "
                           "or leave trainer.monitor unset"),
     ]
+
+
+def _late_drops(cfg: DictConfig) -> list[int]:
+    """The milestones of a multistep schedule at or after its last epoch."""
+    return [m for m in (cfg.optim.milestones or []) if m >= cfg.trainer.epochs]
+
+
+def _drop_room(cfg: DictConfig, what: str) -> str:
+    epochs = cfg.trainer.epochs
+    if epochs < 2:
+        return "trainer.epochs >= 2 (a drop acts from a later epoch on)"
+    return f"{what}{'' if what.endswith('=') else ' '}1..{epochs - 1}, or more trainer.epochs"
 
 
 def _params(op: str) -> tuple[str, ...]:
