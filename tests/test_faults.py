@@ -484,3 +484,23 @@ def test_an_interrupted_report_leaves_no_half_report(tmp_path, sig, code):
     assert proc.returncode == code and "Traceback" not in err, err
     assert err.strip() == "regbench: interrupted; nothing half-written, rerun the command to write its output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+def test_ctrl_c_in_a_piped_sweeps_report_phase_ends_the_pipe_and_leaves_nothing_behind(tmp_path):
+    """`regbench run -m … | tee log`, Ctrl-C while the sweep writes its own report: the pipeline ends (no
+    process of it keeps the pipe open, so tee does not hang), regbench says one line, and no staging folder
+    is left. (Figures once drawn in forked workers outlived the sweep and held the pipe.)"""
+    sweep = [*fast("report=true", "dropout=standard"), "dropout.p=0,0.5", "seed=0,1", "results_dir=runs"]
+    line = f"{EXE} run -m {' '.join(sweep)} 2>err | tee log"
+    proc = subprocess.Popen(["bash", "-c", line], cwd=tmp_path, stdout=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    runs = tmp_path / "runs"
+    _wait_for(lambda: any(p.name.startswith(".report.") for p in runs.glob("*/.*")), proc, timeout=240)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: every process of the foreground job
+    proc.wait(timeout=60)
+    left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of the pipeline still alive: {left}"
+    err = (tmp_path / "err").read_text()
+    assert err.strip() == "regbench: interrupted; finished runs are complete, rerun the command to resume", err
+    assert not [p.name for p in runs.glob("*/.*")], "a staging folder was left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["err", "log", "runs"]
