@@ -204,6 +204,28 @@ REFUSED = [  # (overrides, the start of the one-line error)
      "valid: optim.step_size=1..9"),
     (["optim.schedule=step", "optim.step_size=12", "trainer.epochs=10"],
      "optim.step_size=12 has no effect with trainer.epochs=10"),
+    # drops inside the warm-up would all land at its end (milestones [2] and [4] would train the same)
+    (["optim.schedule=multistep", "optim.milestones=[2,8]", "optim.warmup_epochs=5", "trainer.epochs=10"],
+     "optim.milestones=[2,8] has no effect at epoch 2 inside optim.warmup_epochs=5"),
+    (["optim.schedule=step", "optim.step_size=2", "optim.warmup_epochs=5", "trainer.epochs=10"],
+     "optim.step_size=2 has no effect inside optim.warmup_epochs=5"),
+    (["optim.schedule=step", "optim.warmup_epochs=12", "trainer.epochs=20"],
+     "optim.schedule=step has no effect with optim.step_size=10 inside optim.warmup_epochs=12"),
+    (["optim.schedule=cosine", "optim.warmup_epochs=3", "trainer.epochs=3"],
+     "optim.schedule=cosine has no effect with optim.warmup_epochs=3 and trainer.epochs=3 (the warm-up takes"),
+    (["optim.schedule=step", "optim.step_size=2", "optim.gamma=1"],
+     "optim.gamma=1.0 is out of range; valid values: (0, 1)"),
+    # MC dropout needs a model that draws
+    (["eval.mc_samples=5"], "eval.mc_samples=5 has no effect with dropout=none and no drop path"),
+    (["dropout=standard", "dropout.p=0", "eval.mc_samples=5"],
+     "eval.mc_samples=5 has no effect with dropout=standard at rate 0 and no drop path"),
+    # the model's missing slot is the reason, before the missing dropout type
+    (["model=resnet", "dropout.p_attn=0.1"], "dropout.p_attn=0.1 has no effect with model=resnet (no attention)"),
+    (["model=vit", "dropout=standard", "dropout.per_layer=[0.1]"],
+     "dropout.per_layer=[0.1] has no effect with model=vit (its MLPs sit inside the transformer blocks"),
+    (["model=vit", "model.mlp_ratio=0.001"], "model.mlp_ratio=0.001 gives the blocks' MLPs no hidden unit"),
+    (["model=resnet", "trainer.batch_size=1"], "trainer.batch_size=1 with BatchNorm (model=resnet"),
+    (["model.batchnorm=true", "trainer.batch_size=1"], "trainer.batch_size=1 with BatchNorm (model=mlp"),
 ]
 
 
@@ -214,6 +236,30 @@ def test_a_drop_at_the_last_epoch_acts_and_is_accepted(make_cfg):
     assert factor(10 * 3) == 1 and factor(10 * 4) == pytest.approx(0.1)
     check_effective(cfg)
     check_effective(make_cfg("optim.schedule=step", "optim.step_size=4", "trainer.epochs=5"))
+
+
+def test_what_acts_is_accepted(make_cfg):
+    for overrides in (["model=vit", "trainer.batch_size=1"], ["model=resnet", "reg.drop_path=0.1", "eval.mc_samples=5"],
+                      ["dropout=standard", "dropout.p=0", "dropout.p_input=0.2", "eval.mc_samples=5"],
+                      ["optim.schedule=multistep", "optim.milestones=[5]", "optim.warmup_epochs=5"],
+                      ["optim.schedule=cosine", "optim.warmup_epochs=2", "trainer.epochs=3"]):
+        cfg = make_cfg(*overrides)
+        validate(cfg)
+        check_effective(cfg)
+
+
+def test_a_value_is_refused_in_a_sweep_only_where_it_acts_in_no_cell_holding_it(make_cfg):
+    def grid(*cells):
+        return [make_cfg(*cell) for cell in cells]
+
+    # batchnorm=true is the ResNet's own default and acts there: the ViT cell ignoring it is fine
+    check_grid(grid(["model=resnet", "model.batchnorm=true"], ["model=vit", "model.batchnorm=true"]))
+    # the rate-0 baseline of an MC-dropout sweep
+    check_grid(grid(*(["dropout=standard", f"dropout.p={p}", "eval.mc_samples=30"] for p in (0, 0.3))))
+    # one swept value that acts nowhere: its cells would train without the drop they name
+    late = r"^optim.milestones=\[5\] has no effect .* \(in every cell with this value\)$"
+    with pytest.raises(ConfigError, match=late):
+        check_grid(grid(*(["optim.schedule=multistep", f"optim.milestones=[{m}]", "trainer.epochs=3"] for m in (1, 5))))
 
 
 def test_a_late_drop_passes_a_sweep_where_some_cell_reaches_it(make_cfg):

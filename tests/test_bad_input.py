@@ -160,6 +160,11 @@ INSTALLED_SAMPLE = [
     # a recipe shortened for a quick try: its second lr drop (epoch 136) would never happen
     (["run", "+experiment=cifar10_resnet20", "trainer.epochs=100", "dataset.root=."],
      ["optim.milestones=[91,136]", "epoch 136", "trainer.epochs=100", "1..99"]),
+    # BatchNorm skips a batch of one: at batch size 1 a ResNet would "complete" without a single step
+    (["run", "model=resnet", "model.depth=8", "trainer.batch_size=1"], ["trainer.batch_size=1", "batchnorm=false"]),
+    (["run", "augment=color_jitter", "augment.saturation=0.5"], ["augment.saturation=0.5", "1-channel", "RGB"]),
+    (["run", "-m", "optim.schedule=multistep", "optim.milestones=[1],[5]", "trainer.epochs=3"],
+     ["optim.milestones=[5]", "epoch 5", "in every cell with this value"]),
 ]
 
 
@@ -174,7 +179,8 @@ def test_installed_executable(tmp_path, args, expected):
 
 
 REVIEW_BAD_INPUT = [
-    (["optim.schedule=step", "optim.gamma=-1"], ["optim.gamma=-1", "(0, 1]"]),
+    (["optim.schedule=step", "optim.gamma=-1"], ["optim.gamma=-1", "(0, 1)"]),
+    (["optim.schedule=step", "optim.step_size=2", "optim.gamma=1"], ["optim.gamma=1", "(0, 1)"]),  # no drop at all
     (["trainer.min_delta=-1"], ["trainer.min_delta", ">= 0"]),
     (["sweep_name=../escape"], ["sweep_name", "../escape", "folder name"]),
     (["sweep_name=grp/a"], ["sweep_name", "grp/a", "folder name"]),

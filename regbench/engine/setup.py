@@ -98,6 +98,7 @@ def check_config(cfg: DictConfig, data=None):
         data = build_splits(cfg.dataset, device)
         warn_small_split(cfg, data)
     build_augment(cfg.augment, data.kind, data.num_classes)
+    check_colour(cfg, data)
     check_model_fits(cfg, data, device)  # builds the model (on the meta device): shape/combination errors too
     if cfg.trainer.channels_last and not (cfg.model.name in CONV_MODELS and data.kind == "image"):
         raise ConfigError("trainer.channels_last=true needs a 2-D convolutional network "
@@ -105,6 +106,18 @@ def check_config(cfg: DictConfig, data=None):
                           "data; valid: trainer.channels_last=false")
     loggers.check_loggers(cfg)  # last: it may probe a tracking server (a short network call)
     return device, data
+
+
+def check_colour(cfg: DictConfig, data) -> None:
+    """augment.saturation set above 0 on images without 3 (RGB) channels is refused: color_jitter leaves it out
+    there (data/augment_ops.py), so it would do nothing. Its default is never refused (the recipe's, on any data)."""
+    from regbench.rules.active import default
+
+    saturation = cfg.augment.saturation
+    if ("color_jitter" in cfg.augment.ops and data.kind == "image" and data.input_shape[0] != 3
+            and saturation > 0 and saturation != default("augment.saturation", cfg)):
+        raise ConfigError(f"augment.saturation={saturation} has no effect on {data.input_shape[0]}-channel images "
+                          "(saturation mixes R, G and B); valid: a 3-channel (RGB) dataset, or leave it unset")
 
 
 # Bytes a parameter costs in training: float32 weights, their gradients and Adam's two moments.

@@ -54,7 +54,7 @@ class Attention(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg, dim: int, block: int, drop_path: float):
         super().__init__()
-        hidden = max(1, round(dim * cfg.model.mlp_ratio))
+        hidden = round(dim * cfg.model.mlp_ratio)  # at least 1: rules/validate.py
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(cfg, dim, cfg.model.heads, block)
         self.norm2 = nn.LayerNorm(dim)

@@ -89,10 +89,6 @@ def _rules() -> list[Rule]:
 
     leaf = lambda key: key.split(".", 1)[1]  # noqa: E731 - "dropout.p" -> "p"
     return [
-        Rule((*(f"dropout.{k}" for k in RATE_KEYS), "dropout.placement"),
-             lambda c, k: bool(_dropout(c).rate_keys),
-             lambda c, k: f"with dropout={c.dropout.name}; "
-                          f"choose a type: dropout={_types(lambda s: bool(s.rate_keys))}"),
         Rule(("dropout.block_size", "dropout.schedule", "dropout.mask"),
              lambda c, k: leaf(k) in _dropout(c).keys,
              lambda c, k: f"with dropout={c.dropout.name}; valid: dropout={_dropout_key_owners(leaf(k))}"),
@@ -106,8 +102,13 @@ def _rules() -> list[Rule]:
         Rule(("dropout.p_attn",), lambda c, k: c.model.name == "vit",
              lambda c, k: f"with model={c.model.name} (no attention); valid: model=vit"),
         Rule(("dropout.per_layer", "dropout.placement", "model.hidden"), lambda c, k: c.model.name in LAYERED_MODELS,
-             lambda c, k: f"with model={c.model.name} (no fully-connected hidden layers); "
+             lambda c, k: f"with model={c.model.name} ({_no_hidden_layers(c.model.name)}); "
                           f"valid: model={'|'.join(LAYERED_MODELS)}"),
+        # after the rules on what the model has: a slot the model lacks is the reason a rate cannot act, not the type
+        Rule((*(f"dropout.{k}" for k in RATE_KEYS), "dropout.placement"),
+             lambda c, k: bool(_dropout(c).rate_keys),
+             lambda c, k: f"with dropout={c.dropout.name}; "
+                          f"choose a type: dropout={_types(lambda s: bool(s.rate_keys))}"),
         Rule(("model.depth",), lambda c, k: c.model.name in RESIDUAL_MODELS,
              lambda c, k: f"with model={c.model.name}; valid: model={'|'.join(RESIDUAL_MODELS)}"),
         Rule(("model.widen", "model.preact"), lambda c, k: c.model.name == "resnet",
@@ -148,6 +149,24 @@ def _rules() -> list[Rule]:
              lambda c, k: f"with {'' if k == 'optim.step_size' else f'optim.step_size={c.optim.step_size} and '}"
                           f"trainer.epochs={c.trainer.epochs} "
                           f"(the lr would never drop); valid: {_drop_room(c, 'optim.step_size=')}"),
+        # the warm-up sets the lr until its last epoch: drops scheduled inside it would all land at its end at once
+        # (milestones [2] and [4] under a 5-epoch warm-up train the same), and a cosine schedule after a warm-up as
+        # long as the run never starts
+        Rule(("optim.milestones",), lambda c, k: c.optim.schedule != "multistep" or _warm_drops(c) == [],
+             lambda c, k: f"at epoch {'|'.join(map(str, _warm_drops(c)))} inside optim.warmup_epochs="
+                          f"{c.optim.warmup_epochs} (the warm-up sets the lr until then); valid: milestones from "
+                          f"{c.optim.warmup_epochs} on, or a shorter warm-up"),
+        Rule(("optim.step_size", "optim.schedule"),
+             lambda c, k: c.optim.schedule != "step" or c.optim.step_size >= c.optim.warmup_epochs,
+             lambda c, k: f"{'' if k == 'optim.step_size' else f'with optim.step_size={c.optim.step_size} '}inside "
+                          f"optim.warmup_epochs={c.optim.warmup_epochs} (its drops before epoch "
+                          f"{c.optim.warmup_epochs} would all land at the warm-up's end); valid: optim.step_size >= "
+                          f"{c.optim.warmup_epochs}, or a shorter warm-up"),
+        Rule(("optim.schedule",),
+             lambda c, k: c.optim.schedule != "cosine" or c.optim.warmup_epochs < c.trainer.epochs,
+             lambda c, k: f"with optim.warmup_epochs={c.optim.warmup_epochs} and trainer.epochs="
+                          f"{c.trainer.epochs} (the warm-up takes the whole run); valid: optim.warmup_epochs < "
+                          f"{c.trainer.epochs}"),
         Rule(("optim.decay_norm_and_bias",), lambda c, k: c.optim.weight_decay > 0,
              lambda c, k: "with optim.weight_decay=0; valid: optim.weight_decay > 0"),
         Rule(_augment_keys(), lambda c, k: any(leaf(k) in _params(op) for op in c.augment.ops),
@@ -156,6 +175,10 @@ def _rules() -> list[Rule]:
         Rule(_loader_keys(), lambda c, k: leaf(k) in _dataset_params(c.dataset.name),
              lambda c, k: f"with dataset={c.dataset.name}; valid: a dataset that reads it "
                           f"(dataset={'|'.join(_datasets_reading(leaf(k)))})"),
+        Rule(("eval.mc_samples",), lambda c, k: _stochastic(c),
+             lambda c, k: f"with dropout={c.dropout.name}"
+                          f"{'' if c.dropout.name == 'none' else ' at rate 0'} and no drop path (every pass "
+                          "would be the same); valid: a dropout rate > 0 or reg.drop_path > 0"),
         Rule(("eval.mc_every_epoch",), lambda c, k: c.eval.mc_samples > 0,
              lambda c, k: "with eval.mc_samples=0 (MC dropout off); valid: eval.mc_samples > 0, e.g. 30"),
         # min_delta also decides which epoch is "best" when trainer.select keeps the best weights (protocol.py)
@@ -169,6 +192,26 @@ def _rules() -> list[Rule]:
              lambda c, k: "without early stopping (trainer.patience=null); valid: trainer.patience=N, "
                           "or leave trainer.monitor unset"),
     ]
+
+
+def _no_hidden_layers(model: str) -> str:
+    if model == "vit":
+        return "its MLPs sit inside the transformer blocks, where dropout.p sets their rate"
+    return "no fully-connected hidden layers"
+
+
+def _stochastic(cfg: DictConfig) -> bool:
+    """Does the model draw anything in training mode: a dropout type with a rate above 0, or drop path?
+    (From the config, so a plugin type counts by its rate keys; a run still warns if its model has no
+    stochastic module after all: engine/uncertainty.warn_ineffective.)"""
+    rates = [r for key in _dropout(cfg).rate_keys if (r := cfg.dropout.get(key)) is not None]
+    values = [v for r in rates for v in (r if OmegaConf.is_list(r) or isinstance(r, list) else [r])]
+    return any(v > 0 for v in values) or (cfg.reg.get("drop_path") or 0) > 0
+
+
+def _warm_drops(cfg: DictConfig) -> list[int]:
+    """The milestones of a multistep schedule inside its warm-up."""
+    return [m for m in (cfg.optim.milestones or []) if m < cfg.optim.warmup_epochs]
 
 
 def _late_drops(cfg: DictConfig) -> list[int]:
@@ -239,12 +282,13 @@ def _fmt(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def ineffective(cfg: DictConfig) -> dict[str, str]:
-    """{key: one-line message} for every key set away from its default that cannot act in `cfg`."""
+def ineffective(cfg: DictConfig, plain: dict | None = None) -> dict[str, str]:
+    """{key: one-line message} for every key set away from its default that cannot act in `cfg`
+    (`plain`: its values as config.plain_config gives them, when the caller has them already)."""
     found: dict[str, str] = {}
     # the cell's values converted once (no rule reads the hydra node): the rules read ~40 keys of each cell, and
     # OmegaConf.select costs ~70 us a key where a dict lookup costs nothing (32 cells: 0.12 s -> 0.03 s)
-    plain = plain_config(cfg)
+    plain = plain_config(cfg) if plain is None else plain
     for rule in _rules():
         for key in rule.keys:
             value = _value(plain, key)
@@ -262,17 +306,33 @@ def check_effective(cfg: DictConfig) -> None:
 
 
 def check_grid(cfgs: list[DictConfig]) -> None:
-    """A sweep: refuse a key that is set but acts in no cell of the grid (`dropout.p=0,0.3` with
-    dropout=none). A key that acts in some cells and not others (`dropout=none,standard
-    dropout.p=0.3`: the baseline cell ignores p) is an ordinary shared setting and passes."""
-    per_cell = [ineffective(cfg) for cfg in cfgs]
-    for problems in per_cell:
+    """A sweep: refuse a value of a key that acts in no cell holding it (`dropout.p=0,0.3` with dropout=none;
+    `optim.milestones=[1],[5]` with trainer.epochs=3: the [5] cells never drop). A value that acts in some
+    cells and not others (`dropout=none,standard dropout.p=0.3`: the baseline cell ignores p) is an ordinary
+    shared setting and passes, also where it equals the acting cell's default (`model=resnet,vit
+    model.batchnorm=true`: the ResNet's BatchNorm is on)."""
+    plain = [plain_config(cfg) for cfg in cfgs]
+    per_cell = [ineffective(cfg, values) for cfg, values in zip(cfgs, plain, strict=True)]
+    rules, decided, acting_in = _rules(), set(), {}
+    for problems, cell in zip(per_cell, plain, strict=True):
         for key, message in problems.items():
-            # inactive in every cell where it is set, and no cell where it acts
-            cells = zip(cfgs, per_cell, strict=True)
-            if all(key in other or _value(cfg, key) == default(key, cfg) for cfg, other in cells):
-                raise ConfigError(message + (" (in every cell of the sweep)" if len(cfgs) > 1 else ""))
+            value = _value(cell, key)
+            if (key, json.dumps(value)) in decided:
+                continue
+            holding = [i for i, other in enumerate(plain) if _value(other, key) == value]
+            if key not in acting_in:
+                acting_in[key] = {i for i in range(len(cfgs)) if key not in per_cell[i] and _acts(rules, cfgs[i], key)}
+            acting = acting_in[key]
+            if not acting & set(holding):
+                where = "every cell with this value" if acting else "every cell of the sweep"
+                raise ConfigError(message + (f" (in {where})" if len(cfgs) > 1 else ""))
+            decided.add((key, json.dumps(value)))
     _warn_repeated_cells(cfgs, per_cell)
+
+
+def _acts(rules: list[Rule], cfg: DictConfig, key: str) -> bool:
+    """Does the key act in this config, whatever its value (every rule on it holds)?"""
+    return all(rule.active(cfg, key) for rule in rules if key in rule.keys)
 
 
 def _warn_repeated_cells(cfgs: list[DictConfig], per_cell: list[dict[str, str]]) -> None:

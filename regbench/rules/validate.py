@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from regbench.core.errors import ConfigError
-from regbench.core.model_kinds import RESIDUAL_MODELS
+from regbench.core.model_kinds import LAYERED_MODELS, RESIDUAL_MODELS
 from regbench.rules import protocol
 from regbench.rules.config import (
     DEVICES,
@@ -163,7 +163,7 @@ RULES: dict[str, Any] = {
     "optim.weight_decay": AtLeast(0),
     "optim.momentum": Range(0, 1),
     "optim.step_size": AtLeast(1),
-    "optim.gamma": Range(0, 1, lo_open=True, hi_open=False),
+    "optim.gamma": Range(0, 1, lo_open=True, hi_open=True),  # 1 would leave the lr where it is at every drop
     "optim.warmup_epochs": AtLeast(0),
     "trainer.epochs": AtLeast(1),
     "trainer.batch_size": AtLeast(1),
@@ -212,6 +212,7 @@ def validate(cfg: DictConfig) -> None:
     check_sweep_name(cfg.sweep_name)
     _per_layer_rates(cfg)
     _model_has_room(cfg)
+    _batchnorm_batch(cfg)
     _milestones(cfg)
     from regbench.data.augment_ops import check_params
 
@@ -251,10 +252,19 @@ def _margin(cfg: DictConfig) -> None:
 
 def _per_layer_rates(cfg: DictConfig) -> None:
     """dropout.per_layer: one rate per hidden layer of model.hidden."""
-    per_layer = cfg.dropout.per_layer
-    if per_layer is not None and len(per_layer) != len(cfg.model.hidden):
+    per_layer = cfg.dropout.per_layer  # on other models the key cannot act: rules/active.py says so
+    if per_layer is not None and cfg.model.name in LAYERED_MODELS and len(per_layer) != len(cfg.model.hidden):
         raise ConfigError(f"dropout.per_layer has {len(per_layer)} rates but model.hidden has "
                           f"{len(cfg.model.hidden)} layers; valid: one rate per hidden layer")
+
+
+def _batchnorm_batch(cfg: DictConfig) -> None:
+    """BatchNorm cannot normalise a batch of one: training skips such a batch (engine/loop.py), so at
+    trainer.batch_size=1 no step would ever train."""
+    if cfg.trainer.batch_size < 2 and cfg.model.batchnorm and cfg.model.name != "vit":
+        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} with BatchNorm (model={cfg.model.name}, "
+                          "model.batchnorm=true): a batch of one cannot be normalised, so no step would train; "
+                          "valid: trainer.batch_size >= 2, or model.batchnorm=false")
 
 
 def _model_has_room(cfg: DictConfig) -> None:
@@ -271,6 +281,10 @@ def _model_has_room(cfg: DictConfig) -> None:
         from regbench.models.resnet import blocks_per_stage
 
         blocks_per_stage(cfg.model.depth)
+    if cfg.model.name == "vit" and round(cfg.model.dim * cfg.model.mlp_ratio) < 1:
+        raise ConfigError(f"model.mlp_ratio={cfg.model.mlp_ratio} gives the blocks' MLPs no hidden unit (model.dim="
+                          f"{cfg.model.dim} x {cfg.model.mlp_ratio}); valid: model.mlp_ratio >= 1/model.dim = "
+                          f"{1 / cfg.model.dim:g}")
     if cfg.model.name == "vit" and cfg.model.dim % cfg.model.heads:
         divisors = "|".join(str(h) for h in range(1, cfg.model.dim + 1) if cfg.model.dim % h == 0)
         raise ConfigError(f"model.dim={cfg.model.dim} is not a multiple of model.heads={cfg.model.heads}; "
