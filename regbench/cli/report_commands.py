@@ -37,6 +37,13 @@ def figure_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+def add_format(ap: argparse.ArgumentParser, png_why: str) -> None:
+    """--format, the same option in report and compare: its default is DEFAULT_REPORT_FORMATS, one declaration."""
+    ap.add_argument("--format", default=",".join(DEFAULT_REPORT_FORMATS),
+                    help=f"figure formats, comma-separated, from {','.join(REPORT_FORMATS)} (PNG is always written: "
+                    f"{png_why}; each other format draws every figure again); default %(default)s")
+
+
 def _fail(exc: ConfigError | MachineFailure) -> int:
     print(f"regbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
     return exc.exit_code
@@ -52,9 +59,7 @@ def report_parser() -> argparse.ArgumentParser:
         "Aggregate run folders (at any depth below PATH) into tables, figures and report.md/.html."))
     ap.add_argument("paths", nargs="+", metavar="PATH", help="folders holding run folders, or run folders")
     ap.add_argument("--out", type=Path, help="output folder (default: PATH/report for one PATH, else ./report)")
-    ap.add_argument("--format", default=",".join(DEFAULT_REPORT_FORMATS),
-                    help=f"figure formats, comma-separated, from {','.join(REPORT_FORMATS)} (PNG is always written: "
-                    "the report embeds it; each other format draws every figure again); default %(default)s")
+    add_format(ap, "the report embeds it")
     ap.add_argument("--figures", help=f"only these figures, comma-separated, from {','.join(FIGURES)}")
     ap.add_argument("--margin", help=MARGIN_HELP.replace("the metric's", "the metrics'"))
     return ap
@@ -94,27 +99,42 @@ def compare_parser() -> argparse.ArgumentParser:
 
     ap = _OneLineParser(compare.USAGE, prog="regbench compare", description=compare.__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="+", metavar="FOLDER", help="A B (two folders of runs), or A with --where")
-    ap.add_argument("--where", metavar="KEY=VALUE", help="split one folder: runs with KEY=VALUE are the reference")
+    # action="append": a second --where is seen and refused (compare_main), not silently replaced by the last
+    ap.add_argument("--where", metavar="KEY=VALUE", action="append",
+                    help="split one folder on one key (one --where): runs with KEY=VALUE are the reference, every "
+                    "other value of KEY is compared with them")
     ap.add_argument("--metric", help="metric column of runs.csv to compare (default: test.acc, else final.val_acc)")
     ap.add_argument("--margin", help=MARGIN_HELP)
     ap.add_argument("--out", type=Path, help="output folder (default: A/compare with --where, else ./compare)")
-    ap.add_argument("--format", default="png,svg", help="figure formats, comma-separated (png always)")
+    add_format(ap, "compare.png")
     return ap
+
+
+def _one_where(given: list[str] | None) -> str | None:
+    """The --where condition: compare splits one folder on ONE key (A: its runs with KEY=VALUE, B: every other
+    value of KEY), so a second --where has no meaning there; refused, naming each, never one dropped."""
+    if given is None or len(given) == 1:
+        return None if given is None else given[0]
+    times = "twice" if len(given) == 2 else f"{len(given)} times"
+    named = " and ".join(", ".join(f"--where {w}" for w in given).rsplit(", ", 1))
+    raise ConfigError(f"--where is given {times} ({named}); compare splits one folder on one key (A: its runs with "
+                      "KEY=VALUE, B: each other value of KEY); valid: one --where KEY=VALUE (the other keys that vary "
+                      "are matched; for another split run compare again)")
 
 
 def compare_main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    from regbench.report import compare, stats
+    from regbench.report import compare
     from regbench.rules import verdicts
 
     try:
         args = compare_parser().parse_args(argv)
         formats = list(figure_formats(args.format))
         paths = [Path(p) for p in args.paths]
-        result = compare.compare(paths, args.where, args.metric, args.margin)
+        result = compare.compare(paths, _one_where(args.where), args.metric, args.margin)
         out = args.out or (paths[0] / "compare" if len(paths) == 1 else Path("compare"))
-        png = compare.write(result, out, formats)
+        written = compare.write(result, out, formats)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except (ConfigError, MachineFailure) as exc:
@@ -122,12 +142,7 @@ def compare_main(argv: list[str] | None = None) -> int:
     print(f"{result.reference}; B changes: {result.changed}; metric: {result.metric}")
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(compare.display_frame(result).to_string(index=False))
-    t = result.table
-    m = int(t["family_m"].max()) if len(t) else 0
-    looks = int(t["looks"].max()) if len(t) else 1
-    over = f" and the {looks} planned looks of its seed=auto sweep" if looks > 1 else ""
-    print(f"paired by seed (Welch where seeds do not pair); {stats.ADJUST} over {m} comparison(s){over}; "
-          f"δ = {verdicts.margin_text(result.metric, float(t['margin'].iloc[0]))}; "
-          f"written: {out / 'compare.csv'}, {png}")
+    print(f"paired by seed (Welch where seeds do not pair); {compare.family_text(result)}; "
+          f"{compare.margin_words(result)}; written: {', '.join(map(str, written))}")
     print(" ".join(verdicts.LEGEND.replace("**", "").split()))
     return 0

@@ -8,12 +8,14 @@ matched on the remaining varied values. Within a matched configuration, runs pai
 (report/stats.py; Welch where the seeds do not pair); all rows are one family (one metric):
 Bonferroni over them, and the verdicts read that interval (regbench/rules/verdicts.py; --margin sets δ).
 
-Writes <out>/compare.csv (one row per comparison) and compare.png/.svg, and prints the table.
+Writes <out>/compare.csv (one row per comparison) and compare.png (and compare.svg / .pdf where --format
+asks; the default is the report's, rules/config.DEFAULT_REPORT_FORMATS), and prints the table.
 Every check happens before anything is written (bad input: one line, exit 2).
 """
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,18 +109,22 @@ def _changed(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], grid: list[str])
 
 def _split(table: pd.DataFrame, config: list[str], where: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     key, sep, value = where.partition("=")
-    key = key.strip()
-    if not sep or key not in config:
+    key, value = key.strip(), value.strip()
+    varied = varied_keys(table, config)
+    if key not in config:
         raise ConfigError(f"--where {where!r}: {key!r} is not a config key of these runs; valid keys: "
-                          f"{', '.join(varied_keys(table, config)) or ', '.join(config)}")
+                          f"{', '.join(varied) or ', '.join(config)}")
     shown = table[key].map(fmt_value)
     values = sorted(set(shown))
-    if value.strip() not in values:
-        raise ConfigError(f"--where {where!r}: no run has {key}={value.strip()}; valid values: {', '.join(values)}")
-    mask = shown == value.strip()
-    if mask.all():
-        raise ConfigError(f"--where {where!r}: every run has {key}={value.strip()}, so nothing is left to compare; "
-                          f"valid: a key whose values differ ({', '.join(varied_keys(table, config)) or 'none'})")
+    if len(values) == 1:
+        raise ConfigError(f"--where {where!r}: every run has {key}={values[0]}, so nothing is left to compare; "
+                          f"valid: a key whose values differ ({', '.join(varied) or 'none'})")
+    if not sep or not value:  # `--where dropout.p`: the key is right, its value is missing
+        raise ConfigError(f"--where {where} needs a value; valid: --where {key}=VALUE with VALUE one of "
+                          f"{', '.join(values)}")
+    if value not in values:
+        raise ConfigError(f"--where {where!r}: no run has {key}={value}; valid values: {', '.join(values)}")
+    mask = shown == value
     return table[mask], table[~mask], key
 
 
@@ -172,6 +178,39 @@ def compare(paths: list[Path], where: str | None = None, metric: str | None = No
     return Comparison(frame, metric, reference, changed)
 
 
+def tested(c: Comparison) -> int:
+    """m: the comparisons with a test (Bonferroni's count); 0 where every one has too few seeds."""
+    return int(c.table["family_m"].max()) if len(c.table) else 0
+
+
+def family_text(c: Comparison) -> str:
+    """How the verdicts' intervals are adjusted, in words: 'Bonferroni over 3 comparison(s)' (and the planned
+    looks of a seed=auto sweep), or that no comparison could be tested, so there is nothing to adjust."""
+    m = tested(c)
+    if m == 0:
+        return "no comparison is testable (too few seeds on a side to measure a spread: no interval, no p-value)"
+    looks = int(c.table["looks"].max())
+    over = f" and the {looks} planned looks of its seed=auto sweep" if looks > 1 else ""
+    return f"{stats.ADJUST} over {m} comparison(s){over}"
+
+
+def bars_text(c: Comparison) -> str:
+    """The figure's line on its error bars: the verdict's interval, or why there are none."""
+    m = tested(c)
+    return f"error bars: the verdict's interval ({stats.ADJUST} over {m})" if m else \
+        "no error bars: no comparison is testable (too few seeds)"
+
+
+def margin_words(c: Comparison) -> str:
+    """'δ = 1 pp'; for a metric with no default margin (seconds, best_epoch, ...) and no --margin, that there is
+    none and what it means (no equivalence verdict) instead of a bare 'δ'."""
+    margin = float(c.table["margin"].iloc[0]) if len(c.table) else math.nan
+    if math.isfinite(margin):
+        return f"δ = {verdicts.margin_text(c.metric, margin)}"
+    return (f"no δ for {c.metric} (no default margin: no equivalence verdict unless identical in every seed; "
+            "--margin VALUE sets one, in its own units)")
+
+
 def labels(t: pd.DataFrame) -> pd.Series:
     """'model.hidden=[64], dropout.p=0.5' (matched values), plus the compared value with --where."""
     def one(config: str, variant: str) -> str:
@@ -218,14 +257,17 @@ def figure(c: Comparison) -> Figure:
     ax.set_yticks(y, wrapped)
     ax.invert_yaxis()
     ax.set(xlabel=f"B − A in {name} ({unit})".replace(" ()", ""),
-           title=f"{name}: B − A per matched configuration\nerror bars: the verdict's interval (Bonferroni over "
-                 f"{int(t['family_m'].max()) if len(t) else 0})\nB changes: {c.changed[:90]}")
+           title=f"{name}: B − A per matched configuration\n{bars_text(c)}\nB changes: {c.changed[:90]}")
     return fig
 
 
-def write(result: Comparison, out: Path, formats: list[str]) -> Path:
-    """compare.csv and the figure into `out`, whole or not at all (a full disk, a read-only folder: a machine
-    failure naming the path, exit 1). Returns the PNG written."""
+def write(result: Comparison, out: Path, formats: list[str]) -> list[Path]:
+    """compare.csv and the figure (PNG and each other format asked for) into `out`, whole or not at all (a full
+    disk, a read-only folder: a machine failure naming the path, exit 1). Returns every file written, in `out`:
+    what the staging folder held, so the list cannot miss a format."""
     with staging(out, "the comparison") as stage:
         atomic_write_text(stage / "compare.csv", result.table.assign(metric=result.metric).to_csv(index=False))
-        return out / save(figure(result), stage, "compare", formats).name
+        png = save(figure(result), stage, "compare", formats)
+        figures = sorted(p.name for p in stage.iterdir() if p.suffix != ".csv" and p != png)
+        written = [out / "compare.csv", out / png.name, *(out / name for name in figures)]
+    return written

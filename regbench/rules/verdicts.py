@@ -108,7 +108,8 @@ def default_margin(metric: str) -> float:
 
 
 def margin_text(metric: str, margin: float) -> str:
-    """δ in the metric's display units: '1 pp', '0.02 nats', '0.5'."""
+    """δ in the metric's display units: '1 pp', '0.02 nats', '0.5'; 'δ' where there is none (NaN): callers
+    say "no margin" in their own words first."""
     _, scale, unit, _ = display(metric)
     return f"{margin * scale:.3g} {unit}".rstrip() if math.isfinite(margin) else "δ"
 
@@ -146,8 +147,9 @@ def words(decision: str, low: float, high: float, metric: str, margin: float, n:
     delta = margin_text(metric, margin)
     if decision in (BETTER, WORSE):
         return f"{decision}, by less than {delta} (n = {n})" if by_less(low, high, margin) else f"{decision} (n = {n})"
-    if decision == EQUIVALENT:
-        return f"equivalent (within ±{delta}; n = {n})"
+    if decision == EQUIVALENT:  # without a margin (a metric with no default kind) only [0, 0] is equivalent
+        within = f"within ±{delta}" if math.isfinite(margin) else "identical in every seed"
+        return f"equivalent ({within}; n = {n})"
     if decision == UNDECIDED:
         more = "more than 100000" if math.isnan(seeds_to_decide) else f"{int(seeds_to_decide)}"
         side = " per side" if " vs " in n else ""  # Welch: n is 'a vs b'
