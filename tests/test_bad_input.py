@@ -160,6 +160,8 @@ INSTALLED_SAMPLE = [
     # a recipe shortened for a quick try: its second lr drop (epoch 136) would never happen
     (["run", "+experiment=cifar10_resnet20", "trainer.epochs=100", "dataset.root=."],
      ["optim.milestones=[91,136]", "epoch 136", "trainer.epochs=100", "1..99"]),
+    # an unknown option (was Hydra's usage block of nine lines)
+    (["run", "--bogus"], ["unknown option '--bogus'", "valid options: -m, --multirun", "--config-dir"]),
 ]
 
 
@@ -251,6 +253,32 @@ NO_EFFECT_BAD_INPUT = [
 @pytest.mark.parametrize("overrides,expected", NO_EFFECT_BAD_INPUT, ids=[" ".join(o) for o, _ in NO_EFFECT_BAD_INPUT])
 def test_no_effect_bad_input(cli, tmp_path, overrides, expected):
     code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+# `regbench run`'s options: Hydra's and regbench's (cli/commands.py OPTIONS); anything else was Hydra's usage block
+OPTION_BAD_INPUT = [
+    (["--bogus"], ["unknown option '--bogus'", "valid options: -m, --multirun, -v, --verbose", "--config-dir",
+                   "--info", "--shell-completion"]),
+    (["--hydra"], ["unknown option '--hydra'", "did you mean --hydra-help?"]),  # argparse read an abbreviation
+    (["--config_dir", "my_configs"], ["'--config_dir'", "did you mean --config-dir?"]),
+    (["-x"], ["unknown option '-x'", "valid options"]),
+    (["--cfg", "yaml"], ["--cfg 'yaml' is not valid", "job, hydra, all"]),
+    (["--cfg=yaml"], ["--cfg 'yaml' is not valid", "job, hydra, all"]),
+    (["--info=nothing"], ["--info 'nothing' is not valid", "defaults, defaults-tree"]),
+    (["-cd"], ["-cd needs a value", "-cd VALUE"]),
+    (["--resolve=yes"], ["--resolve takes no value", "--resolve alone"]),
+    (["--config-dir", "nowhere"], ["--config-dir", "nowhere is not a folder"]),  # was a traceback
+    (["--experimental-rerun", "config.pickle"], ["--experimental-rerun", "regbench does not write", "command"]),
+    (["-5"], ["cannot parse the override '-5'"]),  # a negative number is a (bad) override, not an option
+    (["-m", "seed=-1,0"], ["seed=-1", "0.."]),  # a negative value stays a value
+]
+
+
+@pytest.mark.parametrize("args,expected", OPTION_BAD_INPUT, ids=[" ".join(a) for a, _ in OPTION_BAD_INPUT])
+def test_option_bad_input(cli, tmp_path, args, expected):
+    code, out, err = cli("run", *FAST, *args)
     _assert_one_line(code, out, err, expected)
     assert list(tmp_path.iterdir()) == []
 

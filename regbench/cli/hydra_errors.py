@@ -55,11 +55,20 @@ def yaml_error_message(exc: BaseException) -> str | None:
 
 def hydra_error_message(exc: BaseException, dirs: list[Path] | None = None) -> str | None:
     """One line for a config error raised by Hydra/OmegaConf while composing; None for a real bug."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+        SearchPathException,
+    )
     from omegaconf.errors import OmegaConfBaseException
 
     from regbench.sweeps.launchers import EXTRA_LAUNCHERS
 
+    if isinstance(exc, SearchPathException) and "config directory" in str(exc):  # --config-dir: no such folder
+        missing = re.search(r"'([^']*)'", str(exc))
+        return (f"--config-dir {missing.group(1) if missing else ''} is not a folder; valid: a folder holding your "
+                "configs, e.g. my_configs/ with experiment/my_exp.yaml")
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, name = str(exc.missing_cfg_file).rpartition("/")
         options = exc.options or _group_options(group)  # Hydra lists none for a list selection (logger=[csv,x])
