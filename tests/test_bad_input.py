@@ -160,8 +160,11 @@ INSTALLED_SAMPLE = [
     # a recipe shortened for a quick try: its second lr drop (epoch 136) would never happen
     (["run", "+experiment=cifar10_resnet20", "trainer.epochs=100", "dataset.root=."],
      ["optim.milestones=[91,136]", "epoch 136", "trainer.epochs=100", "1..99"]),
-    # an unknown option (was Hydra's usage block of nine lines)
+    # an unknown option (was Hydra's usage block), a value of the wrong type (was OmegaConf's wording)
     (["run", "--bogus"], ["unknown option '--bogus'", "valid options: -m, --multirun", "--config-dir"]),
+    (["run", "-m", "seed=AUTO"], ["'AUTO'", "valid: an integer 0..", "or seed=auto in a sweep (-m)"]),
+    (["run", "optim.schedule=multistep", "optim.milestones=5"],
+     ["optim.milestones=5 is not a list; valid: a list, e.g. optim.milestones=[10,20]"]),
 ]
 
 
@@ -191,7 +194,7 @@ REVIEW_BAD_INPUT = [
     (["seed="], ["seed", "valid: an integer"]),
     (["-m", "seed=0,x"], ["seed", "'x'", "valid: an integer"]),
     (["dropout=standard", "dropout.p=abc"], ["dropout.p", "abc", "valid: a number"]),
-    (["model.hidden=abc"], ["model.hidden", "valid: a list"]),
+    (["model.hidden=abc"], ["model.hidden=abc is not a list", "valid: a list, e.g. model.hidden=[256,256]"]),
     (["model.batchnorm=maybe"], ["model.batchnorm", "valid: true or false"]),
     (["-m", "seed=[]"], ["seed", "valid: an integer"]),
     (["-m", "seed=range(0,3,0)"], ["seed=range(0,3,0)", "step of 0"]),  # a ValueError traceback
@@ -281,6 +284,38 @@ def test_option_bad_input(cli, tmp_path, args, expected):
     code, out, err = cli("run", *FAST, *args)
     _assert_one_line(code, out, err, expected)
     assert list(tmp_path.iterdir()) == []
+
+
+# Values of the wrong type: the key's valid values in words, and for a list key an example that fits it
+TYPE_BAD_INPUT = [
+    (["seed=AUTO"], ["seed", "'AUTO'", "valid: an integer 0..18446744073709551615, or seed=auto in a sweep (-m)"]),
+    (["-m", "seed=AUTO"], ["'AUTO'", "or seed=auto in a sweep (-m)"]),  # names are lower case, as everywhere
+    (["optim.schedule=multistep", "optim.milestones=5"],
+     ["optim.milestones=5 is not a list; valid: a list, e.g. optim.milestones=[10,20]"]),
+    (["-m", "optim.schedule=multistep", "optim.milestones=5,8"], ["optim.milestones=5 is not a list"]),
+    (["augment.ops=flip"], ["augment.ops=flip is not a list", "e.g. augment.ops=[flip,crop]"]),
+    (["model=cnn", "model.channels=16"], ["model.channels=16 is not a list", "e.g. model.channels=[32,64]"]),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", TYPE_BAD_INPUT, ids=[" ".join(o) for o, _ in TYPE_BAD_INPUT])
+def test_type_bad_input(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_list_key_has_an_example_that_composes(make_cfg):
+    from omegaconf import OmegaConf
+
+    from regbench.rules.config import LIST_KEYS, list_example
+
+    assert "optim.milestones" in LIST_KEYS and "model.hidden" in LIST_KEYS
+    for key in LIST_KEYS:
+        example = list_example(key)
+        assert example, key  # a new list key without a default needs an entry in rules/config.py LIST_EXAMPLES
+        value = OmegaConf.select(make_cfg(f"{key}={example}"), key)
+        assert f"[{','.join(map(str, value))}]" == example, key
 
 
 def test_report_without_a_path_is_one_line(cli):
