@@ -160,11 +160,13 @@ INSTALLED_SAMPLE = [
     # a recipe shortened for a quick try: its second lr drop (epoch 136) would never happen
     (["run", "+experiment=cifar10_resnet20", "trainer.epochs=100", "dataset.root=."],
      ["optim.milestones=[91,136]", "epoch 136", "trainer.epochs=100", "1..99"]),
-    # an unknown option (was Hydra's usage block), a value of the wrong type (was OmegaConf's wording)
+    # options, types and sweep-only settings (each was Hydra's usage block, OmegaConf's wording, or ignored)
     (["run", "--bogus"], ["unknown option '--bogus'", "valid options: -m, --multirun", "--config-dir"]),
     (["run", "-m", "seed=AUTO"], ["'AUTO'", "valid: an integer 0..", "or seed=auto in a sweep (-m)"]),
     (["run", "optim.schedule=multistep", "optim.milestones=5"],
      ["optim.milestones=5 is not a list; valid: a list, e.g. optim.milestones=[10,20]"]),
+    (["run", "hydra.sweeper.max_seeds=5"], ["hydra.sweeper.max_seeds=5 only acts in a sweep", "regbench run -m"]),
+    (["run", 'margin="test.acc=0.02"'], ['margin="test.acc=0.02" only acts in a sweep', "--margin"]),
 ]
 
 
@@ -316,6 +318,30 @@ def test_every_list_key_has_an_example_that_composes(make_cfg):
         assert example, key  # a new list key without a default needs an entry in rules/config.py LIST_EXAMPLES
         value = OmegaConf.select(make_cfg(f"{key}={example}"), key)
         assert f"[{','.join(map(str, value))}]" == example, key
+
+
+# Settings that only act in a sweep, given to a single run (no -m): each was silently ignored
+SWEEP_ONLY_BAD_INPUT = [
+    (["hydra.sweeper.max_seeds=5"], ["hydra.sweeper.max_seeds=5 only acts in a sweep",
+                                     "valid: regbench run -m <grid> hydra.sweeper.max_seeds=5"]),
+    (["hydra.sweeper.cells_per_job=4"], ["hydra.sweeper.cells_per_job=4 only acts in a sweep"]),
+    (["hydra.launcher.max_cells=2"], ["hydra.launcher.max_cells=2 only acts in a sweep"]),
+    (["hydra/launcher=basic"], ["hydra/launcher=basic only acts in a sweep", "regbench run -m"]),
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=joblib only acts in a sweep"]),
+    (['margin="test.acc=0.02"'], ['margin="test.acc=0.02" only acts in a sweep', "no report",
+                                  "regbench report PATH --margin"]),
+    (["report_format=[png,svg]"], ["report_format=[png,svg] only acts in a sweep", "regbench report PATH --format"]),
+    (["seed=0,1"], ["seed=0,1 lists several values", "regbench run -m <grid> seed=0,1"]),  # was "Ambiguous value"
+    (["model.hidden=16,32"], ["model.hidden=16,32 lists several values", "one list: model.hidden=[16,32]"]),
+    (["hydra.mode=MULTIRUN", "seed=0,1"], ["hydra.mode=MULTIRUN", "regbench run -m"]),  # wrote <results_dir>/None
+]
+
+
+@pytest.mark.parametrize("overrides,expected", SWEEP_ONLY_BAD_INPUT, ids=[" ".join(o) for o, _ in SWEEP_ONLY_BAD_INPUT])
+def test_sweep_only_settings_in_a_single_run(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_report_without_a_path_is_one_line(cli):

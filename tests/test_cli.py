@@ -149,13 +149,16 @@ def test_multirun_with_cfg_prints_every_cell_and_info_the_first(cli):
     assert code == 2 and "dropout.p=interval(0,1) is a continuous range" in err
 
 
-def test_options_take_either_form(cli):
+def test_options_take_either_form_and_a_printed_config_shows_sweep_settings(cli):
     # --cfg=job is --cfg job: with -m each cell is printed (the = form went to Hydra, which refused -m with --cfg)
     code, out, err = cli("run", "-m", "dropout=standard", "dropout.p=0,0.5", "--cfg=job")
     assert code == 0 and out.count("# cell ") == 2, err
     # --info without a topic before an override: argparse took the override for the topic (its usage block)
     code, out, err = cli("run", "--info", "seed=1")
     assert code == 0 and "Defaults List" in out and "seed: 1" in out, err
+    # printing runs nothing, so a sweep-only setting is shown, not refused
+    code, out, err = cli("run", "--cfg", "hydra", "hydra/launcher=basic", "hydra.sweeper.max_seeds=5")
+    assert code == 0 and "RegbenchBasicLauncher" in out and "max_seeds: 5" in out, err
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -214,6 +214,8 @@ def hydra_args(args: list[str]) -> list[str]:
     from regbench.sweeps import auto_seeds
     typed = [*flags, *overrides]
     overrides = auto_seeds.rewrite(overrides, multirun)  # seed=auto -> the sweeper's flag
+    if not multirun and not any(f in (*HELP_FLAGS, *SHOW_FLAGS) for f in flags):  # printing a config runs nothing
+        refuse_sweep_only(overrides)
     if multirun:
         # The name comes from the line as typed (seed=auto included): a rerun finds the same folder.
         named = [] if any(a.startswith("sweep_name=") for a in overrides) else [
@@ -227,6 +229,39 @@ def hydra_args(args: list[str]) -> list[str]:
 # results_dir (hydra.run.dir, hydra.output_subdir) or split a sweep's files from its runs (hydra.sweep.dir).
 PLACED_BY_REGBENCH = tuple(f"{key}=" for key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir",
                                                  "hydra.output_subdir", "hydra.job.chdir"))
+
+
+# What acts only in a sweep (-m), by key (a config group's choice too: hydra/launcher=basic), with why and what does
+# the same for runs already written: Hydra starts its sweeper and launcher only for a multirun (a single run is one
+# call of the task function), and report_format and margin are for a sweep's own report (sweeps/callbacks.py
+# SweepReport; a later `regbench report` takes --format and --margin). `report` itself is one too, but stays
+# accepted in a single run (it only turns off what a single run does not write): the tests' fast settings pass
+# report=false to single runs and sweeps alike (tests/conftest.py FAST).
+SWEEP_ONLY = {
+    "hydra.sweeper": ("Hydra's sweeper runs only with -m", None),
+    "hydra.launcher": ("a launcher starts the jobs of a sweep; a single run trains in this process", None),
+    "margin": ("a single run writes no report", "regbench report PATH --margin ..."),
+    "report_format": ("a single run writes no report", "regbench report PATH --format ..."),
+}
+
+
+def refuse_sweep_only(overrides: list[str]) -> None:
+    """A single run's overrides that only act in a sweep (SWEEP_ONLY), or sweep several values: refused, not
+    ignored (Hydra's own word for the second is "Ambiguous value", on several lines)."""
+    for arg in overrides:
+        if _is_sweep(arg):
+            from regbench.rules.config import list_example
+
+            key, value = arg.split("=", 1)
+            one_list = f", or one list: {key}=[{value}]" if list_example(key.lstrip("+")) and "(" not in value else ""
+            raise ConfigError(f"{arg} lists several values, which only a sweep runs; valid: regbench run -m <grid> "
+                              f"{arg}, or one value{one_list}")
+        key = arg.lstrip("+~").split("=", 1)[0].replace("/", ".")
+        root = next((k for k in SWEEP_ONLY if key == k or key.startswith(f"{k}.")), None)
+        if root is not None:
+            why, later = SWEEP_ONLY[root]
+            raise ConfigError(f"{arg} only acts in a sweep ({why}); valid: regbench run -m <grid> {arg}"
+                              + (f", or {later} for runs already written" if later else ""))
 
 
 def refuse_bad_overrides(overrides: list[str]) -> None:
@@ -255,6 +290,9 @@ def refuse_bad_overrides(overrides: list[str]) -> None:
             from regbench.rules.config import check_results_dir
 
             check_results_dir(arg.split("=", 1)[1].strip("'\""))
+        if arg.lstrip("+").startswith("hydra.mode="):  # MULTIRUN: a sweep without its folder (<results_dir>/None)
+            raise ConfigError(f"{arg} is set by regbench from -m; valid: regbench run -m <grid> for a sweep, "
+                              "without -m for one run")
         if arg.lstrip("+").startswith(PLACED_BY_REGBENCH):
             key = arg.lstrip("+").split("=", 1)[0]
             raise ConfigError(f"{key} is set by regbench, which writes every file under results_dir itself (a sweep in "
