@@ -129,6 +129,13 @@ def _cli_message(cli, *args: str) -> str:
     ["dataset=imagenet"],
     ["logger=[csv,nosuch]"],
     ["seed=0,1"],  # a sweep value without the sweep
+    # settings that only act in a sweep: refused by run() as by `regbench run` without -m
+    ["hydra.sweeper.max_seeds=5"],
+    ["hydra/launcher=basic"],
+    ['margin="test.acc=0.02"'],
+    ["report_format=[png,svg]"],
+    ["seed=AUTO"],
+    ["optim.schedule=multistep", "optim.milestones=5"],
 ])
 def test_run_raises_the_cli_message(cli, tmp_path, overrides):
     expected = _cli_message(cli, *FAST, *overrides)
@@ -145,6 +152,11 @@ def test_sweep_raises_before_anything_runs(cli, tmp_path):
     assert str(info.value) == expected
     with pytest.raises(ConfigError, match="unknown hydra/launcher 'warp'"):
         regbench.sweep([*FAST, "seed=0,1"], launcher="warp")
+    # a sweep takes the sweep-only settings run() refuses; max_seeds still needs seed=auto, as with -m
+    expected = _cli_message(cli, *FAST, "-m", "seed=0,1", "hydra.sweeper.max_seeds=5")
+    with pytest.raises(ConfigError) as info:
+        regbench.sweep([*FAST, "seed=0,1", "hydra.sweeper.max_seeds=5"])
+    assert str(info.value) == expected and "only applies with seed=auto" in expected
     assert list(tmp_path.iterdir()) == []
 
 

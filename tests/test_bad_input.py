@@ -165,6 +165,13 @@ INSTALLED_SAMPLE = [
     (["run", "augment=color_jitter", "augment.saturation=0.5"], ["augment.saturation=0.5", "1-channel", "RGB"]),
     (["run", "-m", "optim.schedule=multistep", "optim.milestones=[1],[5]", "trainer.epochs=3"],
      ["optim.milestones=[5]", "epoch 5", "in every cell with this value"]),
+    # options, types and sweep-only settings (each was Hydra's usage block, OmegaConf's wording, or ignored)
+    (["run", "--bogus"], ["unknown option '--bogus'", "valid options: -m, --multirun", "--config-dir"]),
+    (["run", "-m", "seed=AUTO"], ["'AUTO'", "valid: an integer 0..", "or seed=auto in a sweep (-m)"]),
+    (["run", "optim.schedule=multistep", "optim.milestones=5"],
+     ["optim.milestones=5 is not a list; valid: a list, e.g. optim.milestones=[10,20]"]),
+    (["run", "hydra.sweeper.max_seeds=5"], ["hydra.sweeper.max_seeds=5 only acts in a sweep", "regbench run -m"]),
+    (["run", 'margin="test.acc=0.02"'], ['margin="test.acc=0.02" only acts in a sweep', "--margin"]),
 ]
 
 
@@ -195,7 +202,7 @@ REVIEW_BAD_INPUT = [
     (["seed="], ["seed", "valid: an integer"]),
     (["-m", "seed=0,x"], ["seed", "'x'", "valid: an integer"]),
     (["dropout=standard", "dropout.p=abc"], ["dropout.p", "abc", "valid: a number"]),
-    (["model.hidden=abc"], ["model.hidden", "valid: a list"]),
+    (["model.hidden=abc"], ["model.hidden=abc is not a list", "valid: a list, e.g. model.hidden=[256,256]"]),
     (["model.batchnorm=maybe"], ["model.batchnorm", "valid: true or false"]),
     (["-m", "seed=[]"], ["seed", "valid: an integer"]),
     (["-m", "seed=range(0,3,0)"], ["seed=range(0,3,0)", "step of 0"]),  # a ValueError traceback
@@ -256,6 +263,88 @@ NO_EFFECT_BAD_INPUT = [
 
 @pytest.mark.parametrize("overrides,expected", NO_EFFECT_BAD_INPUT, ids=[" ".join(o) for o, _ in NO_EFFECT_BAD_INPUT])
 def test_no_effect_bad_input(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+# `regbench run`'s options: Hydra's and regbench's (cli/commands.py OPTIONS); anything else was Hydra's usage block
+OPTION_BAD_INPUT = [
+    (["--bogus"], ["unknown option '--bogus'", "valid options: -m, --multirun, -v, --verbose", "--config-dir",
+                   "--info", "--shell-completion"]),
+    (["--hydra"], ["unknown option '--hydra'", "did you mean --hydra-help?"]),  # argparse read an abbreviation
+    (["--config_dir", "my_configs"], ["'--config_dir'", "did you mean --config-dir?"]),
+    (["-x"], ["unknown option '-x'", "valid options"]),
+    (["--cfg", "yaml"], ["--cfg 'yaml' is not valid", "job, hydra, all"]),
+    (["--cfg=yaml"], ["--cfg 'yaml' is not valid", "job, hydra, all"]),
+    (["--info=nothing"], ["--info 'nothing' is not valid", "defaults, defaults-tree"]),
+    (["-cd"], ["-cd needs a value", "-cd VALUE"]),
+    (["--resolve=yes"], ["--resolve takes no value", "--resolve alone"]),
+    (["--config-dir", "nowhere"], ["--config-dir", "nowhere is not a folder"]),  # was a traceback
+    (["--experimental-rerun", "config.pickle"], ["--experimental-rerun", "regbench does not write", "command"]),
+    (["-5"], ["cannot parse the override '-5'"]),  # a negative number is a (bad) override, not an option
+    (["-m", "seed=-1,0"], ["seed=-1", "0.."]),  # a negative value stays a value
+]
+
+
+@pytest.mark.parametrize("args,expected", OPTION_BAD_INPUT, ids=[" ".join(a) for a, _ in OPTION_BAD_INPUT])
+def test_option_bad_input(cli, tmp_path, args, expected):
+    code, out, err = cli("run", *FAST, *args)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+# Values of the wrong type: the key's valid values in words, and for a list key an example that fits it
+TYPE_BAD_INPUT = [
+    (["seed=AUTO"], ["seed", "'AUTO'", "valid: an integer 0..18446744073709551615, or seed=auto in a sweep (-m)"]),
+    (["-m", "seed=AUTO"], ["'AUTO'", "or seed=auto in a sweep (-m)"]),  # names are lower case, as everywhere
+    (["optim.schedule=multistep", "optim.milestones=5"],
+     ["optim.milestones=5 is not a list; valid: a list, e.g. optim.milestones=[10,20]"]),
+    (["-m", "optim.schedule=multistep", "optim.milestones=5,8"], ["optim.milestones=5 is not a list"]),
+    (["augment.ops=flip"], ["augment.ops=flip is not a list", "e.g. augment.ops=[flip,crop]"]),
+    (["model=cnn", "model.channels=16"], ["model.channels=16 is not a list", "e.g. model.channels=[32,64]"]),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", TYPE_BAD_INPUT, ids=[" ".join(o) for o, _ in TYPE_BAD_INPUT])
+def test_type_bad_input(cli, tmp_path, overrides, expected):
+    code, out, err = cli("run", *FAST, *overrides)
+    _assert_one_line(code, out, err, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_list_key_has_an_example_that_composes(make_cfg):
+    from omegaconf import OmegaConf
+
+    from regbench.rules.config import LIST_KEYS, list_example
+
+    assert "optim.milestones" in LIST_KEYS and "model.hidden" in LIST_KEYS
+    for key in LIST_KEYS:
+        example = list_example(key)
+        assert example, key  # a new list key without a default needs an entry in rules/config.py LIST_EXAMPLES
+        value = OmegaConf.select(make_cfg(f"{key}={example}"), key)
+        assert f"[{','.join(map(str, value))}]" == example, key
+
+
+# Settings that only act in a sweep, given to a single run (no -m): each was silently ignored
+SWEEP_ONLY_BAD_INPUT = [
+    (["hydra.sweeper.max_seeds=5"], ["hydra.sweeper.max_seeds=5 only acts in a sweep",
+                                     "valid: regbench run -m <grid> hydra.sweeper.max_seeds=5"]),
+    (["hydra.sweeper.cells_per_job=4"], ["hydra.sweeper.cells_per_job=4 only acts in a sweep"]),
+    (["hydra.launcher.max_cells=2"], ["hydra.launcher.max_cells=2 only acts in a sweep"]),
+    (["hydra/launcher=basic"], ["hydra/launcher=basic only acts in a sweep", "regbench run -m"]),
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=joblib only acts in a sweep"]),
+    (['margin="test.acc=0.02"'], ['margin="test.acc=0.02" only acts in a sweep', "no report",
+                                  "regbench report PATH --margin"]),
+    (["report_format=[png,svg]"], ["report_format=[png,svg] only acts in a sweep", "regbench report PATH --format"]),
+    (["seed=0,1"], ["seed=0,1 lists several values", "regbench run -m <grid> seed=0,1"]),  # was "Ambiguous value"
+    (["model.hidden=16,32"], ["model.hidden=16,32 lists several values", "one list: model.hidden=[16,32]"]),
+    (["hydra.mode=MULTIRUN", "seed=0,1"], ["hydra.mode=MULTIRUN", "regbench run -m"]),  # wrote <results_dir>/None
+]
+
+
+@pytest.mark.parametrize("overrides,expected", SWEEP_ONLY_BAD_INPUT, ids=[" ".join(o) for o, _ in SWEEP_ONLY_BAD_INPUT])
+def test_sweep_only_settings_in_a_single_run(cli, tmp_path, overrides, expected):
     code, out, err = cli("run", *FAST, *overrides)
     _assert_one_line(code, out, err, expected)
     assert list(tmp_path.iterdir()) == []

@@ -130,7 +130,9 @@ def test_hydra_options_go_first_and_the_overrides_after():
 
     assert split_flags(["a=1", "--config-dir", "d", "b=2", "--info", "defaults", "-cn", "x", "--resolve"]) == (
         ["--config-dir", "d", "--info", "defaults", "-cn", "x", "--resolve"], ["a=1", "b=2"])
-    assert split_flags(["--info", "a=1"]) == (["--info"], ["a=1"])  # --info's topic is optional
+    # --info's topic is optional: written out, as argparse would take `a=1` for the topic
+    assert split_flags(["--info", "a=1"]) == (["--info", "all"], ["a=1"])
+    assert split_flags(["seed=1", "-5"]) == ([], ["seed=1", "-5"])  # a negative number is not an option
     line = hydra_args(["a=1,2", "-cd", "d", "-m"])
     assert line[:3] == ["-cd", "d", "--multirun"] and line[3].startswith("sweep_name=") and line[4:] == ["a=1,2"]
 
@@ -145,6 +147,18 @@ def test_multirun_with_cfg_prints_every_cell_and_info_the_first(cli):
     assert code == 0 and out.startswith("# cell 1/2: seed=0") and "Defaults List" in out, err
     code, out, err = cli("run", "-m", "dropout.p=interval(0,1)", "--cfg", "job")
     assert code == 2 and "dropout.p=interval(0,1) is a continuous range" in err
+
+
+def test_options_take_either_form_and_a_printed_config_shows_sweep_settings(cli):
+    # --cfg=job is --cfg job: with -m each cell is printed (the = form went to Hydra, which refused -m with --cfg)
+    code, out, err = cli("run", "-m", "dropout=standard", "dropout.p=0,0.5", "--cfg=job")
+    assert code == 0 and out.count("# cell ") == 2, err
+    # --info without a topic before an override: argparse took the override for the topic (its usage block)
+    code, out, err = cli("run", "--info", "seed=1")
+    assert code == 0 and "Defaults List" in out and "seed: 1" in out, err
+    # printing runs nothing, so a sweep-only setting is shown, not refused
+    code, out, err = cli("run", "--cfg", "hydra", "hydra/launcher=basic", "hydra.sweeper.max_seeds=5")
+    assert code == 0 and "RegbenchBasicLauncher" in out and "max_seeds: 5" in out, err
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -108,7 +108,7 @@ def test_missing_launcher_plugin_names_the_extra(cli, monkeypatch):
     code, out, err = cli("run", "-m", "hydra/launcher=joblib", "seed=0,1")
     assert code == 2
     assert err.strip() == 'regbench: error: hydra/launcher=joblib needs the optional extra: pip install -e ".[cluster]"'
-    code, _, err = cli("run", "hydra/launcher=nope")
+    code, _, err = cli("run", "-m", "hydra/launcher=nope", "seed=0,1")
     assert code == 2 and "unknown hydra/launcher 'nope'; valid choices: basic" in err
 
 

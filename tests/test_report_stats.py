@@ -147,7 +147,7 @@ def test_margin_from_the_command_line_and_from_the_runs_config(tmp_path, capsys)
 
 
 def test_a_bad_margin_config_key_is_refused_before_a_run(tmp_path, cli):
-    code, _, err = cli("run", f"results_dir={tmp_path}", "margin='test.acc=3'")
+    code, _, err = cli("run", "-m", "seed=0,1", f"results_dir={tmp_path}", "margin='test.acc=3'")
     assert code == 2 and "300 pp" in err and not list(tmp_path.rglob("summary.json"))
 
 

@@ -9,14 +9,17 @@ exit code 2 instead of a traceback.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import gc
 import hashlib
 import itertools
 import os
+import re
 import shlex
 import signal
 import sys
 
+from regbench.cli.completion import COMPLETION_FLAGS
 from regbench.cli.hydra_errors import (
     config_dirs,
     hydra_error_message,
@@ -110,11 +113,71 @@ def _fail(message: str, code: int = 2) -> int:
 # ---------------------------------------------------------------------------- run
 
 
-# Hydra's command-line options that take a value (its argument parser, Hydra 1.3), and --info's optional topics.
-VALUE_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c",
-               "--package", "-p", "--experimental-rerun")
-INFO_FLAGS = ("--info", "-i")
+# The options of `regbench run`, declared once: Hydra 1.3's own (hydra/_internal/utils.py get_args_parser), by what
+# follows them, and regbench's -m/-v (above) and -sc (cli/completion.py). check_options refuses anything else that
+# starts with `-` before Hydra sees it (its argparse would print a usage block of nine lines).
+CFG_FLAGS = ("--cfg", "-c")  # print the config instead of running: job, hydra or all
+CFG_CHOICES = ("job", "hydra", "all")
+VALUE_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", *CFG_FLAGS,
+               "--package", "-p")  # take a value
+INFO_FLAGS = ("--info", "-i")  # an optional topic, Hydra's default `all`
 INFO_TOPICS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+HELP_FLAGS = ("--help", "-h", "--hydra-help", "--version")  # print, run nothing
+SWITCH_FLAGS = ("--resolve", "--run", "-r")  # take no value
+OPTIONS = (*MULTIRUN_FLAGS, *VERBOSE_FLAGS, *HELP_FLAGS, *VALUE_FLAGS, *INFO_FLAGS, *SWITCH_FLAGS, *COMPLETION_FLAGS)
+# Hydra's options that print instead of running; Hydra refuses them next to --multirun.
+SHOW_FLAGS = (*CFG_FLAGS, *INFO_FLAGS)
+# Hydra's option that regbench refuses, with why: it reruns from the config.pickle of Hydra's output folder, which
+# regbench never writes (hydra.output_subdir is null), and ignores every other argument of the line.
+REFUSED_FLAGS = {"--experimental-rerun": "reruns from Hydra's config.pickle, which regbench does not write; valid: "
+                                         "the run's own command (\"command\" in its summary.json)"}
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse's rule: such an argument is a value, not an option
+
+
+def is_option(arg: str) -> bool:
+    return arg.startswith("-") and not _NEGATIVE_NUMBER.match(arg)
+
+
+def check_options(args: list[str]) -> list[str]:
+    """`args` with every `--option=value` written as `--option value` (argparse takes both; the rest of this module
+    reads the second); ConfigError (one line) for an option neither Hydra nor regbench has, an option whose value
+    is missing or not one of its choices, and a value given to an option that takes none."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if not is_option(arg):
+            out.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if name in REFUSED_FLAGS:
+            raise ConfigError(f"{name} {REFUSED_FLAGS[name]}")
+        if name not in OPTIONS:
+            raise ConfigError(unknown_option_message(name))
+        if eq and name not in (*VALUE_FLAGS, *INFO_FLAGS):
+            raise ConfigError(f"{name} takes no value, got {arg!r}; valid: {name} alone")
+        if name in VALUE_FLAGS and not eq:
+            if i == len(args) or is_option(args[i]):
+                choices = "|".join(CFG_CHOICES) if name in CFG_FLAGS else "VALUE"
+                raise ConfigError(f"{name} needs a value; valid: {name} {choices}")
+            value, i = args[i], i + 1
+        if name in CFG_FLAGS and value not in CFG_CHOICES:
+            raise ConfigError(f"{name} {value!r} is not valid; valid choices: {', '.join(CFG_CHOICES)}")
+        if name in INFO_FLAGS and eq and value not in INFO_TOPICS:
+            raise ConfigError(f"{name} {value!r} is not valid; valid topics: {', '.join(INFO_TOPICS)}")
+        out += [name, value] if name in VALUE_FLAGS or eq else [name]
+    return out
+
+
+def unknown_option_message(name: str) -> str:
+    """Names the option, what it may have meant (a long option it abbreviates, as argparse would have read it, or a
+    near spelling) and every valid one."""
+    long = [o for o in OPTIONS if o.startswith("--")]
+    close = [o for o in long if o.startswith(name)] or difflib.get_close_matches(name, long, n=1, cutoff=0.7)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return (f"unknown option {name!r}; {hint}valid options: {', '.join(OPTIONS)} (and KEY=VALUE overrides: "
+            "regbench run --help)")
 
 
 def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
@@ -132,11 +195,12 @@ def split_flags(args: list[str]) -> tuple[list[str], list[str]]:
             flags += args[i:i + 2]
             i += 2
             continue
-        if arg in INFO_FLAGS and i + 1 < len(args) and args[i + 1] in INFO_TOPICS:
-            flags += args[i:i + 2]
-            i += 2
+        if arg in INFO_FLAGS:  # the topic written out (Hydra's default: all): argparse takes any next word for it
+            given = i + 1 < len(args) and args[i + 1] in INFO_TOPICS
+            flags += [arg, args[i + 1] if given else INFO_TOPICS[0]]
+            i += 2 if given else 1
             continue
-        (flags if arg.startswith("-") else overrides).append(arg)
+        (flags if is_option(arg) else overrides).append(arg)
         i += 1
     return flags, overrides
 
@@ -150,6 +214,8 @@ def hydra_args(args: list[str]) -> list[str]:
     from regbench.sweeps import auto_seeds
     typed = [*flags, *overrides]
     overrides = auto_seeds.rewrite(overrides, multirun)  # seed=auto -> the sweeper's flag
+    if not multirun and not any(f in (*HELP_FLAGS, *SHOW_FLAGS) for f in flags):  # printing a config runs nothing
+        refuse_sweep_only(overrides)
     if multirun:
         # The name comes from the line as typed (seed=auto included): a rerun finds the same folder.
         named = [] if any(a.startswith("sweep_name=") for a in overrides) else [
@@ -163,6 +229,39 @@ def hydra_args(args: list[str]) -> list[str]:
 # results_dir (hydra.run.dir, hydra.output_subdir) or split a sweep's files from its runs (hydra.sweep.dir).
 PLACED_BY_REGBENCH = tuple(f"{key}=" for key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir",
                                                  "hydra.output_subdir", "hydra.job.chdir"))
+
+
+# What acts only in a sweep (-m), by key (a config group's choice too: hydra/launcher=basic), with why and what does
+# the same for runs already written: Hydra starts its sweeper and launcher only for a multirun (a single run is one
+# call of the task function), and report_format and margin are for a sweep's own report (sweeps/callbacks.py
+# SweepReport; a later `regbench report` takes --format and --margin). `report` itself is one too, but stays
+# accepted in a single run (it only turns off what a single run does not write): the tests' fast settings pass
+# report=false to single runs and sweeps alike (tests/conftest.py FAST).
+SWEEP_ONLY = {
+    "hydra.sweeper": ("Hydra's sweeper runs only with -m", None),
+    "hydra.launcher": ("a launcher starts the jobs of a sweep; a single run trains in this process", None),
+    "margin": ("a single run writes no report", "regbench report PATH --margin ..."),
+    "report_format": ("a single run writes no report", "regbench report PATH --format ..."),
+}
+
+
+def refuse_sweep_only(overrides: list[str]) -> None:
+    """A single run's overrides that only act in a sweep (SWEEP_ONLY), or sweep several values: refused, not
+    ignored (Hydra's own word for the second is "Ambiguous value", on several lines)."""
+    for arg in overrides:
+        if _is_sweep(arg):
+            from regbench.rules.config import list_example
+
+            key, value = arg.split("=", 1)
+            one_list = f", or one list: {key}=[{value}]" if list_example(key.lstrip("+")) and "(" not in value else ""
+            raise ConfigError(f"{arg} lists several values, which only a sweep runs; valid: regbench run -m <grid> "
+                              f"{arg}, or one value{one_list}")
+        key = arg.lstrip("+~").split("=", 1)[0].replace("/", ".")
+        root = next((k for k in SWEEP_ONLY if key == k or key.startswith(f"{k}.")), None)
+        if root is not None:
+            why, later = SWEEP_ONLY[root]
+            raise ConfigError(f"{arg} only acts in a sweep ({why}); valid: regbench run -m <grid> {arg}"
+                              + (f", or {later} for runs already written" if later else ""))
 
 
 def refuse_bad_overrides(overrides: list[str]) -> None:
@@ -191,6 +290,9 @@ def refuse_bad_overrides(overrides: list[str]) -> None:
             from regbench.rules.config import check_results_dir
 
             check_results_dir(arg.split("=", 1)[1].strip("'\""))
+        if arg.lstrip("+").startswith("hydra.mode="):  # MULTIRUN: a sweep without its folder (<results_dir>/None)
+            raise ConfigError(f"{arg} is set by regbench from -m; valid: regbench run -m <grid> for a sweep, "
+                              "without -m for one run")
         if arg.lstrip("+").startswith(PLACED_BY_REGBENCH):
             key = arg.lstrip("+").split("=", 1)[0]
             raise ConfigError(f"{key} is set by regbench, which writes every file under results_dir itself (a sweep in "
@@ -266,6 +368,7 @@ def _is_sweep(override: str) -> bool:
 def run_command(args: list[str]) -> int:
     """`regbench run ARGS`: 0 when every run completed, 1 otherwise; a user error raises ConfigError."""
     from regbench.cli import completion
+    args = check_options(args)
     request = completion.parse(args)  # -sc install|uninstall|query=bash|zsh|fish
     if request is not None:
         if completion.handle(*request):
@@ -276,10 +379,6 @@ def run_command(args: list[str]) -> int:
     if any(a in MULTIRUN_FLAGS for a in args) and any(a in SHOW_FLAGS for a in args):
         return show_cells(args)
     return run_hydra(hydra_args(args))
-
-
-# Hydra's options that print instead of running; Hydra refuses them next to --multirun.
-SHOW_FLAGS = ("--cfg", "-c", *INFO_FLAGS)
 
 
 def show_cells(args: list[str]) -> int:

@@ -55,11 +55,20 @@ def yaml_error_message(exc: BaseException) -> str | None:
 
 def hydra_error_message(exc: BaseException, dirs: list[Path] | None = None) -> str | None:
     """One line for a config error raised by Hydra/OmegaConf while composing; None for a real bug."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+        SearchPathException,
+    )
     from omegaconf.errors import OmegaConfBaseException
 
     from regbench.sweeps.launchers import EXTRA_LAUNCHERS
 
+    if isinstance(exc, SearchPathException) and "config directory" in str(exc):  # --config-dir: no such folder
+        missing = re.search(r"'([^']*)'", str(exc))
+        return (f"--config-dir {missing.group(1) if missing else ''} is not a folder; valid: a folder holding your "
+                "configs, e.g. my_configs/ with experiment/my_exp.yaml")
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, name = str(exc.missing_cfg_file).rpartition("/")
         options = exc.options or _group_options(group)  # Hydra lists none for a list selection (logger=[csv,x])
@@ -129,12 +138,34 @@ def _omegaconf_message(err) -> str:
         return unknown_key_message(key)
     first = str(err.msg).strip().splitlines()[0]
     wanted = _TYPE_WANTED.search(first)
-    valid = VALID_TYPES.get(next(g for g in wanted.groups() if g)) if wanted else None
+    wanted = next(g for g in wanted.groups() if g) if wanted else None
+    if wanted == "ListConfig":  # OmegaConf: "Invalid value assigned: int is not a ListConfig, list or tuple."
+        from regbench.rules.config import list_example
+
+        example = list_example(key)
+        return (f"{key}={_override_text(err.value)} is not a list; valid: a list"
+                + (f", e.g. {key}={example}" if example else ""))
+    valid = _valid_type(key, wanted)
     return f"{key}: {first.rstrip('.')}; valid: {valid}" if valid else f"{key}: {first}"
 
 
+def _override_text(value) -> str:
+    """A value as the command line wrote it: `5`, `abc`, `true`."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _valid_type(key: str, wanted: str | None) -> str | None:
+    """What is valid for a value of the wrong type: the type, in words; for the seed also its range and seed=auto."""
+    if key == "seed" and wanted == "Integer":
+        from regbench.rules.validate import MAX_SEED
+        from regbench.sweeps.auto_seeds import AUTO
+
+        return f"an integer 0..{MAX_SEED}, or seed={AUTO} in a sweep (-m)"
+    return VALID_TYPES.get(wanted)
+
+
 # OmegaConf's wording of a value of the wrong type ("... could not be converted to Integer", "... is not a valid
-# bool", "... is not a ListConfig, list or tuple") -> what is valid there, in the line's words
+# bool", "... is not a ListConfig, list or tuple") -> what is valid there, in the line's words (a list: with an
+# example that fits the key, rules/config.list_example)
 _TYPE_WANTED = re.compile(r"converted to (\w+)|not a valid (bool)|(ListConfig)")
-VALID_TYPES = {"Integer": "an integer", "Float": "a number", "bool": "true or false",
-               "ListConfig": "a list, e.g. [64,64]"}
+VALID_TYPES = {"Integer": "an integer", "Float": "a number", "bool": "true or false"}

@@ -281,6 +281,21 @@ FLOAT_KEYS = tuple(key for key, f in _leaf_fields() if "float" in str(f.type))  
 # Keys added after runs were written (module docstring): key -> its schema default.
 ADDED_KEYS = {key: (f.default_factory() if callable(f.default_factory) else f.default)
               for key, f in _leaf_fields() if f.metadata.get("added")}
+LIST_KEYS = tuple(key for key, f in _leaf_fields() if "list" in str(f.type))  # list[int], list[float] | None, ...
+# An example value of each list key whose default shows none (None, []) or not a typical one, for messages
+# (`optim.milestones=5 is not a list; valid: a list, e.g. optim.milestones=[10,20]`); every other list key's
+# example is its default (model.hidden=[256,256]). tests/test_bad_input.py checks that every list key has one.
+LIST_EXAMPLES = {"optim.milestones": [10, 20], "dropout.per_layer": [0.2, 0.5], "augment.ops": ["flip", "crop"],
+                 "report_format": ["png", "svg"]}
+
+
+def list_example(key: str) -> str | None:
+    """An example value of a list key in override syntax ('model.hidden' -> '[256,256]'); None for another key."""
+    if key not in LIST_KEYS:
+        return None
+    f = dict(_leaf_fields())[key]
+    value = LIST_EXAMPLES.get(key) or (f.default_factory() if callable(f.default_factory) else f.default)
+    return f"[{','.join(map(str, value))}]" if value else None
 
 
 # ---------------------------------------------------------------------------- validation
