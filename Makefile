@@ -22,7 +22,11 @@ run: $(STAMP)
 # the docs), on both cores; slow statistical and GPU tests are left for make test-all.
 # --dist loadfile: a test file runs on one worker, in order: the commands of a document (tests/e2e) need the
 # ones before them, and a module's shared fixtures are built once.
-PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+# OMP_NUM_THREADS=1: each of the two workers gets one core's share of torch's threads (torch reads it at start-up,
+# and so does every regbench process a test starts), as a parallel launcher gives each job its share. With torch's
+# default (every core) in both workers, their OpenMP threads spin-wait for each other: a two-step ResNet-110 test
+# took 26 s beside the other worker and 1.2 s alone.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 test: $(STAMP)
 	$(PYTEST) -m "not slow and not gpu"
 

@@ -69,7 +69,7 @@ def test_gpu_recipes_state_their_anchor_and_say_they_are_not_reproduced_here():
 @pytest.mark.parametrize("name", [n if "wrn" not in n else pytest.param(n, marks=pytest.mark.slow)
                                   for n in GPU_RECIPES])
 def test_a_gpu_recipe_trains_a_few_steps_on_small_cifar_files(name, cifar_root, tmp_path):
-    # the recipe's own model, optimizer, schedule and augmentation, on 50 images: 2 epochs of 2 steps of 16, on the
+    # the recipe's own model, optimizer, schedule and augmentation, on 50 images: 2 epochs of one step of 16, on the
     # CPU, its lr dropping after the first (a milestone at or beyond the epochs is refused: it would never act)
     with initialize_config_module(config_module="regbench.conf", version_base="1.3"):
         base = compose(config_name="config", overrides=[f"+experiment={name}"], return_hydra_config=True)
@@ -77,10 +77,10 @@ def test_a_gpu_recipe_trains_a_few_steps_on_small_cifar_files(name, cifar_root, 
         drop = {"multistep": ["optim.milestones=[1]"], "step": ["optim.step_size=1"]}.get(base.optim.schedule, [])
         cfg = compose(config_name="config", overrides=[
             f"+experiment={name}", *(f"{k}={v}" for k, v in grid.items()), f"dataset.root={cifar_root}",
-            "dataset.val_fraction=0.2", "dataset.train_size=32", "trainer.batch_size=16", "trainer.epochs=2", *drop,
+            "dataset.val_fraction=0.2", "dataset.train_size=16", "trainer.batch_size=16", "trainer.epochs=2", *drop,
             "trainer.train_eval_size=8", "trainer.progress=false", "trainer.device=cpu", "report=false",
             f"results_dir={tmp_path / 'runs'}"])
     cell = Cell(cfg=cfg)
     train([cell])
     assert cell.summary["status"] == "completed" and cell.summary["epochs_completed"] == 2
-    assert cell.summary["data"]["n_train"] == 32
+    assert cell.summary["data"]["n_train"] == 16

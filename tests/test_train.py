@@ -243,7 +243,7 @@ def test_deterministic_switch_sets_the_torch_flags(make_cfg, tmp_path, monkeypat
         torch.backends.cudnn.deterministic = False
 
 
-def test_small_models_get_one_cpu_thread_unless_told(make_cfg, tmp_path):
+def test_small_models_get_one_cpu_thread_unless_told(make_cfg, tmp_path, monkeypatch):
     from regbench.models import build_model, macs_per_example
 
     before = torch.get_num_threads()
@@ -262,6 +262,8 @@ def test_small_models_get_one_cpu_thread_unless_told(make_cfg, tmp_path):
     from regbench.engine import setup
 
     big = SMALL_MODEL_MACS // macs + 1  # a stack counts its cells: this many together are not small
+    # the process's default as on a 2-core machine, whatever OMP_NUM_THREADS this session runs with (make test: 1)
+    monkeypatch.setattr(setup, "_PROCESS_THREADS", 2)
     try:  # set every time, in either direction: one process may train a small cell, then a large stack
         for cells, expected in ((1, 1), (big - 1, 1), (big, setup._PROCESS_THREADS), (1, 1),
                                 (big, setup._PROCESS_THREADS)):
