@@ -486,6 +486,47 @@ def test_an_interrupted_report_leaves_no_half_report(tmp_path, sig, code):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
 
 
+LOST_STOP = """
+import os, signal, sys, weakref
+from regbench.cli import commands
+
+def body(argv):  # a command during which SIGTERM lands inside a weakref callback (as during any import)
+    class Thing:
+        pass
+    thing = Thing()
+    ref = weakref.ref(thing, lambda r: (os.kill(os.getpid(), signal.SIGTERM), [i for i in range(100000)]))
+    del thing  # the callback runs, the handler raises inside it, and Python prints and drops that exception
+    print("went on after the signal", flush=True)
+    return 0
+
+commands.dispatch = body
+sys.exit(commands.main(["report"]))
+"""
+
+
+def test_a_stop_whose_exception_python_lost_still_ends_the_command_in_one_line(tmp_path):
+    """Python drops an exception raised inside a weakref callback ("Exception ignored", a traceback, and the command
+    went on to exit 0: a report interrupted during its imports was written anyway). The stop is noted, so the
+    command still ends interrupted, with its one line and no traceback."""
+    proc = subprocess.run([sys.executable, "-c", LOST_STOP], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "went on after the signal" in proc.stdout  # the exception was lost where the signal landed
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip() == "regbench: interrupted; nothing half-written, rerun the command to write its output"
+
+
+def test_a_lost_stop_commits_no_staged_output(tmp_path):
+    from regbench.core import errors
+    from regbench.report.staging import staging
+
+    with pytest.raises(errors.Interrupted):
+        errors.stop(signal.SIGTERM)  # as the handler does; below, its exception is taken as lost
+    try:
+        with pytest.raises(errors.Interrupted), staging(tmp_path / "rep") as stage:
+            (stage / "report.md").write_text("whole, but after the stop")
+    finally:
+        errors.forget_stops()
+    assert list(tmp_path.iterdir()) == []  # neither the report nor its staging folder
+
 def test_ctrl_c_in_a_piped_sweeps_report_phase_ends_the_pipe_and_leaves_nothing_behind(tmp_path):
     """`regbench run -m … | tee log`, Ctrl-C while the sweep writes its own report: the pipeline ends (no
     process of it keeps the pipe open, so tee does not hang), regbench says one line, and no staging folder

@@ -28,7 +28,18 @@ from regbench.cli.hydra_errors import (
     yaml_error_message,
 )
 from regbench.cli.usage import SUBCOMMANDS, USAGE
-from regbench.core.errors import Abort, ConfigError, Interrupted, MachineFailure, RunIncomplete, machine_failure
+from regbench.core.errors import (
+    Abort,
+    ConfigError,
+    Interrupted,
+    MachineFailure,
+    RunIncomplete,
+    forget_stops,
+    machine_failure,
+    quiet_lost_stops,
+    raise_if_stopped,
+    stop,
+)
 from regbench.core.version import __version__
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -64,20 +75,26 @@ def main(argv: list[str] | None = None) -> int:
 def sigterm_interrupts():
     """SIGTERM raises Interrupted wherever the command is, as Ctrl-C raises KeyboardInterrupt: the clean-ups run (a
     report's staging folder, a sweep's multirun.yaml put back, claims released) and the one line is printed, where
-    the signal's default action left them and printed nothing. The training loop sets its own handler inside
-    (engine/setup.sigterm_raises / sigterm_deferred) and puts this one back."""
-    def handler(signum, frame):
-        raise Interrupted(f"signal {signum}")
-
+    the signal's default action left them and printed nothing. Both are noted as well (core/errors.stop), so a stop
+    whose exception Python lost (raised inside a weakref callback) still ends the command, without the lost
+    exception's traceback. The training loop sets its own SIGTERM handler inside (engine/setup.sigterm_raises /
+    sigterm_deferred) and puts this one back."""
+    forget_stops()
+    # SIGINT only where Python's own handler is in place (a background job's SIG_IGN stays)
+    signums = [signal.SIGTERM] + [signal.SIGINT] * (signal.getsignal(signal.SIGINT) is signal.default_int_handler)
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {signum: signal.signal(signum, stop) for signum in signums}
     except ValueError:  # not in the main thread (main() called from another thread): leave signals alone
         yield
         return
+    hook, sys.unraisablehook = sys.unraisablehook, quiet_lost_stops
     try:
         yield
+        raise_if_stopped()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def dispatch(argv: list[str]) -> int:

@@ -2,6 +2,8 @@
 
 import errno
 import logging
+import signal
+import sys
 
 
 class ConfigError(ValueError):
@@ -31,6 +33,44 @@ class Interrupted(BaseException):
     A BaseException, like KeyboardInterrupt: Hydra's job wrapper and a sweep's per-cell error
     handling catch Exception, and an interrupted sweep must stop, not go on to the next cell.
     """
+
+
+# Stop signals received by this command. A handler raises its exception where the signal lands; Python runs a
+# signal handler between any two bytecodes, also inside a weakref callback or __del__ (importlib's module-lock
+# callback, during every import), and an exception raised there is printed as "Exception ignored" and lost: the
+# command would go on and exit 0. So each stop is also noted here (one per process: signals are a process's), and
+# what commits a command's output (report staging) and the command's end call raise_if_stopped().
+_stops: list[int] = []
+
+
+def stop(signum: int, frame=None):
+    """A signal handler: note the stop, then raise it (KeyboardInterrupt for SIGINT, as Python's own handler)."""
+    _stops.append(signum)
+    _raise(signum)
+
+
+def raise_if_stopped() -> None:
+    """Raise a stop noted earlier whose exception was lost (see _stops)."""
+    if _stops:
+        _raise(_stops[0])
+
+
+def forget_stops() -> None:
+    """A new command starts (regbench.cli.main may run several in one process)."""
+    _stops.clear()
+
+
+def _raise(signum: int):
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Interrupted(f"signal {signum}")
+
+
+def quiet_lost_stops(unraisable) -> None:
+    """sys.unraisablehook while a command runs: a stop lost where Python cannot raise (see _stops) is noted and
+    raised later, so its "Exception ignored ... Traceback" is not printed; anything else is, as by default."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt | Interrupted):
+        sys.__unraisablehook__(unraisable)
 
 
 # errno values that mean the machine, not regbench or the config, stopped a write: no space,

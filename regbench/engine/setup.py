@@ -16,7 +16,7 @@ import signal
 import torch
 from omegaconf import DictConfig
 
-from regbench.core.errors import ConfigError, Interrupted
+from regbench.core.errors import ConfigError, Interrupted, stop
 from regbench.core.model_kinds import CONV_MODELS
 from regbench.data import build_splits
 from regbench.data.augment import build_augment
@@ -66,11 +66,9 @@ def on_sigterm(handler):
 
 
 def sigterm_raises():
-    """Turn SIGTERM into an exception so the run can write `interrupted` before exiting."""
-    def handler(signum, frame):
-        raise Interrupted(f"signal {signum}")
-
-    return on_sigterm(handler)
+    """Turn SIGTERM into an exception so the run can write `interrupted` before exiting (noted too, so that one
+    lost inside a weakref callback still ends the command: core/errors.stop)."""
+    return on_sigterm(stop)
 
 
 @contextlib.contextmanager

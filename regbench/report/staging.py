@@ -8,7 +8,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from regbench.core.errors import ConfigError, MachineFailure, machine_failure
+from regbench.core.errors import ConfigError, MachineFailure, machine_failure, raise_if_stopped
 
 
 @contextlib.contextmanager
@@ -24,6 +24,7 @@ def staging(out: Path, what: str = "the report"):
     try:
         stage.mkdir(parents=True)
         yield stage
+        raise_if_stopped()  # a stop whose exception was lost mid-drawing (core/errors.py): not committed either
         out.mkdir(parents=True, exist_ok=True)
         for path in sorted(stage.iterdir()):
             os.replace(path, out / path.name)
