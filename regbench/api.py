@@ -166,8 +166,9 @@ def _hydra_isolated():
 def _regbench_run(args: list[str]) -> None:
     """`regbench run ARGS` in this process; ConfigError carries the CLI's one-line message."""
     from regbench.cli.commands import run_command
+    from regbench.core.errors import stops_of_this_command
 
-    with _hydra_isolated():
+    with _hydra_isolated(), stops_of_this_command():
         try:
             run_command(args)
         except ConfigError as exc:

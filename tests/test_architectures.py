@@ -207,10 +207,9 @@ REFUSED = [  # (overrides, the start of the one-line error)
     # drops inside the warm-up would all land at its end (milestones [2] and [4] would train the same)
     (["optim.schedule=multistep", "optim.milestones=[2,8]", "optim.warmup_epochs=5", "trainer.epochs=10"],
      "optim.milestones=[2,8] has no effect at epoch 2 inside optim.warmup_epochs=5"),
-    (["optim.schedule=step", "optim.step_size=2", "optim.warmup_epochs=5", "trainer.epochs=10"],
-     "optim.step_size=2 has no effect inside optim.warmup_epochs=5"),
-    (["optim.schedule=step", "optim.warmup_epochs=12", "trainer.epochs=20"],
-     "optim.schedule=step has no effect with optim.step_size=10 inside optim.warmup_epochs=12"),
+    (["optim.schedule=multistep", "optim.milestones=[3]", "optim.warmup_epochs=5", "trainer.epochs=5"],
+     "optim.milestones=[3] has no effect at epoch 3 inside optim.warmup_epochs=5 (the warm-up sets the lr until "
+     "then); valid: optim.warmup_epochs < trainer.epochs=5"),
     (["optim.schedule=cosine", "optim.warmup_epochs=3", "trainer.epochs=3"],
      "optim.schedule=cosine has no effect with optim.warmup_epochs=3 and trainer.epochs=3 (the warm-up takes"),
     (["optim.schedule=step", "optim.step_size=2", "optim.gamma=1"],
@@ -242,7 +241,9 @@ def test_what_acts_is_accepted(make_cfg):
     for overrides in (["model=vit", "trainer.batch_size=1"], ["model=resnet", "reg.drop_path=0.1", "eval.mc_samples=5"],
                       ["dropout=standard", "dropout.p=0", "dropout.p_input=0.2", "eval.mc_samples=5"],
                       ["optim.schedule=multistep", "optim.milestones=[5]", "optim.warmup_epochs=5"],
-                      ["optim.schedule=cosine", "optim.warmup_epochs=2", "trainer.epochs=3"]):
+                      ["optim.schedule=cosine", "optim.warmup_epochs=2", "trainer.epochs=3"],
+                      # step drops inside the warm-up fold into one at its end, then go on: they act
+                      ["optim.schedule=step", "optim.step_size=2", "optim.warmup_epochs=5", "trainer.epochs=10"]):
         cfg = make_cfg(*overrides)
         validate(cfg)
         check_effective(cfg)

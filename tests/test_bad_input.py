@@ -163,6 +163,8 @@ INSTALLED_SAMPLE = [
     # BatchNorm skips a batch of one: at batch size 1 a ResNet would "complete" without a single step
     (["run", "model=resnet", "model.depth=8", "trainer.batch_size=1"], ["trainer.batch_size=1", "batchnorm=false"]),
     (["run", "augment=color_jitter", "augment.saturation=0.5"], ["augment.saturation=0.5", "1-channel", "RGB"]),
+    (["run", "-m", "augment=color_jitter", "augment.saturation=0.5,0.7"],
+     ["augment.saturation=0.5", "1-channel", "in every cell with this value"]),
     (["run", "-m", "optim.schedule=multistep", "optim.milestones=[1],[5]", "trainer.epochs=3"],
      ["optim.milestones=[5]", "epoch 5", "in every cell with this value"]),
     # options, types and sweep-only settings (each was Hydra's usage block, OmegaConf's wording, or ignored)
@@ -422,3 +424,11 @@ def test_logger_missing_extra_is_one_line(cli, tmp_path, monkeypatch):
     code, out, err = cli("run", *FAST, "logger=[csv,mlflow]")
     _assert_one_line(code, out, err, ["logger=mlflow", 'pip install -e ".[mlflow]"', "logger=csv"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_saturation_that_acts_in_some_cells_of_a_sweep_passes(cli, tmp_path):
+    # the grid rule for the one check that needs the data: the 3-channel cell uses it, the 1-channel one ignores it
+    code, out, err = cli("run", "-m", "dataset=synthetic", "dataset.shape=[1,8,8],[3,8,8]", "dataset.train_size=100",
+                         "augment=color_jitter", "augment.saturation=0.5", "trainer.epochs=1", "trainer.progress=false",
+                         "report=false", f"results_dir={tmp_path / 'runs'}")
+    assert code == 0 and "2 completed" in out, err

@@ -518,14 +518,16 @@ def test_a_lost_stop_commits_no_staged_output(tmp_path):
     from regbench.core import errors
     from regbench.report.staging import staging
 
-    with pytest.raises(errors.Interrupted):
-        errors.stop(signal.SIGTERM)  # as the handler does; below, its exception is taken as lost
-    try:
+    with errors.stops_of_this_command():
+        with pytest.raises(errors.Interrupted):
+            errors.stop(signal.SIGTERM)  # as the handler does; below, its exception is taken as lost
         with pytest.raises(errors.Interrupted), staging(tmp_path / "rep") as stage:
             (stage / "report.md").write_text("whole, but after the stop")
-    finally:
-        errors.forget_stops()
     assert list(tmp_path.iterdir()) == []  # neither the report nor its staging folder
+    with staging(tmp_path / "rep") as stage:  # the next command: that stop was its predecessor's
+        (stage / "report.md").write_text("whole")
+    assert (tmp_path / "rep" / "report.md").read_text() == "whole"
+
 
 def _staged_report(runs: Path) -> bool:
     """Is a sweep's report being written (its staging folder, .report.<hex>.tmp, in the sweep's folder)? Folders

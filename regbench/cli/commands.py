@@ -34,11 +34,11 @@ from regbench.core.errors import (
     Interrupted,
     MachineFailure,
     RunIncomplete,
-    forget_stops,
     machine_failure,
     quiet_lost_stops,
     raise_if_stopped,
     stop,
+    stops_of_this_command,
 )
 from regbench.core.version import __version__
 
@@ -79,7 +79,6 @@ def sigterm_interrupts():
     whose exception Python lost (raised inside a weakref callback) still ends the command, without the lost
     exception's traceback. The training loop sets its own SIGTERM handler inside (engine/setup.sigterm_raises /
     sigterm_deferred) and puts this one back."""
-    forget_stops()
     # SIGINT only where Python's own handler is in place (a background job's SIG_IGN stays)
     signums = [signal.SIGTERM] + [signal.SIGINT] * (signal.getsignal(signal.SIGINT) is signal.default_int_handler)
     try:
@@ -89,8 +88,9 @@ def sigterm_interrupts():
         return
     hook, sys.unraisablehook = sys.unraisablehook, quiet_lost_stops
     try:
-        yield
-        raise_if_stopped()
+        with stops_of_this_command():
+            yield
+            raise_if_stopped()
     finally:
         sys.unraisablehook = hook
         for signum, handler in previous.items():

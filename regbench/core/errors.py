@@ -1,5 +1,6 @@
 """Errors that the CLI turns into one line on stderr: exit code 2 (bad input) or 1 (the machine)."""
 
+import contextlib
 import errno
 import logging
 import signal
@@ -55,9 +56,15 @@ def raise_if_stopped() -> None:
         _raise(_stops[0])
 
 
-def forget_stops() -> None:
-    """A new command starts (regbench.cli.main may run several in one process)."""
+@contextlib.contextmanager
+def stops_of_this_command():
+    """The stops noted inside belong to one command (the command line's, or one regbench.run / regbench.sweep call):
+    forgotten when it starts and when it ends, so one process can run the next command after an interrupted one."""
     _stops.clear()
+    try:
+        yield
+    finally:
+        _stops.clear()
 
 
 def _raise(signum: int):

@@ -106,16 +106,30 @@ def check_config(cfg: DictConfig, data=None):
     return device, data
 
 
-def check_colour(cfg: DictConfig, data) -> None:
-    """augment.saturation set above 0 on images without 3 (RGB) channels is refused: color_jitter leaves it out
-    there (data/augment_ops.py), so it would do nothing. Its default is never refused (the recipe's, on any data)."""
+def colour_unused(cfg: DictConfig, data) -> str | None:
+    """Why augment.saturation cannot act here, or None: set above 0 (and away from its default, which is never
+    refused) on images without 3 (RGB) channels, where color_jitter leaves it out (data/augment_ops.py)."""
     from regbench.rules.active import default
 
     saturation = cfg.augment.saturation
     if ("color_jitter" in cfg.augment.ops and data.kind == "image" and data.input_shape[0] != 3
             and saturation > 0 and saturation != default("augment.saturation", cfg)):
-        raise ConfigError(f"augment.saturation={saturation} has no effect on {data.input_shape[0]}-channel images "
-                          "(saturation mixes R, G and B); valid: a 3-channel (RGB) dataset, or leave it unset")
+        return (f"augment.saturation={saturation} has no effect on {data.input_shape[0]}-channel images (saturation "
+                "mixes R, G and B); valid: a 3-channel (RGB) dataset, or leave it unset")
+    return None
+
+
+def check_colour(cfg: DictConfig, data) -> None:
+    """A single run (`regbench run` without -m, regbench.run) refuses a saturation that cannot act. A sweep's cell
+    does not: like every setting, it is refused only where it acts in no cell of the grid holding it
+    (sweeps/multirun.preflight, which sees every cell's data)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    single = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
+    reason = colour_unused(cfg, data) if single else None
+    if reason:
+        raise ConfigError(reason)
 
 
 # Bytes a parameter costs in training: float32 weights, their gradients and Adam's two moments.

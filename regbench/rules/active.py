@@ -149,19 +149,16 @@ def _rules() -> list[Rule]:
              lambda c, k: f"with {'' if k == 'optim.step_size' else f'optim.step_size={c.optim.step_size} and '}"
                           f"trainer.epochs={c.trainer.epochs} "
                           f"(the lr would never drop); valid: {_drop_room(c, 'optim.step_size=')}"),
-        # the warm-up sets the lr until its last epoch: drops scheduled inside it would all land at its end at once
-        # (milestones [2] and [4] under a 5-epoch warm-up train the same), and a cosine schedule after a warm-up as
-        # long as the run never starts
+        # the warm-up sets the lr until its last epoch: a milestone inside it lands at its end (milestones [2] and
+        # [4] under a 5-epoch warm-up train the same). (A step schedule's drops inside it still act: they fold into
+        # one drop at its end, then go on every step_size epochs.) A cosine schedule after a warm-up as long as the
+        # run never starts.
         Rule(("optim.milestones",), lambda c, k: c.optim.schedule != "multistep" or _warm_drops(c) == [],
              lambda c, k: f"at epoch {'|'.join(map(str, _warm_drops(c)))} inside optim.warmup_epochs="
-                          f"{c.optim.warmup_epochs} (the warm-up sets the lr until then); valid: milestones from "
-                          f"{c.optim.warmup_epochs} on, or a shorter warm-up"),
-        Rule(("optim.step_size", "optim.schedule"),
-             lambda c, k: c.optim.schedule != "step" or c.optim.step_size >= c.optim.warmup_epochs,
-             lambda c, k: f"{'' if k == 'optim.step_size' else f'with optim.step_size={c.optim.step_size} '}inside "
-                          f"optim.warmup_epochs={c.optim.warmup_epochs} (its drops before epoch "
-                          f"{c.optim.warmup_epochs} would all land at the warm-up's end); valid: optim.step_size >= "
-                          f"{c.optim.warmup_epochs}, or a shorter warm-up"),
+                          f"{c.optim.warmup_epochs} (the warm-up sets the lr until then); valid: "
+                          + (f"milestones {c.optim.warmup_epochs}..{c.trainer.epochs - 1}, or a shorter warm-up"
+                             if c.optim.warmup_epochs < c.trainer.epochs else
+                             f"optim.warmup_epochs < trainer.epochs={c.trainer.epochs} (it takes the whole run)")),
         Rule(("optim.schedule",),
              lambda c, k: c.optim.schedule != "cosine" or c.optim.warmup_epochs < c.trainer.epochs,
              lambda c, k: f"with optim.warmup_epochs={c.optim.warmup_epochs} and trainer.epochs="
