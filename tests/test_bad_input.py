@@ -164,7 +164,7 @@ INSTALLED_SAMPLE = [
     (["run", "model=resnet", "model.depth=8", "trainer.batch_size=1"], ["trainer.batch_size=1", "batchnorm=false"]),
     (["run", "augment=color_jitter", "augment.saturation=0.5"], ["augment.saturation=0.5", "1-channel", "RGB"]),
     (["run", "-m", "augment=color_jitter", "augment.saturation=0.5,0.7"],
-     ["augment.saturation=0.5", "1-channel", "in every cell with this value"]),
+     ["augment.saturation=0.5", "1-channel", "in every cell of the sweep"]),
     (["run", "-m", "optim.schedule=multistep", "optim.milestones=[1],[5]", "trainer.epochs=3"],
      ["optim.milestones=[5]", "epoch 5", "in every cell with this value"]),
     # options, types and sweep-only settings (each was Hydra's usage block, OmegaConf's wording, or ignored)

@@ -96,7 +96,6 @@ def check_config(cfg: DictConfig, data=None):
         data = build_splits(cfg.dataset, device)
         warn_small_split(cfg, data)
     build_augment(cfg.augment, data.kind, data.num_classes)
-    check_colour(cfg, data)
     check_model_fits(cfg, data, device)  # builds the model (on the meta device): shape/combination errors too
     if cfg.trainer.channels_last and not (cfg.model.name in CONV_MODELS and data.kind == "image"):
         raise ConfigError("trainer.channels_last=true needs a 2-D convolutional network "
@@ -119,17 +118,13 @@ def colour_unused(cfg: DictConfig, data) -> str | None:
     return None
 
 
-def check_colour(cfg: DictConfig, data) -> None:
-    """A single run (`regbench run` without -m, regbench.run) refuses a saturation that cannot act. A sweep's cell
-    does not: like every setting, it is refused only where it acts in no cell of the grid holding it
-    (sweeps/multirun.preflight, which sees every cell's data)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    single = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
-    reason = colour_unused(cfg, data) if single else None
-    if reason:
-        raise ConfigError(reason)
+def refuse_unused_colour(cfg: DictConfig) -> None:
+    """A single run's refusal of a saturation that cannot act (sweeps/hydra_app.py, beside check_effective); a
+    sweep's is its preflight's, by the grid rule (rules/active.check_grid), where every cell's data is known."""
+    if "color_jitter" in cfg.augment.ops:  # only then is the data needed (cached: check_config finds it again)
+        reason = colour_unused(cfg, build_splits(cfg.dataset, pick_device(cfg.trainer.device)))
+        if reason:
+            raise ConfigError(reason)
 
 
 # Bytes a parameter costs in training: float32 weights, their gradients and Adam's two moments.

@@ -302,14 +302,17 @@ def check_effective(cfg: DictConfig) -> None:
         raise ConfigError(next(iter(problems.values())))
 
 
-def check_grid(cfgs: list[DictConfig]) -> None:
+def check_grid(cfgs: list[DictConfig], found: list[dict[str, str]] | None = None) -> None:
     """A sweep: refuse a value of a key that acts in no cell holding it (`dropout.p=0,0.3` with dropout=none;
     `optim.milestones=[1],[5]` with trainer.epochs=3: the [5] cells never drop). A value that acts in some
     cells and not others (`dropout=none,standard dropout.p=0.3`: the baseline cell ignores p) is an ordinary
     shared setting and passes, also where it equals the acting cell's default (`model=resnet,vit
-    model.batchnorm=true`: the ResNet's BatchNorm is on)."""
+    model.batchnorm=true`: the ResNet's BatchNorm is on). `found`: per cell, more {key: message} that cannot
+    act there, from checks that need the cell's data (engine/setup.colour_unused), judged by the same rule."""
     plain = [plain_config(cfg) for cfg in cfgs]
     per_cell = [ineffective(cfg, values) for cfg, values in zip(cfgs, plain, strict=True)]
+    for problems, more in zip(per_cell, found or [{}] * len(cfgs), strict=True):
+        problems.update({key: message for key, message in more.items() if key not in problems})
     rules, decided, acting_in = _rules(), set(), {}
     for problems, cell in zip(per_cell, plain, strict=True):
         for key, message in problems.items():

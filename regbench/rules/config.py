@@ -251,6 +251,10 @@ def schema_keys(path: str = "") -> list[str]:
     return [f.name for f in dataclasses.fields(node)] if node is not None else []
 
 
+def _field_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
 def _leaf_fields(node=Config, prefix: str = ""):
     """(dotted key, dataclass field) for every value key of the schema, e.g. ('dropout.p', Field)."""
     for f in dataclasses.fields(node):
@@ -279,8 +283,7 @@ NOT_HASHED_KEYS = keys_with_role(NOT_HASHED)  # left out of config_hash and of a
 NOT_COMPARED_KEYS = NOT_HASHED_KEYS | {key for key, f in _leaf_fields() if not f.metadata.get("compared", True)}
 FLOAT_KEYS = tuple(key for key, f in _leaf_fields() if "float" in str(f.type))  # float, float | None, list[float]
 # Keys added after runs were written (module docstring): key -> its schema default.
-ADDED_KEYS = {key: (f.default_factory() if callable(f.default_factory) else f.default)
-              for key, f in _leaf_fields() if f.metadata.get("added")}
+ADDED_KEYS = {key: _field_default(f) for key, f in _leaf_fields() if f.metadata.get("added")}
 LIST_KEYS = tuple(key for key, f in _leaf_fields() if "list" in str(f.type))  # list[int], list[float] | None, ...
 # An example value of each list key whose default shows none (None, []) or not a typical one, for messages
 # (`optim.milestones=5 is not a list; valid: a list, e.g. optim.milestones=[10,20]`); every other list key's
@@ -294,7 +297,7 @@ def list_example(key: str) -> str | None:
     if key not in LIST_KEYS:
         return None
     f = dict(_leaf_fields())[key]
-    value = LIST_EXAMPLES.get(key) or (f.default_factory() if callable(f.default_factory) else f.default)
+    value = LIST_EXAMPLES.get(key) or _field_default(f)
     return f"[{','.join(map(str, value))}]" if value else None
 
 

@@ -39,6 +39,9 @@ def entry(cfg: DictConfig) -> dict:
         if hc.mode != RunMode.MULTIRUN:  # a sweep's grid was checked as a whole by its preflight
             validate(cfg)  # ranges and names first: they name the bad value more precisely
             check_effective(cfg)
+            from regbench.engine.setup import refuse_unused_colour
+
+            refuse_unused_colour(cfg)  # the one such check that needs the data (its channels)
         summary = resume_or_run(cfg, command, overrides)
     except ConfigError as exc:
         raise Abort(str(exc)) from None

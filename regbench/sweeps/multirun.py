@@ -57,17 +57,15 @@ def preflight(sweep_cfg: DictConfig, job_cfgs: list[DictConfig]) -> None:
     from regbench.engine.train import check_config
 
     datasets: dict = {}  # one load per distinct dataset config (loads are cached in-process too)
-    unused: dict[float, list[str | None]] = {}  # saturation value -> why it cannot act, per cell holding it
+    unused: list[dict[str, str]] = []  # per cell, what cannot act there given its data (the grid rule judges it)
     for cfg in job_cfgs:
         key = repr(sorted(cfg.dataset.items()))
         _, datasets[key] = check_config(cfg, datasets.get(key))
-        unused.setdefault(cfg.augment.saturation, []).append(colour_unused(cfg, datasets[key]))
+        reason = colour_unused(cfg, datasets[key])
+        unused.append({"augment.saturation": reason} if reason else {})
     if not job_cfgs:
         raise ConfigError("the sweep has no runs; valid: at least one value per swept key")
-    check_grid(job_cfgs)
-    for reasons in unused.values():  # the grid rule for the one check that needs the data (its channels)
-        if all(reasons):
-            raise ConfigError(f"{reasons[0]} (in every cell with this value)")
+    check_grid(job_cfgs, unused)
 
 
 def refuse_repeated_values(overrides) -> None:
